@@ -1,0 +1,221 @@
+//! The accept loop and the per-connection reader and writer tasks.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::{BufMut, BytesMut};
+use futures::StreamExt;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::codec::FramedRead;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::codec::{FrameCodec, Inbound};
+use crate::outbound::{Out, Outbound, OutboundRx};
+
+/// Whether to keep reading from a connection after a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Go on.
+    Continue,
+    /// Close the connection after what is queued has been written.
+    Close,
+}
+
+/// What the network layer calls for each connection.
+pub trait Handler: Send + Sync + 'static {
+    /// Per-connection state, owned by the connection's reader task.
+    type Conn: Send + 'static;
+
+    /// A connection was accepted.
+    fn open(&self, id: u64, peer: SocketAddr, out: Outbound) -> Self::Conn;
+
+    /// One inbound frame (or an over-long one).
+    fn frame(&self, conn: &mut Self::Conn, frame: Inbound) -> impl Future<Output = Flow> + Send;
+
+    /// The node is shutting down: say goodbye through the queue if the client understands it.
+    fn shutting_down(&self, conn: &mut Self::Conn);
+
+    /// The connection is over, for whatever reason: clean up.
+    fn close(&self, conn: Self::Conn) -> impl Future<Output = ()> + Send;
+}
+
+/// Limits of the network layer.
+#[derive(Debug, Clone)]
+pub struct NetConfig {
+    /// Longest inbound frame in bytes.
+    pub max_frame: usize,
+    /// Frames queued per connection before the client counts as not reading.
+    pub outbound_queue: usize,
+    /// Connections served at once; more are closed at accept.
+    pub max_connections: usize,
+    /// How long a closing connection may take to write what is queued.
+    pub linger: Duration,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        NetConfig {
+            max_frame: 64 * 1024,
+            outbound_queue: 1024,
+            max_connections: 20_000,
+            linger: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Accepts connections until `shutdown` fires, then waits for every
+/// connection task (each of which runs [`Handler::close`]).
+pub async fn serve<H: Handler>(
+    listener: TcpListener,
+    handler: Arc<H>,
+    config: NetConfig,
+    shutdown: CancellationToken,
+) {
+    let tracker = TaskTracker::new();
+    let slots = Arc::new(Semaphore::new(config.max_connections));
+    let next_id = AtomicU64::new(1);
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            () = shutdown.cancelled() => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            warn!(%peer, limit = config.max_connections, "connection limit reached; refusing");
+            drop(stream);
+            continue;
+        };
+        let id = next_id.fetch_add(1, Ordering::Relaxed);
+        let handler = handler.clone();
+        let config = config.clone();
+        let shutdown = shutdown.clone();
+        let span = info_span!("conn", id, %peer);
+        tracker.spawn(
+            async move {
+                run_connection(stream, peer, id, handler, config, shutdown).await;
+                drop(permit);
+            }
+            .instrument(span),
+        );
+    }
+    drop(listener);
+    tracker.close();
+    tracker.wait().await;
+}
+
+async fn run_connection<H: Handler>(
+    stream: TcpStream,
+    peer: SocketAddr,
+    id: u64,
+    handler: Arc<H>,
+    config: NetConfig,
+    shutdown: CancellationToken,
+) {
+    debug!("connected");
+    let _ = stream.set_nodelay(true);
+    let (read, write) = stream.into_split();
+    let (out, rx) = Outbound::channel(config.outbound_queue);
+    let writer = tokio::spawn(write_loop(write, rx).in_current_span());
+    let mut conn = handler.open(id, peer, out.clone());
+    let mut frames = FramedRead::with_capacity(read, FrameCodec::new(config.max_frame), 512);
+    loop {
+        let next = tokio::select! {
+            biased;
+            () = out.closer_cancelled() => break,
+            () = shutdown.cancelled() => {
+                handler.shutting_down(&mut conn);
+                break;
+            }
+            next = frames.next() => next,
+        };
+        match next {
+            Some(Ok(inbound)) => {
+                if handler.frame(&mut conn, inbound).await == Flow::Close {
+                    break;
+                }
+            }
+            Some(Err(e)) => {
+                debug!(error = %e, "read failed");
+                break;
+            }
+            None => break,
+        }
+    }
+    handler.close(conn).await;
+    // Let the writer finish what is queued (a last error, a goodbye), then stop it.
+    let flushed = tokio::time::timeout(config.linger, out.flushed()).await;
+    if !matches!(flushed, Ok(true)) {
+        debug!("closing with frames unwritten");
+    }
+    out.close();
+    let _ = writer.await;
+    info!("disconnected");
+}
+
+impl Outbound {
+    async fn closer_cancelled(&self) {
+        self.closer.cancelled().await;
+    }
+}
+
+/// Drains the queue into the socket, batching whatever is ready into one write.
+async fn write_loop(mut write: tokio::net::tcp::OwnedWriteHalf, mut rx: OutboundRx) {
+    let mut buf = BytesMut::new();
+    let mut waiting: Vec<tokio::sync::oneshot::Sender<()>> = Vec::new();
+    loop {
+        let first = tokio::select! {
+            item = rx.rx.recv() => item,
+            () = rx.closer.cancelled() => None,
+        };
+        let Some(first) = first else { break };
+        let mut item = Some(first);
+        while let Some(next) = item.take() {
+            match next {
+                Out::Frame(frame) => {
+                    buf.reserve(frame.len() + 1);
+                    buf.put_slice(&frame);
+                    buf.put_u8(b'\n');
+                }
+                Out::Flushed(done) => waiting.push(done),
+            }
+            if buf.len() < 64 * 1024 {
+                item = rx.rx.try_recv().ok();
+            }
+        }
+        if !buf.is_empty() {
+            let written = tokio::select! {
+                r = write.write_all(&buf) => r,
+                () = rx.closer.cancelled() => break,
+            };
+            if let Err(e) = written {
+                debug!(error = %e, "write failed");
+                rx.closer.cancel();
+                break;
+            }
+            buf.clear();
+            // Give a large buffer back after a burst, so idle connections stay small.
+            if buf.capacity() > 16 * 1024 {
+                buf = BytesMut::new();
+            }
+        }
+        for done in waiting.drain(..) {
+            let _ = done.send(());
+        }
+    }
+    let _ = write.shutdown().await;
+}

@@ -1,0 +1,103 @@
+//! Wire types of the chat protocol, shared by server and client.
+//!
+//! This crate knows the JSON shapes of ORIGINAL.md §(a) and of our opt-in
+//! extension (docs/PROTOCOL.md). It does no I/O and knows nothing of framing:
+//! `chat-net` cuts the byte stream into frames, this crate turns one frame
+//! into a typed [`Request`] and typed replies into compact JSON.
+
+mod ids;
+mod reply;
+mod request;
+
+pub use ids::{GroupId, UserId};
+pub use reply::{
+    Ack, ChatPush, ErrorCode, FriendEntry, GroupChatPush, GroupEntry, LoginOk, MemberEntry, Notice, Role,
+    ack_error, encode, ping, reg_ok,
+};
+pub use request::{DecodeError, Request, decode_request};
+
+/// Numeric message ids. 1–10 are the original's `EnMsgType`; 11–14 are the extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum MsgId {
+    /// Client asks to log in.
+    Login = 1,
+    /// Server answers a login.
+    LoginAck = 2,
+    /// Client logs out (no reply in the original).
+    Loginout = 3,
+    /// Client registers a new account.
+    Reg = 4,
+    /// Server answers a registration.
+    RegAck = 5,
+    /// One-to-one chat, client to server and forwarded to the recipient.
+    OneChat = 6,
+    /// Add a friend (no reply in the original).
+    AddFriend = 7,
+    /// Create a group (no reply in the original).
+    CreateGroup = 8,
+    /// Join a group (no reply in the original).
+    AddGroup = 9,
+    /// Group chat, client to server and forwarded to the members.
+    GroupChat = 10,
+    /// Extension: the outcome of a request that has no ack of its own.
+    Ack = 11,
+    /// Extension: server asks an extension client whether it is alive.
+    Ping = 12,
+    /// Extension: client answers a ping.
+    Pong = 13,
+    /// Extension: server tells an extension client something about the connection.
+    Notice = 14,
+}
+
+impl MsgId {
+    /// The msgid for a number, if it is one we know.
+    pub fn from_number(n: i64) -> Option<MsgId> {
+        Some(match n {
+            1 => MsgId::Login,
+            2 => MsgId::LoginAck,
+            3 => MsgId::Loginout,
+            4 => MsgId::Reg,
+            5 => MsgId::RegAck,
+            6 => MsgId::OneChat,
+            7 => MsgId::AddFriend,
+            8 => MsgId::CreateGroup,
+            9 => MsgId::AddGroup,
+            10 => MsgId::GroupChat,
+            11 => MsgId::Ack,
+            12 => MsgId::Ping,
+            13 => MsgId::Pong,
+            14 => MsgId::Notice,
+            _ => return None,
+        })
+    }
+
+    /// The number on the wire.
+    pub fn number(self) -> u8 {
+        self as u8
+    }
+}
+
+impl serde::Serialize for MsgId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u8(self.number())
+    }
+}
+
+/// The original's errmsg for a bad id or password (errno 1 on LOGIN_MSG_ACK).
+pub const ERRMSG_LOGIN_INVALID: &str = "id or password is invalid!";
+/// The original's errmsg for a user already online (errno 2 on LOGIN_MSG_ACK).
+pub const ERRMSG_ACCOUNT_IN_USE: &str = "this account is using, input another!";
+/// The original's errmsg for a failed registration (errno 1 on REG_MSG_ACK).
+pub const ERRMSG_REG_FAILED: &str = "注册失败!";
+
+/// Longest user or group name, in characters (the original's VARCHAR(50)).
+pub const MAX_NAME_CHARS: usize = 50;
+/// Longest group description, in characters (the original's VARCHAR(200)).
+pub const MAX_DESC_CHARS: usize = 200;
+/// Longest password, in characters.
+pub const MAX_PASSWORD_CHARS: usize = 128;
+
+/// The server's clock in the original's `YYYY-MM-DD HH:MM:SS` form is made by the
+/// server; this is the format string both sides use.
+pub const TIME_FORMAT: &str = "%Y-%m-%d %H:%M:%S";

@@ -1,0 +1,410 @@
+//! Frames the server sends: acks, errors, forwarded chats, notices.
+//!
+//! Every frame is a compact JSON object whose keys come out in alphabetical
+//! order, as the original's nlohmann::json emitted them (structs list their
+//! fields alphabetically; `serde_json::Map` is a sorted map).
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::{GroupId, MsgId, UserId};
+
+/// Stable error numbers carried in `errno`. 1 and 2 are the original's; the
+/// rest belong to the extension (docs/PROTOCOL.md lists them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum ErrorCode {
+    /// Bad id or password at login; registration failed (the original's errno 1).
+    Invalid = 1,
+    /// The account is logged in elsewhere (the original's errno 2).
+    InUse = 2,
+    /// The request needs a logged-in connection.
+    NotLoggedIn = 3,
+    /// The frame is not a well-formed request.
+    BadRequest = 4,
+    /// No user has that id.
+    UnknownUser = 5,
+    /// No group has that id.
+    UnknownGroup = 6,
+    /// Only members of the group may do that.
+    NotMember = 7,
+    /// The name is taken.
+    NameTaken = 8,
+    /// A name, password, message or description is empty, too long or not allowed.
+    InvalidInput = 9,
+    /// The frame is longer than the server's limit.
+    FrameTooLong = 10,
+    /// This connection is already logged in.
+    AlreadyLoggedIn = 11,
+    /// Something failed inside the server; the log has the detail.
+    Internal = 12,
+    /// A service the server needs (the database) is unavailable; try again.
+    Unavailable = 13,
+    /// Too many requests; slow down.
+    RateLimited = 14,
+    /// The server is shutting down or closing this connection.
+    Closing = 15,
+}
+
+impl ErrorCode {
+    /// The number on the wire.
+    pub fn number(self) -> u8 {
+        self as u8
+    }
+}
+
+impl Serialize for ErrorCode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u8(self.number())
+    }
+}
+
+/// Serializes a frame to compact JSON (no delimiter; the codec adds it).
+pub fn encode<T: Serialize>(frame: &T) -> String {
+    // Serializing our own plain structs and maps cannot fail.
+    serde_json::to_string(frame).unwrap_or_default()
+}
+
+/// A forwarded ONE_CHAT (6), as the recipient gets it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ChatPush {
+    /// The sender's id (from the session, never from the request).
+    pub id: UserId,
+    /// The text.
+    pub msg: String,
+    /// Always 6.
+    pub msgid: u8,
+    /// The sender's name.
+    pub name: String,
+    /// Server time, `YYYY-MM-DD HH:MM:SS`.
+    pub time: String,
+    /// The recipient.
+    pub to: UserId,
+}
+
+/// A forwarded GROUP_CHAT (10), as each member gets it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct GroupChatPush {
+    /// The group.
+    pub groupid: GroupId,
+    /// The sender's id.
+    pub id: UserId,
+    /// The text.
+    pub msg: String,
+    /// Always 10.
+    pub msgid: u8,
+    /// The sender's name.
+    pub name: String,
+    /// Server time, `YYYY-MM-DD HH:MM:SS`.
+    pub time: String,
+}
+
+/// Extension ACK (11): the outcome of one request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Ack {
+    /// Why it failed, for people; absent on success.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errmsg: Option<String>,
+    /// 0 on success, else an [`ErrorCode`] number.
+    pub errno: u8,
+    /// The new group's id, on a successful CREATE_GROUP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub groupid: Option<GroupId>,
+    /// Always 11.
+    pub msgid: u8,
+    /// The msgid of the request this answers (0 when the frame had none).
+    pub re: i64,
+}
+
+impl Ack {
+    /// A success for request `re`.
+    pub fn ok(re: MsgId) -> Ack {
+        Ack { errmsg: None, errno: 0, groupid: None, msgid: MsgId::Ack.number(), re: re.number().into() }
+    }
+
+    /// A failure for request `re`.
+    pub fn error(re: i64, code: ErrorCode, errmsg: impl Into<String>) -> Ack {
+        Ack {
+            errmsg: Some(errmsg.into()),
+            errno: code.number(),
+            groupid: None,
+            msgid: MsgId::Ack.number(),
+            re,
+        }
+    }
+}
+
+/// An error on an ack of its own: LOGIN_MSG_ACK (2) or REG_MSG_ACK (5).
+pub fn ack_error(ack: MsgId, code: ErrorCode, errmsg: &str) -> String {
+    encode(&json!({ "errmsg": errmsg, "errno": code.number(), "msgid": ack.number() }))
+}
+
+/// REG_MSG_ACK success: `{"errno":0,"id":N,"msgid":5}`.
+pub fn reg_ok(id: UserId) -> String {
+    encode(&json!({ "errno": 0, "id": id, "msgid": MsgId::RegAck.number() }))
+}
+
+/// `online` or `offline`, as the original spells presence.
+fn state(online: bool) -> &'static str {
+    if online { "online" } else { "offline" }
+}
+
+/// A group member's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The user who created the group.
+    Creator,
+    /// Everyone who joined it.
+    Normal,
+}
+
+impl Role {
+    /// The original's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Creator => "creator",
+            Role::Normal => "normal",
+        }
+    }
+}
+
+/// One friend in a login ack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FriendEntry {
+    /// The friend's id.
+    pub id: UserId,
+    /// The friend's name.
+    pub name: String,
+    /// Whether the friend is online.
+    pub online: bool,
+}
+
+/// One member of a group in a login ack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberEntry {
+    /// The member's id.
+    pub id: UserId,
+    /// The member's name.
+    pub name: String,
+    /// Whether the member is online.
+    pub online: bool,
+    /// Creator or normal member.
+    pub role: Role,
+}
+
+/// One group in a login ack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupEntry {
+    /// The group's id.
+    pub id: GroupId,
+    /// Its unique name.
+    pub name: String,
+    /// Its description.
+    pub desc: String,
+    /// Its members, the logged-in user included.
+    pub members: Vec<MemberEntry>,
+}
+
+/// A successful LOGIN_MSG_ACK.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginOk {
+    /// The user's id.
+    pub id: UserId,
+    /// The user's name.
+    pub name: String,
+    /// Friends with their state.
+    pub friends: Vec<FriendEntry>,
+    /// Groups with their members.
+    pub groups: Vec<GroupEntry>,
+    /// Stored frames, oldest first, each the JSON text the user would have got live.
+    pub offline: Vec<String>,
+}
+
+impl LoginOk {
+    /// The ack frame. The original form nests lists as arrays of JSON *strings*
+    /// and leaves empty lists out; the extension form nests objects.
+    pub fn encode(&self, ext: bool) -> String {
+        let nest = |v: Value| if ext { v } else { Value::String(encode(&v)) };
+        let mut ack = serde_json::Map::new();
+        ack.insert("errno".into(), 0.into());
+        ack.insert("id".into(), json!(self.id));
+        ack.insert("msgid".into(), MsgId::LoginAck.number().into());
+        ack.insert("name".into(), self.name.clone().into());
+        let friends: Vec<Value> = self
+            .friends
+            .iter()
+            .map(|f| nest(json!({ "id": f.id, "name": f.name, "state": state(f.online) })))
+            .collect();
+        let groups: Vec<Value> = self
+            .groups
+            .iter()
+            .map(|g| {
+                let users: Vec<Value> = g
+                    .members
+                    .iter()
+                    .map(|m| {
+                        nest(json!({ "id": m.id, "name": m.name, "role": m.role.as_str(), "state": state(m.online) }))
+                    })
+                    .collect();
+                nest(json!({ "groupdesc": g.desc, "groupname": g.name, "id": g.id, "users": users }))
+            })
+            .collect();
+        let offline: Vec<Value> = self
+            .offline
+            .iter()
+            .map(|text| match serde_json::from_str::<Value>(text) {
+                Ok(v) if ext => v,
+                _ => Value::String(text.clone()),
+            })
+            .collect();
+        for (key, list) in [("friends", friends), ("groups", groups), ("offlinemsg", offline)] {
+            if ext || !list.is_empty() {
+                ack.insert(key.into(), Value::Array(list));
+            }
+        }
+        encode(&ack)
+    }
+}
+
+/// Extension NOTICE (14): the server is closing this connection, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Notice {
+    /// Why, for people.
+    pub errmsg: String,
+    /// The [`ErrorCode`] number.
+    pub errno: u8,
+    /// Always 14.
+    pub msgid: u8,
+}
+
+impl Notice {
+    /// A notice with a code and a readable reason.
+    pub fn new(code: ErrorCode, errmsg: impl Into<String>) -> Notice {
+        Notice { errmsg: errmsg.into(), errno: code.number(), msgid: MsgId::Notice.number() }
+    }
+}
+
+/// Extension PING (12).
+pub fn ping() -> String {
+    encode(&json!({ "msgid": MsgId::Ping.number() }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> LoginOk {
+        LoginOk {
+            id: UserId(1),
+            name: "a".into(),
+            friends: vec![FriendEntry { id: UserId(2), name: "b".into(), online: true }],
+            groups: vec![GroupEntry {
+                id: GroupId(3),
+                name: "g".into(),
+                desc: "d".into(),
+                members: vec![MemberEntry {
+                    id: UserId(1),
+                    name: "a".into(),
+                    online: true,
+                    role: Role::Creator,
+                }],
+            }],
+            offline: vec![r#"{"id":2,"msg":"x","msgid":6,"name":"b","time":"t","to":1}"#.into()],
+        }
+    }
+
+    #[test]
+    fn login_ack_original_shape_nests_strings() {
+        assert_eq!(
+            sample().encode(false),
+            r#"{"errno":0,"friends":["{\"id\":2,\"name\":\"b\",\"state\":\"online\"}"],"groups":["{\"groupdesc\":\"d\",\"groupname\":\"g\",\"id\":3,\"users\":[\"{\\\"id\\\":1,\\\"name\\\":\\\"a\\\",\\\"role\\\":\\\"creator\\\",\\\"state\\\":\\\"online\\\"}\"]}"],"id":1,"msgid":2,"name":"a","offlinemsg":["{\"id\":2,\"msg\":\"x\",\"msgid\":6,\"name\":\"b\",\"time\":\"t\",\"to\":1}"]}"#
+        );
+    }
+
+    #[test]
+    fn login_ack_original_leaves_out_empty_lists() {
+        let empty =
+            LoginOk { id: UserId(1), name: "a".into(), friends: vec![], groups: vec![], offline: vec![] };
+        assert_eq!(empty.encode(false), r#"{"errno":0,"id":1,"msgid":2,"name":"a"}"#);
+        assert_eq!(
+            empty.encode(true),
+            r#"{"errno":0,"friends":[],"groups":[],"id":1,"msgid":2,"name":"a","offlinemsg":[]}"#
+        );
+    }
+
+    #[test]
+    fn login_ack_extension_nests_objects() {
+        let v: Value = serde_json::from_str(&sample().encode(true)).expect("json");
+        assert_eq!(v["friends"][0]["state"], "online");
+        assert_eq!(v["groups"][0]["users"][0]["role"], "creator");
+        assert_eq!(v["offlinemsg"][0]["msg"], "x");
+    }
+
+    #[test]
+    fn pinned_error_frames() {
+        assert_eq!(
+            ack_error(MsgId::LoginAck, ErrorCode::Invalid, crate::ERRMSG_LOGIN_INVALID),
+            r#"{"errmsg":"id or password is invalid!","errno":1,"msgid":2}"#
+        );
+        assert_eq!(
+            ack_error(MsgId::LoginAck, ErrorCode::InUse, crate::ERRMSG_ACCOUNT_IN_USE),
+            r#"{"errmsg":"this account is using, input another!","errno":2,"msgid":2}"#
+        );
+        assert_eq!(
+            ack_error(MsgId::RegAck, ErrorCode::Invalid, crate::ERRMSG_REG_FAILED),
+            r#"{"errmsg":"注册失败!","errno":1,"msgid":5}"#
+        );
+        assert_eq!(reg_ok(UserId(7)), r#"{"errno":0,"id":7,"msgid":5}"#);
+        let codes = [
+            (ErrorCode::Invalid, 1),
+            (ErrorCode::InUse, 2),
+            (ErrorCode::NotLoggedIn, 3),
+            (ErrorCode::BadRequest, 4),
+            (ErrorCode::UnknownUser, 5),
+            (ErrorCode::UnknownGroup, 6),
+            (ErrorCode::NotMember, 7),
+            (ErrorCode::NameTaken, 8),
+            (ErrorCode::InvalidInput, 9),
+            (ErrorCode::FrameTooLong, 10),
+            (ErrorCode::AlreadyLoggedIn, 11),
+            (ErrorCode::Internal, 12),
+            (ErrorCode::Unavailable, 13),
+            (ErrorCode::RateLimited, 14),
+            (ErrorCode::Closing, 15),
+        ];
+        for (code, n) in codes {
+            assert_eq!(code.number(), n);
+        }
+        assert_eq!(encode(&Ack::ok(MsgId::AddFriend)), r#"{"errno":0,"msgid":11,"re":7}"#);
+        assert_eq!(
+            encode(&Ack::error(10, ErrorCode::NotMember, "x")),
+            r#"{"errmsg":"x","errno":7,"msgid":11,"re":10}"#
+        );
+        assert_eq!(ping(), r#"{"msgid":12}"#);
+    }
+
+    #[test]
+    fn pushes_have_the_original_keys_in_order() {
+        let push = ChatPush {
+            id: UserId(1),
+            msg: "hi \"x\" \\ 你好 😀\n".into(),
+            msgid: 6,
+            name: "a".into(),
+            time: "2024-01-01 00:00:00".into(),
+            to: UserId(2),
+        };
+        assert_eq!(
+            encode(&push),
+            r#"{"id":1,"msg":"hi \"x\" \\ 你好 😀\n","msgid":6,"name":"a","time":"2024-01-01 00:00:00","to":2}"#
+        );
+        let g = GroupChatPush {
+            groupid: GroupId(3),
+            id: UserId(1),
+            msg: "m".into(),
+            msgid: 10,
+            name: "a".into(),
+            time: "t".into(),
+        };
+        assert_eq!(encode(&g), r#"{"groupid":3,"id":1,"msg":"m","msgid":10,"name":"a","time":"t"}"#);
+    }
+}

@@ -1,0 +1,111 @@
+//! The service's ports: what it needs from storage and from the broker.
+//!
+//! Adapters live elsewhere (`chat-model` for the store, `chat-broker` for the
+//! broker); the service only ever sees these traits, so its tests run on
+//! in-memory adapters and the single-node and cluster set-ups share every handler.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chat_proto::{FriendEntry, GroupEntry, GroupId, UserId};
+
+/// A user as the store keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    /// The user's id.
+    pub id: UserId,
+    /// The user's unique name.
+    pub name: String,
+    /// The argon2 PHC string of the password (never the password).
+    pub password_hash: String,
+}
+
+/// One stored offline message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfflineMessage {
+    /// Increasing with the order messages were stored.
+    pub id: i64,
+    /// The frame the user would have got live, as JSON text.
+    pub payload: String,
+}
+
+/// Why a store operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// A user or group with that name exists.
+    #[error("name is taken")]
+    NameTaken,
+    /// No user has that id.
+    #[error("no such user")]
+    UnknownUser,
+    /// No group has that id.
+    #[error("no such group")]
+    UnknownGroup,
+    /// The database cannot be reached (or timed out); worth retrying later.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else; the text is for the log.
+    #[error("database error: {0}")]
+    Internal(String),
+}
+
+/// Accounts, friends, groups and offline messages.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Creates a user; `NameTaken` if the name exists.
+    async fn create_user(&self, name: &str, password_hash: &str) -> Result<UserId, StoreError>;
+    /// The user with that id, if any.
+    async fn find_user(&self, id: UserId) -> Result<Option<UserRecord>, StoreError>;
+    /// Whether a user with that id exists.
+    async fn user_exists(&self, id: UserId) -> Result<bool, StoreError>;
+    /// Sets the `state` column of these users (what friend lists show).
+    async fn set_online(&self, ids: &[UserId], online: bool) -> Result<(), StoreError>;
+    /// Adds `friend` to `user`'s friends; repeating it is harmless; `UnknownUser` if `friend` does not exist.
+    async fn add_friend(&self, user: UserId, friend: UserId) -> Result<(), StoreError>;
+    /// `user`'s friends with their state, by id.
+    async fn friends(&self, user: UserId) -> Result<Vec<FriendEntry>, StoreError>;
+    /// Creates a group with `creator` as its creator; `NameTaken` if the name exists.
+    async fn create_group(&self, creator: UserId, name: &str, desc: &str) -> Result<GroupId, StoreError>;
+    /// Adds `user` to `group` as a normal member; repeating it is harmless (a creator stays creator);
+    /// `UnknownGroup` if the group does not exist.
+    async fn join_group(&self, group: GroupId, user: UserId) -> Result<(), StoreError>;
+    /// The groups `user` belongs to, with all their members, by group id.
+    async fn groups_of(&self, user: UserId) -> Result<Vec<GroupEntry>, StoreError>;
+    /// The member ids of `group`, or `None` if there is no such group.
+    async fn group_members(&self, group: GroupId) -> Result<Option<Vec<UserId>>, StoreError>;
+    /// Stores offline messages, in the order given, in one transaction.
+    async fn store_offline(&self, messages: &[(UserId, String)]) -> Result<(), StoreError>;
+    /// `user`'s stored messages, oldest first.
+    async fn offline_messages(&self, user: UserId) -> Result<Vec<OfflineMessage>, StoreError>;
+    /// Deletes `user`'s stored messages with ids up to and including `up_to`.
+    async fn delete_offline(&self, user: UserId, up_to: i64) -> Result<(), StoreError>;
+}
+
+/// Why a broker operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BrokerError {
+    /// The broker (Redis) cannot be reached right now.
+    #[error("broker unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Where frames that arrive from other nodes go (implemented by the service).
+pub trait Sink: Send + Sync + 'static {
+    /// A frame for `user` arrived on the user's channel.
+    fn deliver(&self, user: UserId, frame: Bytes);
+}
+
+/// Cross-node routing and cluster-wide presence.
+#[async_trait]
+pub trait Broker: Send + Sync + 'static {
+    /// Claims `user` for this node, atomically across the cluster: `Ok(false)` if a live
+    /// node holds it. A user held by a node whose lease has expired is free.
+    async fn claim(&self, user: UserId) -> Result<bool, BrokerError>;
+    /// Gives up this node's claim on `user` (no effect if another node holds it).
+    async fn release(&self, user: UserId) -> Result<(), BrokerError>;
+    /// Subscribes `user`'s channel; returns once the broker confirmed it.
+    async fn subscribe(&self, user: UserId) -> Result<(), BrokerError>;
+    /// Unsubscribes `user`'s channel.
+    async fn unsubscribe(&self, user: UserId) -> Result<(), BrokerError>;
+    /// Publishes `frame` on `user`'s channel; `Ok(true)` if at least one node received it.
+    async fn publish(&self, user: UserId, frame: Bytes) -> Result<bool, BrokerError>;
+}
