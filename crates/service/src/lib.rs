@@ -1,5 +1,3 @@
 //! The chat service: sessions, dispatch and the handlers.
 
-pub mod ports;
-
-pub use ports::{Broker, BrokerError, OfflineMessage, Sink, Store, StoreError, UserRecord};
+pub use chat_ports::{Broker, BrokerError, OfflineMessage, Sink, Store, StoreError, UserRecord};

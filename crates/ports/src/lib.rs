@@ -1,5 +1,5 @@
-//! The service's ports: what it needs from storage and from the broker.
-//!
+//! The ports between the chat service and its adapters: what the service needs
+//! from storage and from the broker, and what the broker hands back.
 //! Adapters live elsewhere (`chat-model` for the store, `chat-broker` for the
 //! broker); the service only ever sees these traits, so its tests run on
 //! in-memory adapters and the single-node and cluster set-ups share every handler.
