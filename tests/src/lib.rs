@@ -1,1 +1,238 @@
-//! placeholder
+//! Harness for the black-box tests: start real `chat-server` processes and talk
+//! to them over real TCP, as any client would.
+//!
+//! The binaries are the workspace's own, built before the tests run
+//! (`make test` builds them); a test that needs MySQL, Redis or nginx and cannot
+//! reach them fails and says what is missing.
+
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// How long a test waits for an expected frame.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// Path of one of the workspace's binaries in the same target directory as this test.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let path = dir.join(name);
+    assert!(path.exists(), "{} is missing: build the workspace first (`cargo build --workspace`)", path.display());
+    path
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released; good enough for tests).
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// A `chat-server` process, killed on drop.
+pub struct ServerProcess {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// The process.
+    pub child: Child,
+    /// Its scratch directory (SQLite file lives here unless a URL was given).
+    pub dir: tempdir::TempDir,
+}
+
+/// Minimal scratch-directory helper (removed on drop).
+pub mod tempdir {
+    use std::path::{Path, PathBuf};
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+    /// A directory under the system temp dir, removed on drop.
+    pub struct TempDir(PathBuf);
+
+    impl TempDir {
+        /// Creates a fresh directory.
+        pub fn new(prefix: &str) -> TempDir {
+            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+            let path =
+                std::env::temp_dir().join(format!("{prefix}-{}-{n}-{}", std::process::id(), super::nonce()));
+            std::fs::create_dir_all(&path).expect("create temp dir");
+            TempDir(path)
+        }
+
+        /// Its path.
+        pub fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// A value that differs between runs (for unique names).
+pub fn nonce() -> u64 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let t = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    (t as u64) ^ (u64::from(std::process::id()) << 40)
+}
+
+impl ServerProcess {
+    /// Starts a server on a fresh SQLite database with extra arguments.
+    pub fn start_sqlite(extra: &[&str]) -> ServerProcess {
+        let dir = tempdir::TempDir::new("chat-test");
+        let url = format!("sqlite://{}", dir.path().join("chat.db").display());
+        let mut args = vec!["--database-url", &url];
+        args.extend_from_slice(extra);
+        Self::start_with(dir, &args, &[])
+    }
+
+    /// Starts a server with these arguments and environment variables (plus `--listen`).
+    pub fn start_with(dir: tempdir::TempDir, args: &[&str], env: &[(&str, &str)]) -> ServerProcess {
+        let port = free_port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        let log = std::fs::File::create(dir.path().join("server.log")).expect("log file");
+        let mut cmd = Command::new(bin("chat-server"));
+        cmd.arg("--listen")
+            .arg(addr.to_string())
+            .args(args)
+            .current_dir(dir.path())
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn chat-server");
+        let mut server = ServerProcess { addr, child, dir };
+        server.wait_ready();
+        server
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("chat-server exited early with {status}; log:\n{}", self.log());
+            }
+            if std::net::TcpStream::connect(self.addr).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("chat-server did not listen on {} within 30 s; log:\n{}", self.addr, self.log());
+    }
+
+    /// What the server logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// Sends a signal (e.g. "TERM", "KILL") to the process.
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill").arg(format!("-{sig}")).arg(self.child.id().to_string()).status();
+        assert!(status.is_ok_and(|s| s.success()), "kill -{sig} failed");
+    }
+
+    /// Waits for the process to exit, up to `timeout`; returns its exit code (None on signal or timeout).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A raw wire client: sends frames, reads LF-delimited JSON frames.
+pub struct WireClient {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl WireClient {
+    /// Connects to a server.
+    pub async fn connect(addr: SocketAddr) -> WireClient {
+        let stream = TcpStream::connect(addr).await.unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+        WireClient { stream, buf: Vec::new() }
+    }
+
+    /// Sends raw bytes as they are.
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.expect("write");
+    }
+
+    /// Sends a JSON value followed by NUL, as the original client does.
+    pub async fn send(&mut self, v: &Value) {
+        let mut bytes = serde_json::to_vec(v).expect("json");
+        bytes.push(0);
+        self.send_raw(&bytes).await;
+    }
+
+    /// The next frame as JSON, or panics after [`WAIT`].
+    pub async fn recv(&mut self) -> Value {
+        match self.recv_within(WAIT).await {
+            Some(v) => v,
+            None => panic!("no frame within {WAIT:?}"),
+        }
+    }
+
+    /// The next frame as raw text, or `None` if none arrives within `timeout` or the server closed.
+    pub async fn recv_text_within(&mut self, timeout: Duration) -> Option<String> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=pos).collect();
+                return Some(String::from_utf8_lossy(&line[..line.len() - 1]).into_owned());
+            }
+            let mut chunk = [0u8; 8192];
+            let read = tokio::time::timeout_at(deadline, self.stream.read(&mut chunk)).await;
+            match read {
+                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return None,
+                Ok(Ok(n)) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    /// The next frame as JSON, or `None` within `timeout`.
+    pub async fn recv_within(&mut self, timeout: Duration) -> Option<Value> {
+        let text = self.recv_text_within(timeout).await?;
+        Some(serde_json::from_str(&text).unwrap_or_else(|e| panic!("server sent invalid JSON ({e}): {text}")))
+    }
+
+    /// Asserts that nothing arrives within `timeout` (and the connection stays open or closes quietly).
+    pub async fn expect_silence(&mut self, timeout: Duration) {
+        if let Some(text) = self.recv_text_within(timeout).await {
+            panic!("expected no frame, got {text}");
+        }
+    }
+
+    /// Whether the server closed the connection (reads EOF within `timeout`).
+    pub async fn closed_within(&mut self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let mut chunk = [0u8; 8192];
+            match tokio::time::timeout_at(deadline, self.stream.read(&mut chunk)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return true,
+                Ok(Ok(_)) => continue,
+                Err(_) => return false,
+            }
+        }
+    }
+}
