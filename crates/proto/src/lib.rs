@@ -16,7 +16,7 @@ pub use reply::{
 };
 pub use request::{DecodeError, Request, decode_request};
 
-/// Numeric message ids. 1–10 are the original's `EnMsgType`; 11–14 are the extension.
+/// Numeric message ids. 1–10 are the original's `EnMsgType`; 11–16 are the extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum MsgId {
@@ -48,6 +48,10 @@ pub enum MsgId {
     Pong = 13,
     /// Extension: server tells an extension client something about the connection.
     Notice = 14,
+    /// Extension: client asks for its friend and group lists again.
+    List = 15,
+    /// Extension: server answers LIST with the lists.
+    ListAck = 16,
 }
 
 impl MsgId {
@@ -68,6 +72,8 @@ impl MsgId {
             12 => MsgId::Ping,
             13 => MsgId::Pong,
             14 => MsgId::Notice,
+            15 => MsgId::List,
+            16 => MsgId::ListAck,
             _ => return None,
         })
     }

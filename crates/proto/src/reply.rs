@@ -220,6 +220,25 @@ pub struct LoginOk {
     pub offline: Vec<String>,
 }
 
+/// LIST_ACK (16), extension only: `{"errno":0,"friends":[..],"groups":[..],"msgid":16}` with objects.
+pub fn list_ack(friends: &[FriendEntry], groups: &[GroupEntry]) -> String {
+    let ok = LoginOk {
+        id: UserId(0),
+        name: String::new(),
+        friends: friends.to_vec(),
+        groups: groups.to_vec(),
+        offline: vec![],
+    };
+    let mut v: Value = serde_json::from_str(&ok.encode(true)).unwrap_or_default();
+    if let Some(map) = v.as_object_mut() {
+        map.remove("id");
+        map.remove("name");
+        map.remove("offlinemsg");
+        map.insert("msgid".into(), MsgId::ListAck.number().into());
+    }
+    encode(&v)
+}
+
 impl LoginOk {
     /// The ack frame. The original form nests lists as arrays of JSON *strings*
     /// and leaves empty lists out; the extension form nests objects.
@@ -381,6 +400,7 @@ mod tests {
             r#"{"errmsg":"x","errno":7,"msgid":11,"re":10}"#
         );
         assert_eq!(ping(), r#"{"msgid":12}"#);
+        assert_eq!(list_ack(&[], &[]), r#"{"errno":0,"friends":[],"groups":[],"msgid":16}"#);
     }
 
     #[test]

@@ -29,6 +29,8 @@ pub enum Request {
     GroupChat { group: GroupId, msg: String },
     /// PONG (13), an extension client's answer to a ping.
     Pong,
+    /// LIST (15): the friend and group lists again.
+    List,
 }
 
 impl Request {
@@ -44,6 +46,7 @@ impl Request {
             Request::AddGroup { .. } => MsgId::AddGroup,
             Request::GroupChat { .. } => MsgId::GroupChat,
             Request::Pong => MsgId::Pong,
+            Request::List => MsgId::List,
         }
     }
 }
@@ -100,6 +103,7 @@ pub fn decode_request(frame: &[u8]) -> Result<Request, DecodeError> {
             Request::GroupChat { group: GroupId(fields.id("groupid")?), msg: fields.string("msg")? }
         }
         Some(MsgId::Pong) => Request::Pong,
+        Some(MsgId::List) => Request::List,
         _ => return Err(DecodeError::new(Some(number), format!("msgid {number} is not a request"))),
     };
     Ok(request)
