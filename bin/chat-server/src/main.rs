@@ -1,1 +1,184 @@
-fn main() {}
+//! `chat-server`: one chat-cluster node. Reads the configuration, opens the
+//! store and the broker, serves clients until SIGINT/SIGTERM, then shuts down
+//! in order. Everything below this file receives typed values.
+
+mod settings;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use chat_broker::{LocalHub, RedisBroker, RedisConfig};
+use chat_net::NetConfig;
+use chat_ports::Broker;
+use chat_service::{Delivery, HashCost, Service, ServiceConfig, Sessions};
+use clap::Parser;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use settings::{Cli, Command, Settings};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load(&cli) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("chat-server: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_tracing(&settings.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("chat-server: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Some(Command::Migrate) => migrate(&settings).await,
+            Some(Command::Serve) | None => serve(settings).await,
+        }
+    });
+    // Tasks still blocked on a dead peer must not hold the exit.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e:#}");
+            eprintln!("chat-server: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(default: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+}
+
+async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    chat_model::migrate(&settings.database_url).await.context("migration failed")?;
+    info!(database = %redact(&settings.database_url), "migrations applied");
+    Ok(())
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(&settings.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let addr = listener.local_addr().context("listener has no address")?;
+
+    let store = chat_model::open(&settings.database_url, settings.database_pool)
+        .await
+        .with_context(|| format!("cannot open the database {}", redact(&settings.database_url)))?;
+    let delivery = Delivery::new(Sessions::new(settings.outbound_queue), store.clone());
+
+    let node_name = settings.node_name.clone().unwrap_or_else(|| addr.to_string());
+    let (broker, redis): (Arc<dyn Broker>, Option<Arc<RedisBroker>>) = match &settings.redis_url {
+        Some(url) => {
+            let config = RedisConfig {
+                url: url.clone(),
+                channel_prefix: settings.channel_prefix.clone(),
+                node_id: unique_node_id(&node_name),
+                lease: Duration::from_secs(settings.lease_secs),
+                receive_capacity: settings.redis_receive_capacity,
+            };
+            let redis = RedisBroker::connect(config, delivery.clone())
+                .await
+                .with_context(|| format!("cannot connect to Redis at {}", redact(url)))?;
+            (redis.clone(), Some(redis))
+        }
+        None => (LocalHub::new().node(delivery.clone()), None),
+    };
+
+    let service_config = ServiceConfig {
+        hash_cost: HashCost {
+            memory_kib: settings.hash_memory_kib,
+            iterations: settings.hash_iterations,
+            parallelism: settings.hash_parallelism,
+        },
+        hash_concurrency: settings.hash_concurrency,
+        max_message_bytes: settings.max_message_bytes,
+        pending_limit: settings.outbound_queue,
+    };
+    let service = Arc::new(
+        Service::new(store, broker, delivery, service_config).map_err(|e| anyhow::anyhow!(e))?,
+    );
+    let net = NetConfig {
+        max_frame: settings.max_frame_bytes,
+        outbound_queue: settings.outbound_queue,
+        max_connections: settings.max_connections,
+        ..NetConfig::default()
+    };
+
+    info!(
+        %addr,
+        node = %node_name,
+        database = %redact(&settings.database_url),
+        broker = if redis.is_some() { "redis" } else { "in-process (single node)" },
+        "chat-server listening on {addr}"
+    );
+
+    let shutdown = CancellationToken::new();
+    tokio::spawn(signals(shutdown.clone()));
+    let serving = chat_net::serve(listener, service.clone(), net, shutdown.clone());
+    let deadline = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(Duration::from_secs(settings.shutdown_timeout_secs)).await;
+    };
+    tokio::select! {
+        () = serving => info!("all connections closed"),
+        () = deadline => warn!("shutdown timeout: closing the remaining connections"),
+    }
+    // Whatever did not log out by itself: only this node's users.
+    service.mark_all_offline().await;
+    if let Some(redis) = redis {
+        redis.shutdown().await;
+    }
+    info!("stopped");
+    Ok(())
+}
+
+/// Waits for SIGINT or SIGTERM and starts the shutdown.
+async fn signals(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        error!("cannot install signal handlers");
+        return;
+    };
+    tokio::select! {
+        _ = int.recv() => info!("SIGINT: shutting down"),
+        _ = term.recv() => info!("SIGTERM: shutting down"),
+    }
+    shutdown.cancel();
+}
+
+/// A node id unique to this process start, so a restarted node never inherits stale claims.
+fn unique_node_id(name: &str) -> String {
+    let millis = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+    format!("{name}/{}/{millis}", std::process::id())
+}
+
+/// A URL with its password replaced, for logs and errors.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let Some((creds, host)) = rest.rsplit_once('@') else { return url.to_owned() };
+    let user = creds.split(':').next().unwrap_or("");
+    format!("{scheme}://{user}:***@{host}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(redact("mysql://chat:secret@127.0.0.1:3306/chat"), "mysql://chat:***@127.0.0.1:3306/chat");
+        assert_eq!(redact("sqlite://data/chat.db"), "sqlite://data/chat.db");
+    }
+}

@@ -12,7 +12,7 @@ mod request;
 pub use ids::{GroupId, UserId};
 pub use reply::{
     Ack, ChatPush, ErrorCode, FriendEntry, GroupChatPush, GroupEntry, LoginOk, MemberEntry, Notice, Role,
-    ack_error, encode, ping, reg_ok,
+    ack_error, encode, list_ack, ping, reg_ok,
 };
 pub use request::{DecodeError, Request, decode_request};
 

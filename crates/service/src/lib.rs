@@ -1,3 +1,89 @@
 //! The chat service: sessions, dispatch and the handlers.
+//!
+//! It does no I/O of its own: storage and cross-node routing go through the
+//! [`Store`] and [`Broker`] ports, and clients are reached only through their
+//! connection's bounded [`chat_net::Outbound`] queue. `chat-net` calls it
+//! through the [`chat_net::Handler`] impl in `dispatch.rs`.
+
+mod delivery;
+mod dispatch;
+mod error;
+mod handlers;
+mod password;
+mod sessions;
+
+use std::sync::Arc;
 
 pub use chat_ports::{Broker, BrokerError, OfflineMessage, Sink, Store, StoreError, UserRecord};
+pub use delivery::Delivery;
+pub use dispatch::Conn;
+pub use error::ServiceError;
+pub use password::{HashCost, Passwords};
+pub use sessions::{Delivered, Sessions};
+
+/// Limits and settings of the service.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// argon2id cost.
+    pub hash_cost: HashCost,
+    /// How many password hashes may run at once.
+    pub hash_concurrency: usize,
+    /// Longest chat message, in bytes.
+    pub max_message_bytes: usize,
+    /// Frames a login in progress may hold back for its client.
+    pub pending_limit: usize,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            hash_cost: HashCost::default(),
+            hash_concurrency: 2,
+            max_message_bytes: 60 * 1024,
+            pending_limit: 1024,
+        }
+    }
+}
+
+/// One node's chat service.
+pub struct Service {
+    store: Arc<dyn Store>,
+    broker: Arc<dyn Broker>,
+    delivery: Arc<Delivery>,
+    passwords: Passwords,
+    config: ServiceConfig,
+}
+
+impl Service {
+    /// A service over these adapters. `delivery` must be the sink the broker was built with.
+    pub fn new(
+        store: Arc<dyn Store>,
+        broker: Arc<dyn Broker>,
+        delivery: Arc<Delivery>,
+        config: ServiceConfig,
+    ) -> Result<Service, String> {
+        let passwords = Passwords::new(config.hash_cost, config.hash_concurrency)?;
+        Ok(Service { store, broker, delivery, passwords, config })
+    }
+
+    /// This node's sessions.
+    pub fn sessions(&self) -> &Sessions {
+        self.delivery.sessions()
+    }
+
+    /// Marks every user still registered on this node offline (the last step of a
+    /// shutdown whose connections did not all close in time). Only this node's users.
+    pub async fn mark_all_offline(&self) {
+        let users = self.sessions().users();
+        if users.is_empty() {
+            return;
+        }
+        for user in &users {
+            let _ = self.broker.unsubscribe(*user).await;
+            let _ = self.broker.release(*user).await;
+        }
+        if let Err(e) = self.store.set_online(&users, false).await {
+            tracing::warn!(error = %e, count = users.len(), "could not mark users offline at shutdown");
+        }
+    }
+}

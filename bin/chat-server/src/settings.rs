@@ -1,0 +1,139 @@
+//! Configuration: defaults, then a TOML file, then `CHAT_*` environment
+//! variables, then command-line flags (each beats the one before).
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use serde::Deserialize;
+
+/// A chat-cluster node.
+#[derive(Debug, Parser)]
+#[command(name = "chat-server", version, about, long_about = None)]
+pub struct Cli {
+    /// TOML configuration file (see deploy/chat-server.example.toml).
+    #[arg(long, short = 'c', value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [env: CHAT_LISTEN] [default: 127.0.0.1:6000].
+    #[arg(long, value_name = "ADDR", global = true)]
+    pub listen: Option<String>,
+    /// `sqlite://PATH` or `mysql://USER:PASS@HOST:PORT/DB` [env: CHAT_DATABASE_URL] [default: sqlite://data/chat.db].
+    #[arg(long, value_name = "URL", global = true)]
+    pub database_url: Option<String>,
+    /// Redis URL; without it the node runs alone with the in-process broker [env: CHAT_REDIS_URL].
+    #[arg(long, value_name = "URL", global = true)]
+    pub redis_url: Option<String>,
+    /// This node's name in the cluster [env: CHAT_NODE_NAME] [default: the listen address].
+    #[arg(long, value_name = "NAME", global = true)]
+    pub node_name: Option<String>,
+    /// Log filter, e.g. `info` or `chat_service=debug` [env: CHAT_LOG; RUST_LOG wins] [default: info].
+    #[arg(long, value_name = "FILTER", global = true)]
+    pub log: Option<String>,
+    /// Longest inbound frame in bytes [env: CHAT_MAX_FRAME_BYTES] [default: 65536].
+    #[arg(long, value_name = "BYTES", global = true)]
+    pub max_frame_bytes: Option<usize>,
+    /// Most connections served at once [env: CHAT_MAX_CONNECTIONS] [default: 20000].
+    #[arg(long, value_name = "N", global = true)]
+    pub max_connections: Option<usize>,
+    /// What to do (default: serve).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve clients (the default).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+}
+
+/// Every setting, after all layers.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    pub listen: String,
+    pub database_url: String,
+    pub database_pool: usize,
+    pub redis_url: Option<String>,
+    pub channel_prefix: String,
+    pub node_name: Option<String>,
+    pub lease_secs: u64,
+    pub redis_receive_capacity: usize,
+    pub log: String,
+    pub max_frame_bytes: usize,
+    pub max_connections: usize,
+    pub outbound_queue: usize,
+    pub max_message_bytes: usize,
+    pub hash_memory_kib: u32,
+    pub hash_iterations: u32,
+    pub hash_parallelism: u32,
+    pub hash_concurrency: usize,
+    pub shutdown_timeout_secs: u64,
+}
+
+impl Settings {
+    /// Layers defaults, the file, the environment and the flags.
+    pub fn load(cli: &Cli) -> Result<Settings, config::ConfigError> {
+        use config::{Config, Environment, File};
+        let mut builder = Config::builder()
+            .set_default("listen", "127.0.0.1:6000")?
+            .set_default("database_url", "sqlite://data/chat.db")?
+            .set_default("database_pool", 16)?
+            .set_default("channel_prefix", "")?
+            .set_default("lease_secs", 10)?
+            .set_default("redis_receive_capacity", 4096)?
+            .set_default("log", "info")?
+            .set_default("max_frame_bytes", 64 * 1024)?
+            .set_default("max_connections", 20_000)?
+            .set_default("outbound_queue", 1024)?
+            .set_default("max_message_bytes", 60 * 1024)?
+            .set_default("hash_memory_kib", 19 * 1024)?
+            .set_default("hash_iterations", 2)?
+            .set_default("hash_parallelism", 1)?
+            .set_default("hash_concurrency", 2)?
+            .set_default("shutdown_timeout_secs", 10)?;
+        if let Some(path) = &cli.config {
+            builder = builder.add_source(File::from(path.as_path()).required(true));
+        }
+        builder = builder
+            .add_source(Environment::with_prefix("CHAT").try_parsing(true))
+            .set_override_option("listen", cli.listen.clone())?
+            .set_override_option("database_url", cli.database_url.clone())?
+            .set_override_option("redis_url", cli.redis_url.clone())?
+            .set_override_option("node_name", cli.node_name.clone())?
+            .set_override_option("log", cli.log.clone())?
+            .set_override_option("max_frame_bytes", cli.max_frame_bytes.map(|n| n as u64))?
+            .set_override_option("max_connections", cli.max_connections.map(|n| n as u64))?;
+        let settings: Settings = builder.build()?.try_deserialize()?;
+        settings.check()?;
+        Ok(settings)
+    }
+
+    fn check(&self) -> Result<(), config::ConfigError> {
+        let bad = |m: String| Err(config::ConfigError::Message(m));
+        if self.listen.parse::<std::net::SocketAddr>().is_err() {
+            return bad(format!("listen: `{}` is not an address like 127.0.0.1:6000", self.listen));
+        }
+        if !(self.database_url.starts_with("sqlite://") || self.database_url.starts_with("mysql://")) {
+            return bad("database_url must start with sqlite:// or mysql://".into());
+        }
+        if self.max_frame_bytes < 1024 {
+            return bad("max_frame_bytes must be at least 1024".into());
+        }
+        for (name, v) in [
+            ("database_pool", self.database_pool),
+            ("max_connections", self.max_connections),
+            ("outbound_queue", self.outbound_queue),
+            ("hash_concurrency", self.hash_concurrency),
+            ("redis_receive_capacity", self.redis_receive_capacity),
+        ] {
+            if v == 0 {
+                return bad(format!("{name} must be at least 1"));
+            }
+        }
+        if self.lease_secs < 2 {
+            return bad("lease_secs must be at least 2".into());
+        }
+        Ok(())
+    }
+}

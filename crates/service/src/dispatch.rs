@@ -1,0 +1,166 @@
+//! The one place where frames become requests and outcomes become frames.
+//!
+//! Handlers return `Result<Reply, ServiceError>`; this module decides what the
+//! client sees. A connection that has not opted in to the extension gets only
+//! the frames the original server would send (LOGIN/REG acks and forwarded
+//! chats); one that has gets an answer to every request.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use chat_net::{Flow, Handler, Inbound, Outbound};
+use chat_proto::{
+    Ack, ErrorCode, GroupId, MsgId, Notice, Request, UserId, ack_error, decode_request, encode,
+};
+use tracing::{Instrument, debug, info_span, warn};
+
+use crate::{Service, ServiceError};
+
+/// The logged-in user of a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionUser {
+    /// Who.
+    pub id: UserId,
+    /// Their name, stamped on everything they send.
+    pub name: String,
+}
+
+/// Per-connection state, owned by the connection's reader task.
+pub struct Conn {
+    pub(crate) id: u64,
+    pub(crate) out: Outbound,
+    /// Opted in to the extension (by `"ext"` in a LOGIN or REG).
+    pub(crate) ext: bool,
+    pub(crate) user: Option<SessionUser>,
+}
+
+impl Conn {
+    /// The logged-in user, or `NotLoggedIn`.
+    pub(crate) fn user(&self) -> Result<&SessionUser, ServiceError> {
+        self.user.as_ref().ok_or(ServiceError::NotLoggedIn)
+    }
+
+    fn send(&self, frame: String) {
+        // A full queue here means the client does not read its own replies.
+        if self.out.try_send(Bytes::from(frame)).is_err() {
+            self.out.close();
+        }
+    }
+}
+
+/// What a successful request answers.
+pub(crate) enum Reply {
+    /// A frame of its own (LOGIN and REG acks, LIST).
+    Frame(String),
+    /// Nothing in the original protocol; an ACK for extension clients.
+    Done,
+    /// A new group (the extension's ACK carries its id).
+    GroupCreated(GroupId),
+    /// Nothing at all, for anybody (PONG).
+    Silent,
+}
+
+impl Handler for Service {
+    type Conn = Conn;
+
+    fn open(&self, id: u64, _peer: SocketAddr, out: Outbound) -> Conn {
+        Conn { id, out, ext: false, user: None }
+    }
+
+    async fn frame(&self, conn: &mut Conn, frame: Inbound) -> Flow {
+        let bytes = match frame {
+            Inbound::Frame(bytes) => bytes,
+            Inbound::TooLong => {
+                debug!("frame over the limit");
+                conn.send(encode(&Ack::error(0, ErrorCode::FrameTooLong, "frame is longer than the limit")));
+                return Flow::Continue;
+            }
+        };
+        let request = match decode_request(&bytes) {
+            Ok(request) => request,
+            Err(e) => {
+                debug!(error = %e, "malformed frame");
+                // Protocol errors are answered even without the extension: the original
+                // client never sends a malformed frame, so it never sees one.
+                let frame = match e.msgid {
+                    Some(1) => ack_error(MsgId::LoginAck, ErrorCode::BadRequest, &e.reason),
+                    Some(4) => ack_error(MsgId::RegAck, ErrorCode::BadRequest, &e.reason),
+                    re => encode(&Ack::error(re.unwrap_or(0), ErrorCode::BadRequest, e.reason)),
+                };
+                conn.send(frame);
+                return Flow::Continue;
+            }
+        };
+        let kind = request.msgid();
+        let span = info_span!("request", kind = ?kind, user = conn.user.as_ref().map(|u| u.id.0));
+        let outcome = self.dispatch(conn, request).instrument(span).await;
+        self.answer(conn, kind, outcome);
+        Flow::Continue
+    }
+
+    fn shutting_down(&self, conn: &mut Conn) {
+        if conn.ext {
+            conn.send(encode(&Notice::new(ErrorCode::Closing, "server is shutting down")));
+        }
+    }
+
+    async fn close(&self, mut conn: Conn) {
+        self.logout(&mut conn).await;
+    }
+}
+
+impl Service {
+    async fn dispatch(&self, conn: &mut Conn, request: Request) -> Result<Reply, ServiceError> {
+        match request {
+            Request::Login { id, password, ext } => {
+                conn.ext |= ext;
+                self.login(conn, id, password).await
+            }
+            Request::Register { name, password, ext } => {
+                conn.ext |= ext;
+                self.register(name, password).await
+            }
+            Request::Pong => Ok(Reply::Silent),
+            Request::Loginout => {
+                conn.user()?;
+                self.logout(conn).await;
+                Ok(Reply::Done)
+            }
+            Request::OneChat { to, msg } => self.send_one(conn.user()?, to, msg).await,
+            Request::GroupChat { group, msg } => self.send_group(conn.user()?, group, msg).await,
+            Request::AddFriend { friend } => self.add_friend(conn.user()?, friend).await,
+            Request::CreateGroup { name, desc } => self.create_group(conn.user()?, name, desc).await,
+            Request::AddGroup { group } => self.join_group(conn.user()?, group).await,
+            Request::List => self.lists(conn.user()?).await,
+        }
+    }
+
+    fn answer(&self, conn: &Conn, kind: MsgId, outcome: Result<Reply, ServiceError>) {
+        let re = i64::from(kind.number());
+        match outcome {
+            Ok(Reply::Frame(frame)) => conn.send(frame),
+            Ok(Reply::Silent) => {}
+            Ok(Reply::Done) if conn.ext => conn.send(encode(&Ack::ok(kind))),
+            Ok(Reply::GroupCreated(group)) if conn.ext => {
+                conn.send(encode(&Ack { groupid: Some(group), ..Ack::ok(kind) }))
+            }
+            Ok(_) => {}
+            Err(e) => {
+                let (code, text) = e.wire();
+                match kind {
+                    MsgId::Login => conn.send(ack_error(MsgId::LoginAck, code, &text)),
+                    // The original client prints its own text for any failed registration.
+                    MsgId::Reg if !conn.ext => {
+                        conn.send(ack_error(MsgId::RegAck, ErrorCode::Invalid, chat_proto::ERRMSG_REG_FAILED))
+                    }
+                    MsgId::Reg => conn.send(ack_error(MsgId::RegAck, code, &text)),
+                    _ if conn.ext => conn.send(encode(&Ack::error(re, code, text))),
+                    _ => debug!(error = %e, "request refused (client has no extension; no reply)"),
+                }
+                if matches!(e, ServiceError::Internal) {
+                    warn!(kind = ?kind, "request failed with an internal error");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! The service's one error enum and its mapping to wire error codes.
+
+use chat_ports::{BrokerError, StoreError};
+use chat_proto::ErrorCode;
+
+/// Why a request failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ServiceError {
+    /// The request needs a logged-in connection.
+    #[error("not logged in")]
+    NotLoggedIn,
+    /// The connection is logged in already.
+    #[error("this connection is already logged in")]
+    AlreadyLoggedIn,
+    /// Unknown id or wrong password.
+    #[error("id or password is invalid")]
+    InvalidCredentials,
+    /// The account has a live session somewhere.
+    #[error("account in use")]
+    InUse,
+    /// No user has that id.
+    #[error("no such user")]
+    UnknownUser,
+    /// No group has that id.
+    #[error("no such group")]
+    UnknownGroup,
+    /// Only members may post to a group.
+    #[error("not a member of this group")]
+    NotMember,
+    /// The name is taken.
+    #[error("name is already taken")]
+    NameTaken,
+    /// A field is empty, too long or not allowed; the text says which.
+    #[error("{0}")]
+    InvalidInput(String),
+    /// The database or the broker cannot be reached.
+    #[error("service temporarily unavailable")]
+    Unavailable,
+    /// A bug or an unexpected failure; detail is in the log.
+    #[error("internal error")]
+    Internal,
+}
+
+impl ServiceError {
+    /// The wire code and the text a client sees.
+    pub fn wire(&self) -> (ErrorCode, String) {
+        let code = match self {
+            ServiceError::NotLoggedIn => ErrorCode::NotLoggedIn,
+            ServiceError::AlreadyLoggedIn => ErrorCode::AlreadyLoggedIn,
+            ServiceError::InvalidCredentials => ErrorCode::Invalid,
+            ServiceError::InUse => ErrorCode::InUse,
+            ServiceError::UnknownUser => ErrorCode::UnknownUser,
+            ServiceError::UnknownGroup => ErrorCode::UnknownGroup,
+            ServiceError::NotMember => ErrorCode::NotMember,
+            ServiceError::NameTaken => ErrorCode::NameTaken,
+            ServiceError::InvalidInput(_) => ErrorCode::InvalidInput,
+            ServiceError::Unavailable => ErrorCode::Unavailable,
+            ServiceError::Internal => ErrorCode::Internal,
+        };
+        let text = match self {
+            ServiceError::InvalidCredentials => chat_proto::ERRMSG_LOGIN_INVALID.to_owned(),
+            ServiceError::InUse => chat_proto::ERRMSG_ACCOUNT_IN_USE.to_owned(),
+            other => other.to_string(),
+        };
+        (code, text)
+    }
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NameTaken => ServiceError::NameTaken,
+            StoreError::UnknownUser => ServiceError::UnknownUser,
+            StoreError::UnknownGroup => ServiceError::UnknownGroup,
+            StoreError::Unavailable(detail) => {
+                tracing::warn!(error = %detail, "database unavailable");
+                ServiceError::Unavailable
+            }
+            StoreError::Internal(detail) => {
+                tracing::error!(error = %detail, "database error");
+                ServiceError::Internal
+            }
+        }
+    }
+}
+
+impl From<BrokerError> for ServiceError {
+    fn from(e: BrokerError) -> Self {
+        tracing::warn!(error = %e, "broker unavailable");
+        ServiceError::Unavailable
+    }
+}

@@ -1,0 +1,96 @@
+//! One-to-one and group chat.
+
+use bytes::Bytes;
+use chat_proto::{ChatPush, GroupChatPush, GroupId, MsgId, TIME_FORMAT, UserId, encode};
+
+use crate::delivery::route;
+use crate::dispatch::{Reply, SessionUser};
+use crate::{Service, ServiceError};
+
+/// The server's clock in the original's form.
+fn now() -> String {
+    chrono::Local::now().format(TIME_FORMAT).to_string()
+}
+
+impl Service {
+    fn check_message(&self, msg: &str) -> Result<(), ServiceError> {
+        if msg.is_empty() {
+            return Err(ServiceError::InvalidInput("message must not be empty".into()));
+        }
+        if msg.len() > self.config.max_message_bytes {
+            return Err(ServiceError::InvalidInput(format!(
+                "message is longer than {} bytes",
+                self.config.max_message_bytes
+            )));
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn send_one(
+        &self,
+        me: &SessionUser,
+        to: UserId,
+        msg: String,
+    ) -> Result<Reply, ServiceError> {
+        self.check_message(&msg)?;
+        let push = ChatPush {
+            id: me.id,
+            msg,
+            msgid: MsgId::OneChat.number(),
+            name: me.name.clone(),
+            time: now(),
+            to,
+        };
+        let frame = Bytes::from(encode(&push));
+        let offline = route(self.sessions(), self.broker.as_ref(), [to], &frame).await;
+        if offline.is_empty() {
+            return Ok(Reply::Done);
+        }
+        // Nobody holds the recipient: keep it for them, if they exist at all.
+        if !self.store.user_exists(to).await? {
+            return Err(ServiceError::UnknownUser);
+        }
+        self.store.store_offline(&[(to, push_text(&frame))]).await?;
+        Ok(Reply::Done)
+    }
+
+    pub(crate) async fn send_group(
+        &self,
+        me: &SessionUser,
+        group: GroupId,
+        msg: String,
+    ) -> Result<Reply, ServiceError> {
+        self.check_message(&msg)?;
+        let members = self.store.group_members(group).await?.ok_or(ServiceError::UnknownGroup)?;
+        if !members.contains(&me.id) {
+            return Err(ServiceError::NotMember);
+        }
+        let push = GroupChatPush {
+            groupid: group,
+            id: me.id,
+            msg,
+            msgid: MsgId::GroupChat.number(),
+            name: me.name.clone(),
+            time: now(),
+        };
+        let frame = Bytes::from(encode(&push));
+        let others = members.into_iter().filter(|m| *m != me.id);
+        let offline = route(self.sessions(), self.broker.as_ref(), others, &frame).await;
+        if !offline.is_empty() {
+            let text = push_text(&frame);
+            let rows: Vec<_> = offline.into_iter().map(|m| (m, text.clone())).collect();
+            self.store.store_offline(&rows).await?;
+        }
+        Ok(Reply::Done)
+    }
+
+    pub(crate) async fn lists(&self, me: &SessionUser) -> Result<Reply, ServiceError> {
+        let friends = self.store.friends(me.id).await?;
+        let groups = self.store.groups_of(me.id).await?;
+        Ok(Reply::Frame(chat_proto::list_ack(&friends, &groups)))
+    }
+}
+
+fn push_text(frame: &Bytes) -> String {
+    String::from_utf8_lossy(frame).into_owned()
+}

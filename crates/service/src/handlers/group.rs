@@ -1,0 +1,28 @@
+//! Creating and joining groups.
+
+use chat_proto::{GroupId, MAX_DESC_CHARS, MAX_NAME_CHARS};
+use tracing::info;
+
+use super::{check_name, check_text};
+use crate::dispatch::{Reply, SessionUser};
+use crate::{Service, ServiceError};
+
+impl Service {
+    pub(crate) async fn create_group(
+        &self,
+        me: &SessionUser,
+        name: String,
+        desc: String,
+    ) -> Result<Reply, ServiceError> {
+        check_name("group name", &name, MAX_NAME_CHARS)?;
+        check_text("group description", &desc, MAX_DESC_CHARS)?;
+        let group = self.store.create_group(me.id, &name, &desc).await?;
+        info!(user = %me.id, group = %group, "group created");
+        Ok(Reply::GroupCreated(group))
+    }
+
+    pub(crate) async fn join_group(&self, me: &SessionUser, group: GroupId) -> Result<Reply, ServiceError> {
+        self.store.join_group(group, me.id).await?;
+        Ok(Reply::Done)
+    }
+}
