@@ -1,0 +1,35 @@
+# chat-cluster: make targets for people and CI (no cmake).
+#   make run      one node on the embedded default (SQLite, in-process broker), 127.0.0.1:6000
+#   make test     everything: unit, service, store/broker contracts, black-box over TCP
+#   make lint     rustfmt + clippy (warnings are errors)
+
+CARGO ?= cargo
+export CHAT_TEST_MYSQL_URL ?= mysql://chat_test:chat_test@127.0.0.1:3306/chat_test
+export CHAT_TEST_REDIS_URL ?= redis://127.0.0.1:6379
+
+.PHONY: run build test test-services lint fmt
+
+run:
+	$(CARGO) run --bin chat-server
+
+build:
+	$(CARGO) build --workspace --all-targets
+
+# Brings up what the tests need: a clean MariaDB test database and a running Redis.
+test-services:
+	bash deploy/db-setup.sh --reset-test
+	bash deploy/redis-setup.sh
+
+test: test-services build
+	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
+		$(CARGO) nextest run --workspace --no-fail-fast; \
+	else \
+		$(CARGO) test --workspace --no-fail-fast; \
+	fi
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
