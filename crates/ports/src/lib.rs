@@ -8,6 +8,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use chat_proto::{FriendEntry, GroupEntry, GroupId, UserId};
 
+pub mod contract;
+pub mod memory;
+
 /// A user as the store keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserRecord {
@@ -58,25 +61,33 @@ pub trait Store: Send + Sync + 'static {
     /// Whether a user with that id exists.
     async fn user_exists(&self, id: UserId) -> Result<bool, StoreError>;
     /// Sets the `state` column of these users (what friend lists show).
+    /// Ids that do not exist are ignored; an empty slice does nothing.
     async fn set_online(&self, ids: &[UserId], online: bool) -> Result<(), StoreError>;
     /// Adds `friend` to `user`'s friends; repeating it is harmless; `UnknownUser` if `friend` does not exist.
+    /// One direction only (one `Friend` row); `UnknownUser` too if `user` does not exist.
     async fn add_friend(&self, user: UserId, friend: UserId) -> Result<(), StoreError>;
     /// `user`'s friends with their state, by id.
+    /// Only friends that exist as users are listed; an unknown `user` has none.
     async fn friends(&self, user: UserId) -> Result<Vec<FriendEntry>, StoreError>;
     /// Creates a group with `creator` as its creator; `NameTaken` if the name exists.
+    /// `UnknownUser` if `creator` does not exist. The group and its creator row are one transaction.
     async fn create_group(&self, creator: UserId, name: &str, desc: &str) -> Result<GroupId, StoreError>;
     /// Adds `user` to `group` as a normal member; repeating it is harmless (a creator stays creator);
-    /// `UnknownGroup` if the group does not exist.
+    /// `UnknownGroup` if the group does not exist; `UnknownUser` if the user does not exist.
     async fn join_group(&self, group: GroupId, user: UserId) -> Result<(), StoreError>;
     /// The groups `user` belongs to, with all their members, by group id.
+    /// Members are ordered by user id and carry their name, role and state.
     async fn groups_of(&self, user: UserId) -> Result<Vec<GroupEntry>, StoreError>;
     /// The member ids of `group`, or `None` if there is no such group.
+    /// Ordered by user id.
     async fn group_members(&self, group: GroupId) -> Result<Option<Vec<UserId>>, StoreError>;
     /// Stores offline messages, in the order given, in one transaction.
+    /// `UnknownUser` if a recipient does not exist; nothing is stored then.
     async fn store_offline(&self, messages: &[(UserId, String)]) -> Result<(), StoreError>;
     /// `user`'s stored messages, oldest first.
     async fn offline_messages(&self, user: UserId) -> Result<Vec<OfflineMessage>, StoreError>;
     /// Deletes `user`'s stored messages with ids up to and including `up_to`.
+    /// Other users' messages are never touched, whatever their ids.
     async fn delete_offline(&self, user: UserId, up_to: i64) -> Result<(), StoreError>;
 }
 

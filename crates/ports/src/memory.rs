@@ -1,0 +1,212 @@
+//! An in-memory [`Store`] for service tests: plain maps behind one std `Mutex`.
+//!
+//! It has the semantics of the SQL stores (`chat-model`), checked by the same
+//! [`crate::contract`] suite; it persists nothing and is not meant for production.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use chat_proto::{FriendEntry, GroupEntry, GroupId, MemberEntry, Role, UserId};
+
+use crate::{OfflineMessage, Store, StoreError, UserRecord};
+
+#[derive(Debug)]
+struct User {
+    name: String,
+    password_hash: String,
+    online: bool,
+}
+
+#[derive(Debug)]
+struct Group {
+    name: String,
+    desc: String,
+    /// Member id → role.
+    members: BTreeMap<UserId, Role>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    users: BTreeMap<UserId, User>,
+    /// (user, friend) pairs, one direction, like the `Friend` table.
+    friends: BTreeSet<(UserId, UserId)>,
+    groups: BTreeMap<GroupId, Group>,
+    /// Message id → (recipient, payload); ids grow with insertion order.
+    offline: BTreeMap<i64, (UserId, String)>,
+    last_user: i32,
+    last_group: i32,
+    last_message: i64,
+}
+
+impl State {
+    fn require_user(&self, id: UserId) -> Result<(), StoreError> {
+        if self.users.contains_key(&id) { Ok(()) } else { Err(StoreError::UnknownUser) }
+    }
+}
+
+/// A [`Store`] over in-process maps; ids come from counters starting at 1.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> MemoryStore {
+        MemoryStore::default()
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, State>, StoreError> {
+        self.state.lock().map_err(|_| StoreError::Internal("memory store mutex poisoned".into()))
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn create_user(&self, name: &str, password_hash: &str) -> Result<UserId, StoreError> {
+        let mut s = self.lock()?;
+        if s.users.values().any(|u| u.name == name) {
+            return Err(StoreError::NameTaken);
+        }
+        s.last_user += 1;
+        let id = UserId(s.last_user);
+        s.users.insert(id, User { name: name.into(), password_hash: password_hash.into(), online: false });
+        Ok(id)
+    }
+
+    async fn find_user(&self, id: UserId) -> Result<Option<UserRecord>, StoreError> {
+        let s = self.lock()?;
+        Ok(s.users.get(&id).map(|u| UserRecord {
+            id,
+            name: u.name.clone(),
+            password_hash: u.password_hash.clone(),
+        }))
+    }
+
+    async fn user_exists(&self, id: UserId) -> Result<bool, StoreError> {
+        Ok(self.lock()?.users.contains_key(&id))
+    }
+
+    async fn set_online(&self, ids: &[UserId], online: bool) -> Result<(), StoreError> {
+        let mut s = self.lock()?;
+        for id in ids {
+            if let Some(u) = s.users.get_mut(id) {
+                u.online = online;
+            }
+        }
+        Ok(())
+    }
+
+    async fn add_friend(&self, user: UserId, friend: UserId) -> Result<(), StoreError> {
+        let mut s = self.lock()?;
+        s.require_user(friend)?;
+        s.require_user(user)?;
+        s.friends.insert((user, friend));
+        Ok(())
+    }
+
+    async fn friends(&self, user: UserId) -> Result<Vec<FriendEntry>, StoreError> {
+        let s = self.lock()?;
+        Ok(s.friends
+            .range((user, UserId(i32::MIN))..=(user, UserId(i32::MAX)))
+            .filter_map(|&(_, f)| {
+                s.users.get(&f).map(|u| FriendEntry { id: f, name: u.name.clone(), online: u.online })
+            })
+            .collect())
+    }
+
+    async fn create_group(&self, creator: UserId, name: &str, desc: &str) -> Result<GroupId, StoreError> {
+        let mut s = self.lock()?;
+        if s.groups.values().any(|g| g.name == name) {
+            return Err(StoreError::NameTaken);
+        }
+        s.require_user(creator)?;
+        s.last_group += 1;
+        let id = GroupId(s.last_group);
+        let members = BTreeMap::from([(creator, Role::Creator)]);
+        s.groups.insert(id, Group { name: name.into(), desc: desc.into(), members });
+        Ok(id)
+    }
+
+    async fn join_group(&self, group: GroupId, user: UserId) -> Result<(), StoreError> {
+        let mut s = self.lock()?;
+        if !s.groups.contains_key(&group) {
+            return Err(StoreError::UnknownGroup);
+        }
+        s.require_user(user)?;
+        if let Some(g) = s.groups.get_mut(&group) {
+            g.members.entry(user).or_insert(Role::Normal);
+        }
+        Ok(())
+    }
+
+    async fn groups_of(&self, user: UserId) -> Result<Vec<GroupEntry>, StoreError> {
+        let s = self.lock()?;
+        Ok(s.groups
+            .iter()
+            .filter(|(_, g)| g.members.contains_key(&user))
+            .map(|(&id, g)| GroupEntry {
+                id,
+                name: g.name.clone(),
+                desc: g.desc.clone(),
+                members: g
+                    .members
+                    .iter()
+                    .filter_map(|(&m, &role)| {
+                        s.users.get(&m).map(|u| MemberEntry {
+                            id: m,
+                            name: u.name.clone(),
+                            online: u.online,
+                            role,
+                        })
+                    })
+                    .collect(),
+            })
+            .collect())
+    }
+
+    async fn group_members(&self, group: GroupId) -> Result<Option<Vec<UserId>>, StoreError> {
+        let s = self.lock()?;
+        Ok(s.groups.get(&group).map(|g| g.members.keys().copied().collect()))
+    }
+
+    async fn store_offline(&self, messages: &[(UserId, String)]) -> Result<(), StoreError> {
+        let mut s = self.lock()?;
+        // All or nothing, like the SQL stores' transaction.
+        for (user, _) in messages {
+            s.require_user(*user)?;
+        }
+        for (user, payload) in messages {
+            s.last_message += 1;
+            let id = s.last_message;
+            s.offline.insert(id, (*user, payload.clone()));
+        }
+        Ok(())
+    }
+
+    async fn offline_messages(&self, user: UserId) -> Result<Vec<OfflineMessage>, StoreError> {
+        let s = self.lock()?;
+        Ok(s.offline
+            .iter()
+            .filter(|(_, (u, _))| *u == user)
+            .map(|(&id, (_, payload))| OfflineMessage { id, payload: payload.clone() })
+            .collect())
+    }
+
+    async fn delete_offline(&self, user: UserId, up_to: i64) -> Result<(), StoreError> {
+        let mut s = self.lock()?;
+        s.offline.retain(|&id, (u, _)| !(*u == user && id <= up_to));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn memory_store_passes_the_contract() {
+        crate::contract::run_all(&MemoryStore::new()).await;
+    }
+}
