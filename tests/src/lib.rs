@@ -107,6 +107,7 @@ impl ServerProcess {
             .args(args)
             .current_dir(dir.path())
             .env("RUST_LOG", "info")
+            .env(CHEAP_HASH[0], CHEAP_HASH[1])
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log);
@@ -238,5 +239,49 @@ impl WireClient {
                 Err(_) => return false,
             }
         }
+    }
+}
+
+/// A name unique to this run and call, at most 50 characters.
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let mut s = format!("{prefix}_{:x}_{n}", nonce() & 0xffff_ffff_ffff);
+    s.truncate(50);
+    s
+}
+
+/// The MySQL URL the tests use (`CHAT_TEST_MYSQL_URL`, set up by `deploy/db-setup.sh`).
+pub fn mysql_url() -> String {
+    std::env::var("CHAT_TEST_MYSQL_URL")
+        .unwrap_or_else(|_| "mysql://chat_test:chat_test@127.0.0.1:3306/chat_test".to_owned())
+}
+
+/// The Redis URL the tests use (`CHAT_TEST_REDIS_URL`).
+pub fn redis_url() -> String {
+    std::env::var("CHAT_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// Cheap password hashing for test servers (the default cost is for production).
+pub const CHEAP_HASH: [&str; 2] = ["CHAT_HASH_MEMORY_KIB", "256"];
+
+impl WireClient {
+    /// Registers `name` with password `pw` (extension on) and returns the new id.
+    pub async fn register(&mut self, name: &str) -> i64 {
+        self.send(&serde_json::json!({"msgid":4,"name":name,"password":"pw","ext":1})).await;
+        let ack = self.recv().await;
+        assert_eq!(ack["errno"], 0, "register {name}: {ack}");
+        ack["id"].as_i64().expect("id")
+    }
+
+    /// Logs in with password `pw`; `ext` opts in to the extension. Returns the ack.
+    pub async fn login(&mut self, id: i64, ext: bool) -> Value {
+        let mut req = serde_json::json!({"msgid":1,"id":id,"password":"pw"});
+        if ext {
+            req["ext"] = serde_json::json!(1);
+        }
+        self.send(&req).await;
+        self.recv().await
     }
 }

@@ -1,0 +1,413 @@
+//! Service tests over in-memory adapters: a script of requests per client and
+//! the exact frames each client must see. Two "nodes" share one in-process hub
+//! to cover cross-node routing.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chat_broker::{LocalBroker, LocalHub};
+use chat_net::{Handler, Inbound, Outbound, OutboundRx};
+use chat_ports::Store;
+use chat_ports::memory::MemoryStore;
+use chat_service::{Conn, Delivery, HashCost, Service, ServiceConfig, Sessions};
+use serde_json::{Value, json};
+
+struct Node {
+    service: Arc<Service>,
+    broker: Arc<LocalBroker>,
+}
+
+fn config() -> ServiceConfig {
+    ServiceConfig {
+        hash_cost: HashCost { memory_kib: 64, iterations: 1, parallelism: 1 },
+        ..ServiceConfig::default()
+    }
+}
+
+fn node(hub: &Arc<LocalHub>, store: &Arc<dyn Store>) -> Node {
+    let delivery = Delivery::new(Sessions::new(64), store.clone());
+    let broker = hub.node(delivery.clone());
+    let service = Arc::new(Service::new(store.clone(), broker.clone(), delivery, config()).expect("service"));
+    Node { service, broker }
+}
+
+fn single() -> (Node, Arc<dyn Store>) {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    (node(&LocalHub::new(), &store), store)
+}
+
+struct Client {
+    service: Arc<Service>,
+    conn: Option<Conn>,
+    rx: OutboundRx,
+}
+
+static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+impl Client {
+    fn new(node: &Node) -> Client {
+        let (out, rx) = Outbound::channel(64);
+        let peer: SocketAddr = "127.0.0.1:1".parse().expect("addr");
+        let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let conn = node.service.open(id, peer, out);
+        Client { service: node.service.clone(), conn: Some(conn), rx }
+    }
+
+    async fn send(&mut self, v: Value) {
+        self.send_raw(&serde_json::to_vec(&v).expect("json")).await;
+    }
+
+    async fn send_raw(&mut self, bytes: &[u8]) {
+        let conn = self.conn.as_mut().expect("open");
+        self.service.frame(conn, Inbound::Frame(bytes.into())).await;
+    }
+
+    async fn recv(&mut self) -> Value {
+        let frame = tokio::time::timeout(Duration::from_secs(5), self.rx.recv())
+            .await
+            .expect("a frame within 5 s")
+            .expect("connection open");
+        serde_json::from_slice(&frame).expect("frame is JSON")
+    }
+
+    fn silent(&mut self) {
+        if let Some(frame) = self.rx.try_recv() {
+            panic!("expected no frame, got {}", String::from_utf8_lossy(&frame));
+        }
+    }
+
+    async fn close(&mut self) {
+        let conn = self.conn.take().expect("open");
+        self.service.close(conn).await;
+    }
+
+    async fn register(&mut self, name: &str) -> i64 {
+        self.send(json!({"msgid":4,"name":name,"password":"pw","ext":1})).await;
+        let ack = self.recv().await;
+        assert_eq!(ack["errno"], 0, "{ack}");
+        ack["id"].as_i64().expect("id")
+    }
+
+    async fn login(&mut self, id: i64, ext: bool) -> Value {
+        let mut req = json!({"msgid":1,"id":id,"password":"pw"});
+        if ext {
+            req["ext"] = json!(1);
+        }
+        self.send(req).await;
+        self.recv().await
+    }
+}
+
+#[tokio::test]
+async fn original_register_and_login_shapes() {
+    let (node, _) = single();
+    let mut c = Client::new(&node);
+    c.send(json!({"msgid":4,"name":"alice","password":"pw"})).await;
+    let ack = c.recv().await;
+    assert_eq!(ack, json!({"errno":0,"id":ack["id"],"msgid":5}));
+    let id = ack["id"].as_i64().expect("id");
+    c.send(json!({"msgid":4,"name":"alice","password":"pw"})).await;
+    assert_eq!(c.recv().await, json!({"errmsg":"注册失败!","errno":1,"msgid":5}));
+
+    c.send(json!({"msgid":1,"id":id,"password":"wrong"})).await;
+    assert_eq!(c.recv().await, json!({"errmsg":"id or password is invalid!","errno":1,"msgid":2}));
+    c.send(json!({"msgid":1,"id":9999,"password":"pw"})).await;
+    assert_eq!(c.recv().await, json!({"errmsg":"id or password is invalid!","errno":1,"msgid":2}));
+    let ok = c.login(id, false).await;
+    // Empty lists are absent in the original form.
+    assert_eq!(ok, json!({"errno":0,"id":id,"msgid":2,"name":"alice"}));
+
+    let mut d = Client::new(&node);
+    assert_eq!(
+        d.login(id, false).await,
+        json!({"errmsg":"this account is using, input another!","errno":2,"msgid":2})
+    );
+}
+
+#[tokio::test]
+async fn chat_stamps_the_real_sender_and_server_time() {
+    let (node, _) = single();
+    let mut a = Client::new(&node);
+    let mut b = Client::new(&node);
+    let ida = a.register("a").await;
+    let idb = b.register("b").await;
+    a.login(ida, false).await;
+    b.login(idb, false).await;
+    a.send(json!({"msgid":6,"id":idb,"name":"admin","time":"1999-01-01 00:00:00","to":idb,"msg":"hi \"you\" 你好 😀"}))
+        .await;
+    let got = b.recv().await;
+    assert_eq!(got["id"], ida, "sender id comes from the session");
+    assert_eq!(got["name"], "a");
+    assert_eq!(got["msg"], "hi \"you\" 你好 😀");
+    assert_eq!(got["msgid"], 6);
+    assert_eq!(got["to"], idb);
+    let time = got["time"].as_str().expect("time");
+    assert_ne!(time, "1999-01-01 00:00:00");
+    assert_eq!(time.len(), 19);
+    assert!(chrono_like(time), "{time}");
+    a.silent();
+}
+
+fn chrono_like(t: &str) -> bool {
+    let b = t.as_bytes();
+    b.len() == 19 && b[4] == b'-' && b[7] == b'-' && b[10] == b' ' && b[13] == b':' && b[16] == b':'
+}
+
+#[tokio::test]
+async fn offline_messages_arrive_in_order_at_next_login_and_only_once() {
+    let (node, store) = single();
+    let mut a = Client::new(&node);
+    let ida = a.register("a").await;
+    let idb = a.register("b").await;
+    a.login(ida, true).await;
+    for i in 0..5 {
+        a.send(json!({"msgid":6,"to":idb,"msg":format!("m{i} ' \\ \n")})).await;
+        assert_eq!(a.recv().await, json!({"errno":0,"msgid":11,"re":6}));
+    }
+    let mut b = Client::new(&node);
+    let ack = b.login(idb, false).await;
+    let offline = ack["offlinemsg"].as_array().expect("offlinemsg");
+    assert_eq!(offline.len(), 5);
+    for (i, text) in offline.iter().enumerate() {
+        let frame: Value = serde_json::from_str(text.as_str().expect("string")).expect("stored JSON is valid");
+        assert_eq!(frame["msg"], format!("m{i} ' \\ \n"));
+        assert_eq!(frame["id"], ida);
+    }
+    // Deleted only after the ack was written: the store is empty now.
+    assert!(store.offline_messages(chat_proto::UserId(idb as i32)).await.expect("store").is_empty());
+    b.close().await;
+    let mut b2 = Client::new(&node);
+    let again = b2.login(idb, false).await;
+    assert!(again.get("offlinemsg").is_none(), "{again}");
+}
+
+#[tokio::test]
+async fn undelivered_offline_messages_stay_when_the_ack_is_not_written() {
+    let (node, store) = single();
+    let mut a = Client::new(&node);
+    let ida = a.register("a").await;
+    let idb = a.register("b").await;
+    a.login(ida, true).await;
+    a.send(json!({"msgid":6,"to":idb,"msg":"keep me"})).await;
+    a.recv().await;
+    // A client whose connection dies before the ack is written.
+    let (out, rx) = Outbound::channel(8);
+    let mut conn = node.service.open(999_001, "127.0.0.1:1".parse().expect("addr"), out.clone());
+    out.close();
+    drop(rx);
+    node.service
+        .frame(&mut conn, Inbound::Frame(br#"{"msgid":1,"id":IDB,"password":"pw"}"#.replace_id(idb)))
+        .await;
+    node.service.close(conn).await;
+    let left = store.offline_messages(chat_proto::UserId(idb as i32)).await.expect("store");
+    assert_eq!(left.len(), 1, "message kept for the next login");
+}
+
+trait ReplaceId {
+    fn replace_id(&self, id: i64) -> bytes::BytesMut;
+}
+
+impl ReplaceId for [u8] {
+    fn replace_id(&self, id: i64) -> bytes::BytesMut {
+        String::from_utf8_lossy(self).replace("IDB", &id.to_string()).as_bytes().into()
+    }
+}
+
+#[tokio::test]
+async fn extension_answers_every_request_and_errors() {
+    let (node, _) = single();
+    let mut a = Client::new(&node);
+    let ida = a.register("a").await;
+    // Not logged in.
+    a.send(json!({"msgid":6,"to":1,"msg":"x"})).await;
+    assert_eq!(a.recv().await, json!({"errmsg":"not logged in","errno":3,"msgid":11,"re":6}));
+    let login = a.login(ida, true).await;
+    assert_eq!(login, json!({"errno":0,"friends":[],"groups":[],"id":ida,"msgid":2,"name":"a","offlinemsg":[]}));
+    a.send(json!({"msgid":6,"to":424242,"msg":"x"})).await;
+    assert_eq!(a.recv().await["errno"], 5, "unknown user");
+    a.send(json!({"msgid":7,"friendid":ida})).await;
+    assert_eq!(a.recv().await["errno"], 9, "self friend");
+    a.send(json!({"msgid":7,"friendid":424242})).await;
+    assert_eq!(a.recv().await["errno"], 5, "unknown friend");
+    a.send(json!({"msgid":8,"groupname":"g","groupdesc":"d"})).await;
+    let created = a.recv().await;
+    assert_eq!(created["errno"], 0);
+    assert!(created["groupid"].as_i64().is_some(), "{created}");
+    a.send(json!({"msgid":8,"groupname":"g","groupdesc":"d"})).await;
+    assert_eq!(a.recv().await["errno"], 8, "duplicate group name");
+    a.send(json!({"msgid":9,"groupid":424242})).await;
+    assert_eq!(a.recv().await["errno"], 6, "unknown group");
+    a.send(json!({"msgid":10,"groupid":424242,"msg":"x"})).await;
+    assert_eq!(a.recv().await["errno"], 6);
+    a.send(json!({"msgid":6,"to":ida,"msg":""})).await;
+    assert_eq!(a.recv().await["errno"], 9, "empty message");
+    a.send_raw(b"not json").await;
+    assert_eq!(a.recv().await["errno"], 4);
+    a.send(json!({"msgid":42})).await;
+    assert_eq!(a.recv().await, json!({"errmsg":"msgid 42 is not a request","errno":4,"msgid":11,"re":42}));
+    a.send(json!({"msgid":1,"id":ida,"password":"pw"})).await;
+    assert_eq!(a.recv().await["errno"], 11, "already logged in on this connection");
+    a.send(json!({"msgid":15})).await;
+    let lists = a.recv().await;
+    assert_eq!(lists["msgid"], 16);
+    assert_eq!(lists["groups"][0]["groupname"], "g");
+    assert_eq!(lists["groups"][0]["users"][0]["role"], "creator");
+}
+
+#[tokio::test]
+async fn original_clients_get_no_extra_frames() {
+    let (node, _) = single();
+    let mut a = Client::new(&node);
+    let ida = a.register("a").await;
+    let mut o = Client::new(&node);
+    o.send(json!({"msgid":6,"to":ida,"msg":"x"})).await;
+    o.silent();
+    o.login(ida, false).await;
+    for req in [
+        json!({"msgid":7,"friendid":424242,"id":ida}),
+        json!({"msgid":8,"groupname":"g","groupdesc":"d","id":ida}),
+        json!({"msgid":9,"groupid":424242,"id":ida}),
+        json!({"msgid":6,"to":424242,"msg":"x"}),
+        json!({"msgid":3,"id":ida}),
+    ] {
+        o.send(req).await;
+        o.silent();
+    }
+}
+
+#[tokio::test]
+async fn loginout_then_login_again_on_the_same_connection() {
+    let (node, _) = single();
+    let mut a = Client::new(&node);
+    let ida = a.register("a").await;
+    let idb = a.register("b").await;
+    assert_eq!(a.login(ida, false).await["errno"], 0);
+    a.send(json!({"msgid":3,"id":idb})).await;
+    assert_eq!(a.login(idb, false).await["errno"], 0, "logout ends this connection's own login");
+    a.send(json!({"msgid":3})).await;
+    assert_eq!(a.login(ida, false).await["errno"], 0);
+}
+
+#[tokio::test]
+async fn nobody_can_log_out_someone_else() {
+    let (node, _) = single();
+    let mut a = Client::new(&node);
+    let mut b = Client::new(&node);
+    let ida = a.register("a").await;
+    let idb = a.register("b").await;
+    a.login(ida, false).await;
+    b.login(idb, false).await;
+    let mut evil = Client::new(&node);
+    evil.send(json!({"msgid":3,"id":idb})).await;
+    a.send(json!({"msgid":6,"to":idb,"msg":"still there?"})).await;
+    assert_eq!(b.recv().await["msg"], "still there?");
+    let mut again = Client::new(&node);
+    assert_eq!(again.login(idb, false).await["errno"], 2);
+}
+
+#[tokio::test]
+async fn concurrent_logins_for_one_user_exactly_one_wins() {
+    let (node, _) = single();
+    let mut a = Client::new(&node);
+    let ida = a.register("a").await;
+    for _ in 0..20 {
+        let mut c1 = Client::new(&node);
+        let mut c2 = Client::new(&node);
+        let (r1, r2) = tokio::join!(c1.login(ida, false), c2.login(ida, false));
+        let wins = [&r1, &r2].iter().filter(|r| r["errno"] == 0).count();
+        assert_eq!(wins, 1, "{r1} {r2}");
+        c1.close().await;
+        c2.close().await;
+    }
+}
+
+#[tokio::test]
+async fn group_chat_reaches_members_live_and_offline() {
+    let (node, _) = single();
+    let mut a = Client::new(&node);
+    let mut b = Client::new(&node);
+    let mut outsider = Client::new(&node);
+    let ida = a.register("a").await;
+    let idb = b.register("b").await;
+    let idc = a.register("c").await;
+    let idx = outsider.register("x").await;
+    a.login(ida, true).await;
+    b.login(idb, true).await;
+    outsider.login(idx, true).await;
+    a.send(json!({"msgid":8,"groupname":"team","groupdesc":"d"})).await;
+    let gid = a.recv().await["groupid"].as_i64().expect("groupid");
+    b.send(json!({"msgid":9,"groupid":gid})).await;
+    assert_eq!(b.recv().await["errno"], 0);
+    let mut c = Client::new(&node);
+    c.login(idc, true).await;
+    c.send(json!({"msgid":9,"groupid":gid})).await;
+    c.recv().await;
+    c.close().await;
+
+    outsider.send(json!({"msgid":10,"groupid":gid,"msg":"spam"})).await;
+    assert_eq!(outsider.recv().await["errno"], 7, "only members may post");
+    a.send(json!({"msgid":10,"groupid":gid,"msg":"hello team","id":idx})).await;
+    assert_eq!(a.recv().await["errno"], 0);
+    let got = b.recv().await;
+    assert_eq!(
+        got,
+        json!({"groupid":gid,"id":ida,"msg":"hello team","msgid":10,"name":"a","time":got["time"]})
+    );
+    a.silent();
+    outsider.silent();
+    let mut c2 = Client::new(&node);
+    let ack = c2.login(idc, true).await;
+    assert_eq!(ack["offlinemsg"][0]["msg"], "hello team");
+    assert_eq!(ack["groups"][0]["users"].as_array().map(Vec::len), Some(3));
+}
+
+#[tokio::test]
+async fn a_disconnect_logs_out_and_later_messages_are_stored() {
+    let (node, _) = single();
+    let mut a = Client::new(&node);
+    let mut b = Client::new(&node);
+    let ida = a.register("a").await;
+    let idb = b.register("b").await;
+    a.login(ida, true).await;
+    b.login(idb, true).await;
+    b.close().await;
+    a.send(json!({"msgid":6,"to":idb,"msg":"after you left"})).await;
+    assert_eq!(a.recv().await["errno"], 0);
+    let mut b2 = Client::new(&node);
+    let ack = b2.login(idb, true).await;
+    assert_eq!(ack["errno"], 0, "can log in again after a disconnect");
+    assert_eq!(ack["offlinemsg"][0]["msg"], "after you left");
+}
+
+#[tokio::test]
+async fn cross_node_routing_and_a_crashed_node() {
+    let hub = LocalHub::new();
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let n1 = node(&hub, &store);
+    let n2 = node(&hub, &store);
+    let mut a = Client::new(&n1);
+    let mut b = Client::new(&n2);
+    let ida = a.register("a").await;
+    let idb = b.register("b").await;
+    a.login(ida, true).await;
+    b.login(idb, true).await;
+    a.send(json!({"msgid":6,"to":idb,"msg":"across"})).await;
+    assert_eq!(a.recv().await["errno"], 0);
+    assert_eq!(b.recv().await["msg"], "across");
+    b.send(json!({"msgid":6,"to":ida,"msg":"back"})).await;
+    assert_eq!(b.recv().await["errno"], 0);
+    assert_eq!(a.recv().await["msg"], "back");
+    // The same user cannot log in on the other node.
+    let mut dup = Client::new(&n1);
+    assert_eq!(dup.login(idb, true).await["errno"], 2);
+
+    // Node 2 dies without logging anyone out.
+    n2.broker.crash();
+    a.send(json!({"msgid":6,"to":idb,"msg":"while you were gone"})).await;
+    assert_eq!(a.recv().await["errno"], 0);
+    let mut b_again = Client::new(&n1);
+    let ack = b_again.login(idb, true).await;
+    assert_eq!(ack["errno"], 0, "presence of a dead node does not block: {ack}");
+    assert_eq!(ack["offlinemsg"][0]["msg"], "while you were gone");
+}
