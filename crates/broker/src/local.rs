@@ -1,0 +1,138 @@
+//! The in-process broker of the single-node default: a [`LocalHub`] routes frames between the
+//! [`LocalBroker`] "nodes" made from it exactly as Redis would route them between processes,
+//! and keeps the cluster-wide claims. It knows nothing of sessions; it only calls `Sink`s.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chat_ports::{Broker, BrokerError, Sink};
+use chat_proto::UserId;
+
+/// Identifies one node of a hub.
+type NodeId = u64;
+
+/// A node subscribed to a channel, with the sink its frames go to.
+type Subscriber = (NodeId, Arc<dyn Sink>);
+
+/// The shared routing table and claim table of a set of in-process nodes.
+pub struct LocalHub {
+    state: Mutex<HubState>,
+    next_node: AtomicU64,
+}
+
+#[derive(Default)]
+struct HubState {
+    /// user → the nodes subscribed to the user's channel, each with its sink.
+    subscribers: HashMap<UserId, Vec<Subscriber>>,
+    /// user → the node that holds it.
+    claims: HashMap<UserId, NodeId>,
+}
+
+impl LocalHub {
+    /// A hub with no nodes.
+    pub fn new() -> Arc<LocalHub> {
+        Arc::new(LocalHub {
+            state: Mutex::new(HubState::default()),
+            next_node: AtomicU64::new(1),
+        })
+    }
+
+    /// A new node of this hub whose incoming frames go to `sink`.
+    pub fn node(self: &Arc<Self>, sink: Arc<dyn Sink>) -> Arc<LocalBroker> {
+        Arc::new(LocalBroker {
+            hub: Arc::clone(self),
+            id: self.next_node.fetch_add(1, Ordering::Relaxed),
+            sink,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HubState> {
+        // Nothing panics while holding the lock, and the tables stay consistent even if it did.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// One node of a [`LocalHub`]; implements [`Broker`]. Dropping it is a [`crash`](Self::crash).
+pub struct LocalBroker {
+    hub: Arc<LocalHub>,
+    id: NodeId,
+    sink: Arc<dyn Sink>,
+}
+
+impl LocalBroker {
+    /// Simulates this node dying: unsubscribes all its channels and frees all its claims.
+    pub fn crash(&self) {
+        let mut state = self.hub.lock();
+        state.subscribers.retain(|_, subs| {
+            subs.retain(|(node, _)| *node != self.id);
+            !subs.is_empty()
+        });
+        state.claims.retain(|_, node| *node != self.id);
+    }
+}
+
+impl Drop for LocalBroker {
+    fn drop(&mut self) {
+        self.crash();
+    }
+}
+
+#[async_trait]
+impl Broker for LocalBroker {
+    async fn claim(&self, user: UserId) -> Result<bool, BrokerError> {
+        let mut state = self.hub.lock();
+        match state.claims.get(&user) {
+            Some(holder) if *holder != self.id => Ok(false),
+            _ => {
+                state.claims.insert(user, self.id);
+                Ok(true)
+            }
+        }
+    }
+
+    async fn release(&self, user: UserId) -> Result<(), BrokerError> {
+        let mut state = self.hub.lock();
+        if state.claims.get(&user) == Some(&self.id) {
+            state.claims.remove(&user);
+        }
+        Ok(())
+    }
+
+    async fn subscribe(&self, user: UserId) -> Result<(), BrokerError> {
+        let mut state = self.hub.lock();
+        let subs = state.subscribers.entry(user).or_default();
+        if !subs.iter().any(|(node, _)| *node == self.id) {
+            subs.push((self.id, Arc::clone(&self.sink)));
+        }
+        Ok(())
+    }
+
+    async fn unsubscribe(&self, user: UserId) -> Result<(), BrokerError> {
+        let mut state = self.hub.lock();
+        if let Some(subs) = state.subscribers.get_mut(&user) {
+            subs.retain(|(node, _)| *node != self.id);
+            if subs.is_empty() {
+                state.subscribers.remove(&user);
+            }
+        }
+        Ok(())
+    }
+
+    async fn publish(&self, user: UserId, frame: Bytes) -> Result<bool, BrokerError> {
+        // Collect the sinks and drop the lock before delivering: a sink may call back into the hub.
+        let sinks: Vec<Arc<dyn Sink>> = {
+            let state = self.hub.lock();
+            match state.subscribers.get(&user) {
+                Some(subs) => subs.iter().map(|(_, sink)| Arc::clone(sink)).collect(),
+                None => Vec::new(),
+            }
+        };
+        for sink in &sinks {
+            sink.deliver(user, frame.clone());
+        }
+        Ok(!sinks.is_empty())
+    }
+}

@@ -1,0 +1,755 @@
+//! The Broker over Redis (fred 10): a subscriber connection for the users' channels, a second
+//! connection for PUBLISH and the presence keys, the node lease that lets the claims of a dead
+//! node expire, and the receive loop that hands incoming frames to the `Sink`.
+//! Not here: what a frame means (the service), the in-process broker (`local.rs`).
+//!
+//! Keys and channels (all under `channel_prefix`):
+//! - `{prefix}{id}`: the pub/sub channel of user `id`;
+//! - `{prefix}user:{id}`: the node id holding user `id` (no TTL; it is free once that node's lease is gone);
+//! - `{prefix}lease:{node_id}`: exists, with a TTL of `lease`, while node `node_id` is alive.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chat_ports::{Broker, BrokerError, Sink};
+use chat_proto::UserId;
+use fred::clients::SubscriberClient;
+use fred::prelude::{
+    Builder, Client, ClientLike, Config, EventInterface, KeysInterface, PubsubInterface,
+    ReconnectPolicy,
+};
+use fred::types::ConnectHandle;
+use fred::types::Message;
+use tokio::sync::Notify;
+use tokio::sync::broadcast::Receiver;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+use crate::channel::{channel_of, lease_prefix, user_key, user_of_channel};
+use crate::scripts::{self, Script};
+
+/// How long one Redis command may take before the call fails with `Unavailable`.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
+/// An outer bound on one broker call, in case a command outlives fred's own timeout.
+const CALL_TIMEOUT: Duration = Duration::from_millis(2_500);
+/// Delay between reconnection attempts; attempts never stop.
+const RECONNECT_DELAY_MS: u32 = 200;
+/// How many users one RELEASE script call handles.
+const RELEASE_BATCH: usize = 500;
+/// The shortest lease accepted (renewal runs every lease/3).
+const MIN_LEASE: Duration = Duration::from_millis(300);
+
+/// How to reach Redis and how this node names itself there.
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    /// A `redis://` URL, e.g. `redis://127.0.0.1:6379`.
+    pub url: String,
+    /// Prepended to every channel and key this broker uses (pub/sub ignores database numbers,
+    /// so this is what keeps two clusters, or two test runs, apart on one Redis).
+    pub channel_prefix: String,
+    /// This node's id; must be unique per process start (a restarted node is a new node).
+    pub node_id: String,
+    /// How long this node's claims outlive it if it dies without a graceful shutdown.
+    pub lease: Duration,
+    /// Capacity of the buffer between fred's connection reader and the receive loop.
+    pub receive_capacity: usize,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        let started = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        RedisConfig {
+            url: "redis://127.0.0.1:6379".to_owned(),
+            channel_prefix: String::new(),
+            node_id: format!("node-{}-{started}", std::process::id()),
+            lease: Duration::from_secs(10),
+            receive_capacity: 4096,
+        }
+    }
+}
+
+/// What this node holds in Redis, and what it still owes it.
+#[derive(Default)]
+struct Presence {
+    /// Users this node claimed and has not released.
+    held: HashSet<UserId>,
+    /// Users whose release failed; retried by the maintenance task until it succeeds.
+    unreleased: HashSet<UserId>,
+}
+
+/// Subscription bookkeeping that fred's own tracked-channel set cannot express.
+#[derive(Default)]
+struct Subscriptions {
+    /// Users whose channel must not stay subscribed although fred may still track it
+    /// (their UNSUBSCRIBE or SUBSCRIBE failed); unsubscribed again on reconnect and on each tick.
+    stale: HashSet<UserId>,
+    /// A re-subscription after a reconnect failed and must be tried again.
+    resubscribe: bool,
+}
+
+/// State shared by the broker and its background tasks. It does not own the tasks, so dropping
+/// the `RedisBroker` stops them.
+struct Shared {
+    client: Client,
+    subscriber: SubscriberClient,
+    prefix: String,
+    node_id: String,
+    lease_key: String,
+    lease_prefix: String,
+    lease_ms: String,
+    claim: Script,
+    release: Script,
+    renew: Script,
+    /// Serializes presence changes, so a retried release or a re-assertion never races a claim.
+    presence: tokio::sync::Mutex<Presence>,
+    /// Serializes (un)subscriptions with the resync after a reconnect.
+    subscriptions: tokio::sync::Mutex<Subscriptions>,
+    /// Woken when a claim found this node's lease missing: re-assert every held claim now.
+    reassert: Notify,
+}
+
+/// The [`Broker`] over Redis. Create it with [`RedisBroker::connect`], end it with
+/// [`RedisBroker::shutdown`]; dropping it without a shutdown behaves like a crash (the
+/// connections close and the claims expire with the lease).
+pub struct RedisBroker {
+    shared: Arc<Shared>,
+    lagged: Arc<AtomicU64>,
+    lease: Duration,
+    stop_renewing: CancellationToken,
+    stop_all: CancellationToken,
+    tasks: TaskTracker,
+    maintenance: Mutex<Option<JoinHandle<()>>>,
+    connections: Mutex<Vec<ConnectHandle>>,
+    shut_down: AtomicBool,
+}
+
+fn unavailable(what: &str, e: impl std::fmt::Display) -> BrokerError {
+    BrokerError::Unavailable(format!("{what}: {e}"))
+}
+
+/// Runs one Redis call under the outer time bound, mapping every failure to `Unavailable`.
+async fn bounded<T>(
+    what: &str,
+    call: impl Future<Output = Result<T, fred::error::Error>>,
+) -> Result<T, BrokerError> {
+    match tokio::time::timeout(CALL_TIMEOUT, call).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(unavailable(what, e)),
+        Err(_) => Err(unavailable(what, "timed out")),
+    }
+}
+
+/// Fails at once while a connection is down, instead of queueing behind the reconnection.
+fn ensure_connected(client: &impl ClientLike, which: &str) -> Result<(), BrokerError> {
+    if client.is_connected() {
+        Ok(())
+    } else {
+        Err(BrokerError::Unavailable(format!(
+            "the Redis {which} connection is down"
+        )))
+    }
+}
+
+/// The URL without its credentials, for error messages.
+fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => format!("{}***{}", &url[..scheme + 3], &url[at..]),
+        _ => url.to_owned(),
+    }
+}
+
+impl RedisBroker {
+    /// Connects to Redis, takes this node's lease, and starts the receive loop (frames go to
+    /// `sink`) and the lease renewal. Fails with `Unavailable` if Redis cannot be reached now;
+    /// once connected, the broker reconnects by itself for ever.
+    pub async fn connect(
+        config: RedisConfig,
+        sink: Arc<dyn Sink>,
+    ) -> Result<Arc<RedisBroker>, BrokerError> {
+        if config.node_id.is_empty() {
+            return Err(BrokerError::Unavailable(
+                "the Redis broker needs a non-empty node id".to_owned(),
+            ));
+        }
+        let lease = config.lease.max(MIN_LEASE);
+        let url = redacted(&config.url);
+        let fred_config = Config::from_url(&config.url)
+            .map_err(|e| unavailable(&format!("invalid Redis URL {url}"), e))?;
+
+        let mut builder = Builder::from_config(fred_config);
+        builder
+            .set_policy(ReconnectPolicy::new_constant(0, RECONNECT_DELAY_MS))
+            .with_connection_config(|c| {
+                c.connection_timeout = COMMAND_TIMEOUT;
+                c.internal_command_timeout = COMMAND_TIMEOUT;
+                // Names the connections after the fred client id, so CLIENT LIST shows whose they are.
+                c.auto_client_setname = true;
+                c.unresponsive.max_timeout = Some(COMMAND_TIMEOUT * 2);
+                c.unresponsive.interval = Duration::from_millis(500);
+            })
+            .with_performance_config(|p| {
+                p.default_command_timeout = COMMAND_TIMEOUT;
+                p.broadcast_channel_capacity = config.receive_capacity.max(1);
+            });
+        let client = builder
+            .build()
+            .map_err(|e| unavailable("cannot configure the Redis client", e))?;
+        let subscriber = builder
+            .build_subscriber_client()
+            .map_err(|e| unavailable("cannot configure the Redis subscriber", e))?;
+
+        // Take the receivers before connecting, so no message and no reconnect event is missed.
+        let messages = subscriber.message_rx();
+        let events = Events {
+            sub_reconnects: subscriber.reconnect_rx(),
+            sub_errors: subscriber.error_rx(),
+            client_errors: client.error_rx(),
+        };
+
+        let mut connections = Vec::with_capacity(2);
+        let not_reachable = |e| unavailable(&format!("Redis is not reachable at {url}"), e);
+        connections.push(client.init().await.map_err(not_reachable)?);
+        match subscriber.init().await {
+            Ok(handle) => connections.push(handle),
+            Err(e) => {
+                abort_all(&mut connections);
+                return Err(not_reachable(e));
+            }
+        }
+
+        let shared = match Self::load_scripts(&client).await {
+            Ok((claim, release, renew)) => Arc::new(Shared {
+                lease_key: format!("{}{}", lease_prefix(&config.channel_prefix), config.node_id),
+                lease_prefix: lease_prefix(&config.channel_prefix),
+                lease_ms: lease.as_millis().to_string(),
+                prefix: config.channel_prefix,
+                node_id: config.node_id,
+                client,
+                subscriber,
+                claim,
+                release,
+                renew,
+                presence: tokio::sync::Mutex::new(Presence::default()),
+                subscriptions: tokio::sync::Mutex::new(Subscriptions::default()),
+                reassert: Notify::new(),
+            }),
+            Err(e) => {
+                abort_all(&mut connections);
+                return Err(e);
+            }
+        };
+        if let Err(e) = shared.renew_lease().await {
+            abort_all(&mut connections);
+            return Err(e);
+        }
+
+        let lagged = Arc::new(AtomicU64::new(0));
+        let stop_renewing = CancellationToken::new();
+        let stop_all = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        tasks.spawn(receive_loop(
+            messages,
+            shared.prefix.clone(),
+            sink,
+            Arc::clone(&lagged),
+            stop_all.clone(),
+        ));
+        tasks.spawn(event_loop(events, Arc::clone(&shared), stop_all.clone()));
+        let maintenance = tasks.spawn(maintenance_loop(
+            Arc::clone(&shared),
+            lease / 3,
+            stop_renewing.clone(),
+        ));
+        info!(node = %shared.node_id, redis = %url, "connected to Redis");
+
+        Ok(Arc::new(RedisBroker {
+            shared,
+            lagged,
+            lease,
+            stop_renewing,
+            stop_all,
+            tasks,
+            maintenance: Mutex::new(Some(maintenance)),
+            connections: Mutex::new(connections),
+            shut_down: AtomicBool::new(false),
+        }))
+    }
+
+    async fn load_scripts(client: &Client) -> Result<(Script, Script, Script), BrokerError> {
+        let load = |lua| bounded("cannot load a Lua script into Redis", Script::load(client, lua));
+        Ok((
+            load(scripts::CLAIM).await?,
+            load(scripts::RELEASE).await?,
+            load(scripts::RENEW).await?,
+        ))
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> &str {
+        &self.shared.node_id
+    }
+
+    /// The lease in effect (the configured one, raised to the minimum of 300 ms).
+    pub fn lease(&self) -> Duration {
+        self.lease
+    }
+
+    /// How many incoming messages were dropped because the receive loop fell behind
+    /// (`receive_capacity` was exceeded), since the start.
+    pub fn lagged_total(&self) -> u64 {
+        self.lagged.load(Ordering::Relaxed)
+    }
+
+    /// The name (CLIENT SETNAME) of the subscriber connection, as CLIENT LIST shows it.
+    pub fn subscriber_name(&self) -> String {
+        self.shared.subscriber.id().to_owned()
+    }
+
+    /// The node id stored as `user`'s holder, if any. Raw: that node's lease may have expired.
+    pub async fn holder(&self, user: UserId) -> Result<Option<String>, BrokerError> {
+        let shared = &self.shared;
+        ensure_connected(&shared.client, "command")?;
+        bounded(
+            "cannot read a presence key",
+            shared.client.get::<Option<String>, _>(user_key(&shared.prefix, user)),
+        )
+        .await
+    }
+
+    /// Releases all these users (those held by this node), in few round trips.
+    pub async fn release_all(&self, users: &[UserId]) -> Result<(), BrokerError> {
+        self.shared.release_users(users).await
+    }
+
+    /// Graceful stop: stops renewing the lease, releases every user this node holds, deletes the
+    /// lease, unsubscribes, and closes both connections. Each step is time-bounded; failures are
+    /// logged (the lease expires by itself if Redis is unreachable). Calling it twice is harmless.
+    pub async fn shutdown(&self) {
+        if self.shut_down.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let shared = &self.shared;
+        self.stop_renewing.cancel();
+        let maintenance = self
+            .maintenance
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(task) = maintenance {
+            // The task may be mid-renewal; it must not re-create the lease after we delete it.
+            if tokio::time::timeout(CALL_TIMEOUT, task).await.is_err() {
+                warn!(node = %shared.node_id, "lease renewal did not stop in time");
+            }
+        }
+
+        let held: Vec<UserId> = shared.presence.lock().await.held.iter().copied().collect();
+        if let Err(e) = shared.release_users(&held).await {
+            warn!(node = %shared.node_id, error = %e, users = held.len(), "shutdown: cannot release users; they expire with the lease");
+        }
+        if let Err(e) = bounded(
+            "cannot delete the lease",
+            shared.client.del::<i64, _>(shared.lease_key.as_str()),
+        )
+        .await
+        {
+            warn!(node = %shared.node_id, error = %e, "shutdown: cannot delete the lease; it expires by itself");
+        }
+        if let Err(e) = bounded("unsubscribe", shared.subscriber.unsubscribe_all()).await {
+            debug!(node = %shared.node_id, error = %e, "shutdown: unsubscribe failed");
+        }
+        if let Err(e) = bounded("quit", shared.subscriber.quit()).await {
+            debug!(node = %shared.node_id, error = %e, "shutdown: subscriber quit failed");
+        }
+        if let Err(e) = bounded("quit", shared.client.quit()).await {
+            debug!(node = %shared.node_id, error = %e, "shutdown: client quit failed");
+        }
+
+        self.stop_all.cancel();
+        abort_all(&mut self.connections.lock().unwrap_or_else(PoisonError::into_inner));
+        self.tasks.close();
+        if tokio::time::timeout(CALL_TIMEOUT, self.tasks.wait()).await.is_err() {
+            warn!(node = %shared.node_id, "shutdown: broker tasks did not stop in time");
+        }
+        info!(node = %shared.node_id, "disconnected from Redis");
+    }
+}
+
+impl Drop for RedisBroker {
+    fn drop(&mut self) {
+        // Without a shutdown this is a crash: stop the tasks and drop the connections, and let
+        // the lease expire. The router tasks hold the sockets; aborting them closes the sockets.
+        self.stop_renewing.cancel();
+        self.stop_all.cancel();
+        abort_all(self.connections.get_mut().unwrap_or_else(PoisonError::into_inner));
+    }
+}
+
+fn abort_all(handles: &mut Vec<ConnectHandle>) {
+    for handle in handles.drain(..) {
+        handle.abort();
+    }
+}
+
+impl Shared {
+    fn channel(&self, user: UserId) -> String {
+        channel_of(&self.prefix, user)
+    }
+
+    /// Sets this node's lease again; `Ok(false)` if it had vanished (Redis lost its data, or this
+    /// node was cut off for longer than the lease).
+    async fn renew_lease(&self) -> Result<bool, BrokerError> {
+        ensure_connected(&self.client, "command")?;
+        let had = bounded(
+            "cannot renew the node lease",
+            self.renew.run(
+                &self.client,
+                vec![self.lease_key.clone()],
+                vec![self.node_id.clone(), self.lease_ms.clone()],
+            ),
+        )
+        .await?;
+        Ok(had == 1)
+    }
+
+    async fn claim(&self, user: UserId) -> Result<bool, BrokerError> {
+        ensure_connected(&self.client, "command")?;
+        let mut presence = self.presence.lock().await;
+        // A release still owed for an earlier session of this user is superseded by this claim.
+        presence.unreleased.remove(&user);
+        let result = bounded(
+            "cannot claim a user",
+            self.claim.run(
+                &self.client,
+                vec![user_key(&self.prefix, user), self.lease_key.clone()],
+                vec![
+                    self.node_id.clone(),
+                    self.lease_prefix.clone(),
+                    self.lease_ms.clone(),
+                ],
+            ),
+        )
+        .await;
+        match result {
+            Ok(0) => Ok(false),
+            Ok(1) => {
+                presence.held.insert(user);
+                Ok(true)
+            }
+            Ok(_) => {
+                presence.held.insert(user);
+                warn!(node = %self.node_id, "the node lease had vanished; re-asserting this node's claims");
+                self.reassert.notify_one();
+                Ok(true)
+            }
+            Err(e) => {
+                // The script may have run although we got no answer: make sure the claim does
+                // not linger, unless the user was already held here before.
+                if !presence.held.contains(&user) {
+                    presence.unreleased.insert(user);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn release_users(&self, users: &[UserId]) -> Result<(), BrokerError> {
+        if users.is_empty() {
+            return Ok(());
+        }
+        let mut presence = self.presence.lock().await;
+        for user in users {
+            presence.held.remove(user);
+        }
+        let result = self.release_batches(users).await;
+        if result.is_err() {
+            presence.unreleased.extend(users.iter().copied());
+        }
+        result
+    }
+
+    async fn release_batches(&self, users: &[UserId]) -> Result<(), BrokerError> {
+        ensure_connected(&self.client, "command")?;
+        for batch in users.chunks(RELEASE_BATCH) {
+            let keys = batch.iter().map(|u| user_key(&self.prefix, *u)).collect();
+            bounded(
+                "cannot release users",
+                self.release
+                    .run(&self.client, keys, vec![self.node_id.clone()]),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Claims every held user again after the lease vanished. A user another node took in the
+    /// meantime is dropped from `held` (that node's session wins) and logged.
+    async fn reassert_claims(&self) -> Result<(), BrokerError> {
+        let mut presence = self.presence.lock().await;
+        let held: Vec<UserId> = presence.held.iter().copied().collect();
+        for user in held {
+            let result = bounded(
+                "cannot re-assert a claim",
+                self.claim.run(
+                    &self.client,
+                    vec![user_key(&self.prefix, user), self.lease_key.clone()],
+                    vec![
+                        self.node_id.clone(),
+                        self.lease_prefix.clone(),
+                        self.lease_ms.clone(),
+                    ],
+                ),
+            )
+            .await?;
+            if result == 0 {
+                presence.held.remove(&user);
+                warn!(node = %self.node_id, user = user.0, "lost a claim while this node's lease was gone; another node holds the user now");
+            }
+        }
+        Ok(())
+    }
+
+    /// Retries the releases that failed earlier.
+    async fn retry_releases(&self) -> Result<(), BrokerError> {
+        let mut presence = self.presence.lock().await;
+        if presence.unreleased.is_empty() {
+            return Ok(());
+        }
+        let users: Vec<UserId> = presence.unreleased.iter().copied().collect();
+        self.release_batches(&users).await?;
+        for user in &users {
+            presence.unreleased.remove(user);
+        }
+        debug!(node = %self.node_id, users = users.len(), "retried releases succeeded");
+        Ok(())
+    }
+
+    async fn subscribe(&self, user: UserId) -> Result<(), BrokerError> {
+        ensure_connected(&self.subscriber, "subscriber")?;
+        let mut subs = self.subscriptions.lock().await;
+        subs.stale.remove(&user);
+        let result = bounded("cannot subscribe", self.subscriber.subscribe(self.channel(user))).await;
+        if result.is_err() {
+            // Redis may have subscribed although we got no answer.
+            subs.stale.insert(user);
+        }
+        result
+    }
+
+    async fn unsubscribe(&self, user: UserId) -> Result<(), BrokerError> {
+        let mut subs = self.subscriptions.lock().await;
+        let result = match ensure_connected(&self.subscriber, "subscriber") {
+            Ok(()) => {
+                bounded(
+                    "cannot unsubscribe",
+                    self.subscriber.unsubscribe(self.channel(user)),
+                )
+                .await
+            }
+            Err(e) => Err(e),
+        };
+        if result.is_err() {
+            // fred still tracks the channel and would subscribe it again after a reconnect.
+            subs.stale.insert(user);
+        }
+        result
+    }
+
+    /// Brings the subscriber connection in line with what the node wants: drops the stale
+    /// channels and, if `resubscribe` (a reconnect, or an earlier failure), subscribes every
+    /// tracked channel again.
+    async fn resync_subscriptions(&self, resubscribe: bool) {
+        let mut subs = self.subscriptions.lock().await;
+        if !subs.stale.is_empty() {
+            // Never call unsubscribe with an empty list: that means "all channels".
+            let channels: Vec<String> = subs.stale.iter().map(|u| self.channel(*u)).collect();
+            match bounded("cannot unsubscribe", self.subscriber.unsubscribe(channels)).await {
+                Ok(()) => subs.stale.clear(),
+                Err(e) => debug!(node = %self.node_id, error = %e, "dropping stale subscriptions failed; will retry"),
+            }
+        }
+        if resubscribe || subs.resubscribe {
+            match bounded("cannot re-subscribe", self.subscriber.resubscribe_all()).await {
+                Ok(()) => {
+                    subs.resubscribe = false;
+                    debug!(node = %self.node_id, channels = self.subscriber.tracked_channels().len(), "re-subscribed");
+                }
+                Err(e) => {
+                    subs.resubscribe = true;
+                    warn!(node = %self.node_id, error = %e, "re-subscribing after a reconnect failed; will retry");
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Broker for RedisBroker {
+    async fn claim(&self, user: UserId) -> Result<bool, BrokerError> {
+        self.shared.claim(user).await
+    }
+
+    async fn release(&self, user: UserId) -> Result<(), BrokerError> {
+        self.shared.release_users(&[user]).await
+    }
+
+    async fn subscribe(&self, user: UserId) -> Result<(), BrokerError> {
+        self.shared.subscribe(user).await
+    }
+
+    async fn unsubscribe(&self, user: UserId) -> Result<(), BrokerError> {
+        self.shared.unsubscribe(user).await
+    }
+
+    async fn publish(&self, user: UserId, frame: Bytes) -> Result<bool, BrokerError> {
+        let shared = &self.shared;
+        ensure_connected(&shared.client, "command")?;
+        let receivers: i64 = bounded(
+            "cannot publish",
+            shared.client.publish(shared.channel(user), frame),
+        )
+        .await?;
+        Ok(receivers > 0)
+    }
+}
+
+/// Reads fred's message broadcast and hands each frame to the sink. A lag (the buffer of
+/// `receive_capacity` overflowed) loses messages: it is counted and logged, and reading goes on.
+async fn receive_loop(
+    mut messages: Receiver<Message>,
+    prefix: String,
+    sink: Arc<dyn Sink>,
+    lagged: Arc<AtomicU64>,
+    stop: CancellationToken,
+) {
+    loop {
+        let received = tokio::select! {
+            () = stop.cancelled() => break,
+            received = messages.recv() => received,
+        };
+        match received {
+            Ok(message) => {
+                let Some(user) = user_of_channel(&prefix, &message.channel) else {
+                    debug!(channel = %message.channel, "message on a foreign channel ignored");
+                    continue;
+                };
+                match message.value.into_bytes() {
+                    Some(frame) => sink.deliver(user, frame),
+                    None => warn!(user = user.0, "message with a non-string payload ignored"),
+                }
+            }
+            Err(RecvError::Lagged(skipped)) => {
+                let total = lagged.fetch_add(skipped, Ordering::Relaxed) + skipped;
+                warn!(skipped, total, "Redis receive loop lagged; messages were dropped");
+            }
+            Err(RecvError::Closed) => break,
+        }
+    }
+    debug!("Redis receive loop stopped");
+}
+
+/// The connection events the broker reacts to.
+struct Events {
+    sub_reconnects: Receiver<fred::prelude::Server>,
+    sub_errors: Receiver<(fred::error::Error, Option<fred::prelude::Server>)>,
+    client_errors: Receiver<(fred::error::Error, Option<fred::prelude::Server>)>,
+}
+
+/// Re-subscribes after each reconnection of the subscriber (this is fred's
+/// `manage_subscriptions`, plus dropping stale channels first, under the subscriptions lock),
+/// and logs connection errors once per outage.
+async fn event_loop(mut events: Events, shared: Arc<Shared>, stop: CancellationToken) {
+    let mut sub_down = false;
+    let mut client_down = false;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            event = events.sub_reconnects.recv() => match event {
+                Ok(_) => {
+                    if sub_down {
+                        info!(node = %shared.node_id, "Redis subscriber reconnected");
+                        sub_down = false;
+                    }
+                    shared.resync_subscriptions(true).await;
+                }
+                Err(RecvError::Lagged(_)) => shared.resync_subscriptions(true).await,
+                Err(RecvError::Closed) => break,
+            },
+            event = events.sub_errors.recv() => match event {
+                Ok((e, _)) => log_connection_error(&shared.node_id, "subscriber", &mut sub_down, &e),
+                Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => break,
+            },
+            event = events.client_errors.recv() => match event {
+                Ok((e, _)) => log_connection_error(&shared.node_id, "command", &mut client_down, &e),
+                Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => break,
+            },
+        }
+        if client_down && shared.client.is_connected() {
+            info!(node = %shared.node_id, "Redis command connection reconnected");
+            client_down = false;
+        }
+    }
+}
+
+fn log_connection_error(node: &str, which: &str, down: &mut bool, e: &fred::error::Error) {
+    if *down {
+        debug!(node, connection = which, error = %e, "Redis still unreachable");
+    } else {
+        warn!(node, connection = which, error = %e, "Redis connection lost; reconnecting");
+        *down = true;
+    }
+}
+
+/// Every `period`: renews the lease (re-asserting the claims if it had vanished), retries the
+/// releases and unsubscriptions that failed. Failures are logged and the node keeps serving.
+async fn maintenance_loop(shared: Arc<Shared>, period: Duration, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    let mut failing = false;
+    let mut reassert = false;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            _ = tick.tick() => {}
+            () = shared.reassert.notified() => reassert = true,
+        }
+        let result = async {
+            if !shared.renew_lease().await? {
+                reassert = true;
+            }
+            if reassert {
+                shared.reassert_claims().await?;
+                reassert = false;
+            }
+            shared.retry_releases().await
+        }
+        .await;
+        match result {
+            Ok(()) if failing => {
+                info!(node = %shared.node_id, "lease renewal works again");
+                failing = false;
+            }
+            Ok(()) => {}
+            Err(e) if !failing => {
+                warn!(node = %shared.node_id, error = %e, "lease renewal failed; still serving, retrying");
+                failing = true;
+            }
+            Err(e) => debug!(node = %shared.node_id, error = %e, "lease renewal still failing"),
+        }
+        if shared.subscriber.is_connected() {
+            shared.resync_subscriptions(false).await;
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! The Lua scripts that make presence atomic in Redis (claim, release, lease renewal), and
+//! running them by EVALSHA with a fallback to EVAL after Redis lost its script cache.
+//! The meaning of the results is interpreted by `redis.rs`.
+
+use fred::prelude::{Client, LuaInterface};
+
+/// Claims a user for a node.
+///
+/// KEYS[1] = the user's key, KEYS[2] = this node's lease key;
+/// ARGV[1] = this node's id, ARGV[2] = the lease-key prefix, ARGV[3] = the lease in ms.
+/// Returns 0 if another node with a live lease holds the user, 1 if this node holds it now,
+/// 2 if it holds it now but its own lease key was missing (Redis lost its data, or this node
+/// was cut off longer than its lease): the caller should re-assert its other claims.
+pub(crate) const CLAIM: &str = r#"
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] and redis.call('EXISTS', ARGV[2] .. holder) == 1 then
+  return 0
+end
+local had_lease = redis.call('EXISTS', KEYS[2])
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[3])
+redis.call('SET', KEYS[1], ARGV[1])
+if had_lease == 1 then
+  return 1
+end
+return 2
+"#;
+
+/// Releases users held by a node.
+///
+/// KEYS = the users' keys; ARGV[1] = this node's id.
+/// Deletes each key that holds this node's id; returns how many it deleted.
+pub(crate) const RELEASE: &str = r#"
+local n = 0
+for _, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[1] then
+    redis.call('DEL', key)
+    n = n + 1
+  end
+end
+return n
+"#;
+
+/// Renews a node's lease.
+///
+/// KEYS[1] = the lease key; ARGV[1] = the node id, ARGV[2] = the lease in ms.
+/// Returns 1 if the lease existed, 0 if it had to be created again.
+pub(crate) const RENEW: &str = r#"
+local had = redis.call('EXISTS', KEYS[1])
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return had
+"#;
+
+/// A script and the SHA1 Redis gave it when it was loaded.
+#[derive(Debug, Clone)]
+pub(crate) struct Script {
+    lua: &'static str,
+    sha: String,
+}
+
+impl Script {
+    /// Loads `lua` into Redis's script cache (SCRIPT LOAD) and remembers its SHA1.
+    pub(crate) async fn load(client: &Client, lua: &'static str) -> Result<Self, fred::error::Error> {
+        let sha: String = client.script_load(lua).await?;
+        Ok(Self { lua, sha })
+    }
+
+    /// Runs the script by EVALSHA; if Redis forgot it (a restart flushes the cache), by EVAL,
+    /// which caches it again.
+    pub(crate) async fn run(
+        &self,
+        client: &Client,
+        keys: Vec<String>,
+        args: Vec<String>,
+    ) -> Result<i64, fred::error::Error> {
+        match client.evalsha::<i64, _, _, _>(self.sha.as_str(), keys.clone(), args.clone()).await {
+            Err(e) if e.details().starts_with("NOSCRIPT") => client.eval(self.lua, keys, args).await,
+            other => other,
+        }
+    }
+}
