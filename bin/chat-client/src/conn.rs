@@ -1,0 +1,99 @@
+//! The connection to the server: a reader task that cuts the byte stream into
+//! frames and decodes them, and a writer task that sends queued frames.
+//!
+//! The reader answers PING itself, so keepalives work while the user is
+//! typing or the console is waiting. It knows nothing of menus or printing:
+//! everything else it hands to the console as [`NetEvent`]s.
+
+use std::time::Duration;
+
+use chat_net::{FrameCodec, Inbound};
+use futures::StreamExt;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::mpsc;
+use tokio_util::codec::FramedRead;
+
+use crate::incoming::{Incoming, decode};
+use crate::request;
+
+/// Largest frame the client reads; anything longer is reported and skipped.
+pub const MAX_FRAME: usize = 16 * 1024 * 1024;
+/// Frames waiting to be written.
+const OUTGOING_QUEUE: usize = 64;
+/// Decoded frames waiting for the console; when full, reading pauses.
+const EVENT_QUEUE: usize = 1024;
+
+/// What the connection tells the console.
+#[derive(Debug)]
+pub enum NetEvent {
+    /// A frame from the server (never a PING: those are answered here).
+    Frame(Incoming),
+    /// The connection is gone: `None` for a clean close by the server, else why.
+    Closed(Option<String>),
+}
+
+/// A live connection: frames go out through `outgoing`, events come in on `events`.
+pub struct Connection {
+    /// Frames to send (JSON text without delimiter).
+    pub outgoing: mpsc::Sender<String>,
+    /// Frames and the end of the connection.
+    pub events: mpsc::Receiver<NetEvent>,
+}
+
+/// Connects to `addr` (`HOST:PORT`) within `timeout` and starts the reader and writer tasks.
+pub async fn connect(addr: &str, timeout: Duration) -> std::io::Result<Connection> {
+    let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Ok(result) => result?,
+        Err(_) => return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out")),
+    };
+    // Chat frames are small and interactive.
+    let _ = stream.set_nodelay(true);
+    let (read, write) = stream.into_split();
+    let (outgoing, outgoing_rx) = mpsc::channel(OUTGOING_QUEUE);
+    let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
+    tokio::spawn(write_frames(write, outgoing_rx, events_tx.clone()));
+    tokio::spawn(read_frames(read, outgoing.clone(), events_tx));
+    Ok(Connection { outgoing, events })
+}
+
+async fn read_frames(read: OwnedReadHalf, outgoing: mpsc::Sender<String>, events: mpsc::Sender<NetEvent>) {
+    let mut frames = FramedRead::new(read, FrameCodec::new(MAX_FRAME));
+    loop {
+        let event = match frames.next().await {
+            Some(Ok(Inbound::Frame(bytes))) => match decode(&bytes) {
+                Incoming::Ping => {
+                    // A full queue means the server is not reading our frames; the
+                    // pong would not help then.
+                    let _ = outgoing.try_send(request::pong());
+                    continue;
+                }
+                frame => NetEvent::Frame(frame),
+            },
+            Some(Ok(Inbound::TooLong)) => NetEvent::Frame(Incoming::TooLong),
+            Some(Err(e)) => NetEvent::Closed(Some(e.to_string())),
+            None => NetEvent::Closed(None),
+        };
+        let last = matches!(event, NetEvent::Closed(_));
+        if events.send(event).await.is_err() || last {
+            return;
+        }
+    }
+}
+
+async fn write_frames(
+    mut write: OwnedWriteHalf,
+    mut frames: mpsc::Receiver<String>,
+    events: mpsc::Sender<NetEvent>,
+) {
+    while let Some(frame) = frames.recv().await {
+        let mut bytes = frame.into_bytes();
+        bytes.push(b'\n');
+        if let Err(e) = write.write_all(&bytes).await {
+            let _ = events.send(NetEvent::Closed(Some(format!("cannot send: {e}")))).await;
+            return;
+        }
+    }
+    let _ = write.shutdown().await;
+}

@@ -1,0 +1,585 @@
+//! What the server sends, decoded: one frame into one [`Incoming`].
+//!
+//! Pure and forgiving: any byte string gives some `Incoming`, at worst
+//! [`Incoming::Malformed`] with a reason. Both shapes of the login ack are
+//! read (the original's lists of JSON *strings*, absent when empty, and the
+//! extension's lists of objects). Printing is `format`'s business.
+
+use chat_proto::{GroupId, MsgId, UserId};
+use serde_json::{Map, Value};
+
+/// An error the server reported (`errno` ≠ 0 with `errmsg`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerError {
+    /// The error number.
+    pub errno: i64,
+    /// The server's text.
+    pub errmsg: String,
+}
+
+/// One friend in a login ack or list ack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Friend {
+    /// The friend's id.
+    pub id: UserId,
+    /// The friend's name.
+    pub name: String,
+    /// `online` or `offline`, as the server spells it.
+    pub state: String,
+}
+
+/// One member of a group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// The member's id.
+    pub id: UserId,
+    /// The member's name.
+    pub name: String,
+    /// `online` or `offline`.
+    pub state: String,
+    /// `creator` or `normal`.
+    pub role: String,
+}
+
+/// One group with its members.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    /// The group's id.
+    pub id: GroupId,
+    /// Its name.
+    pub name: String,
+    /// Its description.
+    pub desc: String,
+    /// Its members.
+    pub members: Vec<Member>,
+}
+
+/// The friend and group lists.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Lists {
+    /// Friends with their state.
+    pub friends: Vec<Friend>,
+    /// Groups with their members.
+    pub groups: Vec<Group>,
+    /// Why some entries could not be read (they are left out above).
+    pub unreadable: Vec<String>,
+}
+
+/// A successful login.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginInfo {
+    /// Who is logged in.
+    pub id: UserId,
+    /// Their name.
+    pub name: String,
+    /// Friends and groups.
+    pub lists: Lists,
+    /// Messages stored while offline, oldest first, each decoded like a live frame.
+    pub offline: Vec<Incoming>,
+}
+
+/// A one-to-one chat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatLine {
+    /// The sender.
+    pub from: UserId,
+    /// The sender's name.
+    pub name: String,
+    /// Server time as sent.
+    pub time: String,
+    /// The text.
+    pub msg: String,
+}
+
+/// A group chat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupLine {
+    /// The group.
+    pub group: GroupId,
+    /// The sender.
+    pub from: UserId,
+    /// The sender's name.
+    pub name: String,
+    /// Server time as sent.
+    pub time: String,
+    /// The text.
+    pub msg: String,
+}
+
+/// One frame from the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Incoming {
+    /// LOGIN_MSG_ACK (2).
+    LoginAck(Result<LoginInfo, ServerError>),
+    /// REG_MSG_ACK (5): the new user id.
+    RegAck(Result<UserId, ServerError>),
+    /// ACK (11) for request `re`; a successful CREATE_GROUP carries the group id.
+    Ack {
+        /// The msgid of the request answered (0: a frame the server could not read).
+        re: i64,
+        /// Success (with a group id for CREATE_GROUP) or the error.
+        outcome: Result<Option<GroupId>, ServerError>,
+    },
+    /// LIST_ACK (16).
+    ListAck(Result<Lists, ServerError>),
+    /// A forwarded ONE_CHAT (6).
+    Chat(ChatLine),
+    /// A forwarded GROUP_CHAT (10).
+    GroupChat(GroupLine),
+    /// PING (12): answer with PONG at once.
+    Ping,
+    /// NOTICE (14): the server is about to close the connection.
+    Notice(ServerError),
+    /// A JSON object with a msgid this client does not handle.
+    Unknown {
+        /// That msgid.
+        msgid: i64,
+    },
+    /// A frame that could not be read.
+    Malformed {
+        /// What is wrong with it.
+        reason: String,
+        /// The start of the frame, for the user.
+        excerpt: String,
+    },
+    /// A frame over the client's size limit, skipped.
+    TooLong,
+}
+
+impl Incoming {
+    /// Whether this frame is the server's answer to a request with msgid `sent`.
+    /// An error ack with `re` 0 answers whatever was sent: the server could not
+    /// even read the frame.
+    pub fn answers(&self, sent: MsgId) -> bool {
+        let re_zero_error = matches!(self, Incoming::Ack { re: 0, outcome: Err(_) });
+        re_zero_error
+            || match (sent, self) {
+                (MsgId::Login, Incoming::LoginAck(_)) => true,
+                (MsgId::Reg, Incoming::RegAck(_)) => true,
+                (MsgId::List, Incoming::ListAck(_)) => true,
+                (_, Incoming::Ack { re, .. }) => *re == i64::from(sent.number()),
+                _ => false,
+            }
+    }
+}
+
+/// At most 80 characters of a frame, for reports.
+fn excerpt(frame: &[u8]) -> String {
+    const MAX: usize = 80;
+    let text = String::from_utf8_lossy(frame);
+    let mut out: String = text.chars().take(MAX).collect();
+    if text.chars().nth(MAX).is_some() {
+        out.push_str("...");
+    }
+    out
+}
+
+fn malformed(reason: impl Into<String>, frame: &[u8]) -> Incoming {
+    Incoming::Malformed { reason: reason.into(), excerpt: excerpt(frame) }
+}
+
+/// An integral JSON number (`7` or `7.0`).
+fn integer(v: &Value) -> Option<i64> {
+    if let Some(i) = v.as_i64() {
+        return Some(i);
+    }
+    let f = v.as_f64()?;
+    (f.fract() == 0.0 && f.abs() < 9.0e15).then_some(f as i64)
+}
+
+/// Field access with reasons for the user.
+struct Obj<'a>(&'a Map<String, Value>);
+
+impl Obj<'_> {
+    fn int(&self, key: &str) -> Result<i64, String> {
+        match self.0.get(key) {
+            None => Err(format!("missing `{key}`")),
+            Some(v) => integer(v).ok_or_else(|| format!("`{key}` is not an integer")),
+        }
+    }
+
+    fn id(&self, key: &str) -> Result<i32, String> {
+        i32::try_from(self.int(key)?).map_err(|_| format!("`{key}` is out of range"))
+    }
+
+    fn string(&self, key: &str) -> Result<String, String> {
+        match self.0.get(key) {
+            None => Err(format!("missing `{key}`")),
+            Some(Value::String(s)) => Ok(s.clone()),
+            Some(_) => Err(format!("`{key}` is not a string")),
+        }
+    }
+
+    /// A string that may be missing (then empty); a number is shown as one.
+    fn lenient(&self, key: &str) -> String {
+        match self.0.get(key) {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            _ => String::new(),
+        }
+    }
+
+    /// `errno` 0 (or absent) is success; anything else an error with `errmsg`.
+    fn error(&self) -> Result<(), ServerError> {
+        let errno = self.0.get("errno").and_then(integer).unwrap_or(0);
+        if errno == 0 {
+            return Ok(());
+        }
+        let errmsg = match self.0.get("errmsg") {
+            Some(Value::String(s)) => s.clone(),
+            Some(v @ Value::Number(_)) => v.to_string(),
+            _ => format!("error {errno}"),
+        };
+        Err(ServerError { errno, errmsg })
+    }
+}
+
+/// Decodes one frame (without its delimiter).
+pub fn decode(frame: &[u8]) -> Incoming {
+    let value: Value = match serde_json::from_slice(frame) {
+        Ok(v) => v,
+        Err(e) => return malformed(format!("not JSON: {e}"), frame),
+    };
+    decode_value(&value, frame)
+}
+
+/// Decodes a parsed frame; `frame` is only used for the excerpt in reports.
+fn decode_value(value: &Value, frame: &[u8]) -> Incoming {
+    let Value::Object(map) = value else {
+        return malformed("not a JSON object", frame);
+    };
+    let obj = Obj(map);
+    let msgid = match obj.int("msgid") {
+        Ok(n) => n,
+        Err(reason) => return malformed(reason, frame),
+    };
+    let decoded = match MsgId::from_number(msgid) {
+        Some(MsgId::LoginAck) => login_ack(&obj).map(Incoming::LoginAck),
+        Some(MsgId::RegAck) => Ok(Incoming::RegAck(match obj.error() {
+            Err(e) => Err(e),
+            Ok(()) => Ok(UserId(match obj.id("id") {
+                Ok(id) => id,
+                Err(reason) => return malformed(format!("register reply: {reason}"), frame),
+            })),
+        })),
+        Some(MsgId::Ack) => obj.int("re").map(|re| Incoming::Ack {
+            re,
+            outcome: obj.error().map(|()| obj.id("groupid").ok().map(GroupId)),
+        }),
+        Some(MsgId::ListAck) => match obj.error() {
+            Err(e) => Ok(Incoming::ListAck(Err(e))),
+            Ok(()) => Ok(Incoming::ListAck(Ok(lists(&obj)))),
+        },
+        Some(MsgId::OneChat) => chat(&obj).map(Incoming::Chat),
+        Some(MsgId::GroupChat) => group_chat(&obj).map(Incoming::GroupChat),
+        Some(MsgId::Ping) => Ok(Incoming::Ping),
+        Some(MsgId::Notice) => Ok(Incoming::Notice(
+            obj.error().err().unwrap_or(ServerError { errno: 0, errmsg: obj.lenient("errmsg") }),
+        )),
+        _ => Ok(Incoming::Unknown { msgid }),
+    };
+    decoded.unwrap_or_else(|reason| {
+        let what = match msgid {
+            2 => "login reply",
+            6 => "chat message",
+            10 => "group message",
+            11 => "reply",
+            _ => "message",
+        };
+        malformed(format!("{what}: {reason}"), frame)
+    })
+}
+
+fn chat(obj: &Obj<'_>) -> Result<ChatLine, String> {
+    Ok(ChatLine {
+        from: UserId(obj.id("id")?),
+        msg: obj.string("msg")?,
+        name: obj.lenient("name"),
+        time: obj.lenient("time"),
+    })
+}
+
+fn group_chat(obj: &Obj<'_>) -> Result<GroupLine, String> {
+    Ok(GroupLine {
+        group: GroupId(obj.id("groupid")?),
+        from: UserId(obj.id("id")?),
+        msg: obj.string("msg")?,
+        name: obj.lenient("name"),
+        time: obj.lenient("time"),
+    })
+}
+
+fn login_ack(obj: &Obj<'_>) -> Result<Result<LoginInfo, ServerError>, String> {
+    if let Err(e) = obj.error() {
+        return Ok(Err(e));
+    }
+    let offline = match obj.0.get("offlinemsg") {
+        Some(Value::Array(items)) => items.iter().map(offline_item).collect(),
+        _ => Vec::new(),
+    };
+    Ok(Ok(LoginInfo { id: UserId(obj.id("id")?), name: obj.lenient("name"), lists: lists(obj), offline }))
+}
+
+/// One stored message: a forwarded frame as an object, or its text as a string.
+fn offline_item(item: &Value) -> Incoming {
+    match item {
+        Value::String(text) => match serde_json::from_str::<Value>(text) {
+            Ok(v) => decode_value(&v, text.as_bytes()),
+            Err(_) => malformed("stored message is not JSON", text.as_bytes()),
+        },
+        other => decode_value(other, other.to_string().as_bytes()),
+    }
+}
+
+/// A list element: an object, or (original form) a string holding one.
+fn entry(item: &Value) -> Result<Map<String, Value>, String> {
+    match item {
+        Value::Object(map) => Ok(map.clone()),
+        Value::String(text) => match serde_json::from_str::<Value>(text) {
+            Ok(Value::Object(map)) => Ok(map),
+            _ => Err(format!("not an object: {}", excerpt(text.as_bytes()))),
+        },
+        other => Err(format!("not an object: {}", excerpt(other.to_string().as_bytes()))),
+    }
+}
+
+fn array<'a>(obj: &Obj<'a>, key: &str) -> &'a [Value] {
+    match obj.0.get(key) {
+        Some(Value::Array(items)) => items,
+        _ => &[],
+    }
+}
+
+fn lists(obj: &Obj<'_>) -> Lists {
+    let mut lists = Lists::default();
+    for item in array(obj, "friends") {
+        match entry(item).and_then(|m| friend(&Obj(&m))) {
+            Ok(f) => lists.friends.push(f),
+            Err(reason) => lists.unreadable.push(format!("friend: {reason}")),
+        }
+    }
+    for item in array(obj, "groups") {
+        match entry(item).and_then(|m| group(&Obj(&m), &mut lists.unreadable)) {
+            Ok(g) => lists.groups.push(g),
+            Err(reason) => lists.unreadable.push(format!("group: {reason}")),
+        }
+    }
+    lists
+}
+
+fn friend(obj: &Obj<'_>) -> Result<Friend, String> {
+    Ok(Friend { id: UserId(obj.id("id")?), name: obj.lenient("name"), state: obj.lenient("state") })
+}
+
+fn group(obj: &Obj<'_>, unreadable: &mut Vec<String>) -> Result<Group, String> {
+    let id = GroupId(obj.id("id")?);
+    let mut members = Vec::new();
+    for item in array(obj, "users") {
+        let member = entry(item).and_then(|m| {
+            let m = Obj(&m);
+            Ok(Member {
+                id: UserId(m.id("id")?),
+                name: m.lenient("name"),
+                state: m.lenient("state"),
+                role: m.lenient("role"),
+            })
+        });
+        match member {
+            Ok(m) => members.push(m),
+            Err(reason) => unreadable.push(format!("member of group {id}: {reason}")),
+        }
+    }
+    Ok(Group { id, name: obj.lenient("groupname"), desc: obj.lenient("groupdesc"), members })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> Incoming {
+        decode(s.as_bytes())
+    }
+
+    fn reason(i: Incoming) -> String {
+        match i {
+            Incoming::Malformed { reason, .. } => reason,
+            other => panic!("expected malformed, got {other:?}"),
+        }
+    }
+
+    const EXT_LOGIN: &str = r#"{"errno":0,"friends":[{"id":2,"name":"b","state":"online"}],"groups":[{"groupdesc":"d","groupname":"g","id":3,"users":[{"id":1,"name":"a","role":"creator","state":"online"}]}],"id":1,"msgid":2,"name":"a","offlinemsg":[{"id":2,"msg":"x","msgid":6,"name":"b","time":"t","to":1},"not json"]}"#;
+    const ORIGINAL_LOGIN: &str = r#"{"errno":0,"friends":["{\"id\":2,\"name\":\"b\",\"state\":\"online\"}"],"groups":["{\"groupdesc\":\"d\",\"groupname\":\"g\",\"id\":3,\"users\":[\"{\\\"id\\\":1,\\\"name\\\":\\\"a\\\",\\\"role\\\":\\\"creator\\\",\\\"state\\\":\\\"online\\\"}\"]}"],"id":1,"msgid":2,"name":"a","offlinemsg":["{\"id\":2,\"msg\":\"x\",\"msgid\":6,\"name\":\"b\",\"time\":\"t\",\"to\":1}"]}"#;
+
+    fn expected_lists() -> Lists {
+        Lists {
+            friends: vec![Friend { id: UserId(2), name: "b".into(), state: "online".into() }],
+            groups: vec![Group {
+                id: GroupId(3),
+                name: "g".into(),
+                desc: "d".into(),
+                members: vec![Member {
+                    id: UserId(1),
+                    name: "a".into(),
+                    state: "online".into(),
+                    role: "creator".into(),
+                }],
+            }],
+            unreadable: vec![],
+        }
+    }
+
+    fn chat_x() -> Incoming {
+        Incoming::Chat(ChatLine { from: UserId(2), name: "b".into(), time: "t".into(), msg: "x".into() })
+    }
+
+    #[test]
+    fn login_ack_both_forms() {
+        let Incoming::LoginAck(Ok(ext)) = d(EXT_LOGIN) else { panic!("ext form") };
+        assert_eq!(ext.id, UserId(1));
+        assert_eq!(ext.name, "a");
+        assert_eq!(ext.lists, expected_lists());
+        assert_eq!(ext.offline.len(), 2);
+        assert_eq!(ext.offline[0], chat_x());
+        assert!(reason(ext.offline[1].clone()).contains("stored message is not JSON"));
+
+        let Incoming::LoginAck(Ok(orig)) = d(ORIGINAL_LOGIN) else { panic!("original form") };
+        assert_eq!(orig.lists, expected_lists());
+        assert_eq!(orig.offline, vec![chat_x()]);
+
+        // The original leaves out empty lists.
+        let Incoming::LoginAck(Ok(bare)) = d(r#"{"errno":0,"id":1,"msgid":2,"name":"a"}"#) else { panic!() };
+        assert_eq!(bare.lists, Lists::default());
+        assert!(bare.offline.is_empty());
+    }
+
+    #[test]
+    fn login_ack_with_unreadable_entries_keeps_the_rest() {
+        let Incoming::LoginAck(Ok(info)) = d(
+            r#"{"errno":0,"friends":[5,{"name":"x"},{"id":2,"name":"b","state":"online"}],"groups":[{"id":3,"users":["junk"]}],"id":1,"msgid":2,"name":"a"}"#,
+        ) else {
+            panic!()
+        };
+        assert_eq!(info.lists.friends.len(), 1);
+        assert_eq!(info.lists.groups.len(), 1);
+        assert_eq!(info.lists.unreadable.len(), 3, "{:?}", info.lists.unreadable);
+    }
+
+    #[test]
+    fn errors_on_every_ack() {
+        assert_eq!(
+            d(r#"{"errmsg":"id or password is invalid!","errno":1,"msgid":2}"#),
+            Incoming::LoginAck(Err(ServerError { errno: 1, errmsg: "id or password is invalid!".into() }))
+        );
+        assert_eq!(
+            d(r#"{"errmsg":"注册失败!","errno":1,"msgid":5}"#),
+            Incoming::RegAck(Err(ServerError { errno: 1, errmsg: "注册失败!".into() }))
+        );
+        assert_eq!(d(r#"{"errno":0,"id":7,"msgid":5}"#), Incoming::RegAck(Ok(UserId(7))));
+        assert_eq!(
+            d(r#"{"errmsg":"no such user","errno":5,"msgid":11,"re":6}"#),
+            Incoming::Ack { re: 6, outcome: Err(ServerError { errno: 5, errmsg: "no such user".into() }) }
+        );
+        assert_eq!(d(r#"{"errno":0,"msgid":11,"re":7}"#), Incoming::Ack { re: 7, outcome: Ok(None) });
+        assert_eq!(
+            d(r#"{"errno":0,"groupid":4,"msgid":11,"re":8}"#),
+            Incoming::Ack { re: 8, outcome: Ok(Some(GroupId(4))) }
+        );
+        assert_eq!(
+            d(r#"{"errno":9,"msgid":11,"re":6}"#),
+            Incoming::Ack { re: 6, outcome: Err(ServerError { errno: 9, errmsg: "error 9".into() }) }
+        );
+        assert_eq!(
+            d(r#"{"errmsg":"bye","errno":15,"msgid":14}"#),
+            Incoming::Notice(ServerError { errno: 15, errmsg: "bye".into() })
+        );
+        assert_eq!(
+            d(r#"{"errmsg":"x","errno":3,"msgid":16}"#),
+            Incoming::ListAck(Err(ServerError { errno: 3, errmsg: "x".into() }))
+        );
+    }
+
+    #[test]
+    fn list_ack() {
+        let text = r#"{"errno":0,"friends":[{"id":2,"name":"b","state":"online"}],"groups":[{"groupdesc":"d","groupname":"g","id":3,"users":[{"id":1,"name":"a","role":"creator","state":"online"}]}],"msgid":16}"#;
+        assert_eq!(d(text), Incoming::ListAck(Ok(expected_lists())));
+        assert_eq!(d(r#"{"errno":0,"msgid":16}"#), Incoming::ListAck(Ok(Lists::default())));
+    }
+
+    #[test]
+    fn chats() {
+        assert_eq!(
+            d(r#"{"id":1,"msg":"hi","msgid":6,"name":"a","time":"2024-01-01 12:00:00","to":2}"#),
+            Incoming::Chat(ChatLine {
+                from: UserId(1),
+                name: "a".into(),
+                time: "2024-01-01 12:00:00".into(),
+                msg: "hi".into()
+            })
+        );
+        assert_eq!(
+            d(r#"{"groupid":3,"id":1,"msg":"hi","msgid":10,"name":"a","time":"t"}"#),
+            Incoming::GroupChat(GroupLine {
+                group: GroupId(3),
+                from: UserId(1),
+                name: "a".into(),
+                time: "t".into(),
+                msg: "hi".into()
+            })
+        );
+        // The original's client aborted on these; we name what is missing.
+        assert_eq!(reason(d(r#"{"id":1,"msgid":6}"#)), "chat message: missing `msg`");
+        assert_eq!(reason(d(r#"{"msg":"x","msgid":6}"#)), "chat message: missing `id`");
+        assert_eq!(reason(d(r#"{"id":1,"msg":"x","msgid":10}"#)), "group message: missing `groupid`");
+        assert_eq!(reason(d(r#"{"id":"1","msg":"x","msgid":6}"#)), "chat message: `id` is not an integer");
+        // Missing name and time are shown empty rather than dropping the text.
+        assert!(matches!(d(r#"{"id":1,"msg":"x","msgid":6}"#), Incoming::Chat(_)));
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        assert!(reason(d("hello")).starts_with("not JSON"));
+        assert!(reason(d("{")).starts_with("not JSON"));
+        assert_eq!(reason(d("[1,2]")), "not a JSON object");
+        assert_eq!(reason(d("42")), "not a JSON object");
+        assert_eq!(reason(d("{}")), "missing `msgid`");
+        assert_eq!(reason(d(r#"{"msgid":"2"}"#)), "`msgid` is not an integer");
+        assert_eq!(reason(d(r#"{"msgid":11}"#)), "reply: missing `re`");
+        assert_eq!(reason(d(r#"{"errno":0,"msgid":2}"#)), "login reply: missing `id`");
+        assert_eq!(d(r#"{"msgid":99}"#), Incoming::Unknown { msgid: 99 });
+        assert_eq!(d(r#"{"msgid":1}"#), Incoming::Unknown { msgid: 1 });
+        assert_eq!(d(r#"{"msgid":12}"#), Incoming::Ping);
+        assert_eq!(d(r#"{"msgid":6.0,"id":1.0,"msg":"m"}"#).clone(), {
+            Incoming::Chat(ChatLine {
+                from: UserId(1),
+                name: String::new(),
+                time: String::new(),
+                msg: "m".into(),
+            })
+        });
+        assert!(matches!(d(&"[".repeat(100_000)), Incoming::Malformed { .. }));
+        assert!(matches!(decode(&[0xff, 0xfe, b'{']), Incoming::Malformed { .. }));
+        let long = reason(d(&format!("x{}", "y".repeat(10_000))));
+        assert!(long.len() < 200);
+        let Incoming::Malformed { excerpt, .. } = d(&"z".repeat(1000)) else { panic!() };
+        assert_eq!(excerpt.chars().count(), 83);
+    }
+
+    #[test]
+    fn which_frame_answers_which_request() {
+        let ack = |re| Incoming::Ack { re, outcome: Ok(None) };
+        let err0 = Incoming::Ack { re: 0, outcome: Err(ServerError { errno: 4, errmsg: "bad".into() }) };
+        assert!(ack(6).answers(MsgId::OneChat));
+        assert!(!ack(7).answers(MsgId::OneChat));
+        assert!(!ack(0).answers(MsgId::OneChat), "a success with re 0 answers nothing");
+        assert!(err0.answers(MsgId::OneChat));
+        assert!(err0.answers(MsgId::Login));
+        assert!(d(EXT_LOGIN).answers(MsgId::Login));
+        assert!(!d(EXT_LOGIN).answers(MsgId::Reg));
+        assert!(Incoming::RegAck(Ok(UserId(1))).answers(MsgId::Reg));
+        assert!(Incoming::ListAck(Ok(Lists::default())).answers(MsgId::List));
+        assert!(ack(15).answers(MsgId::List));
+        assert!(ack(1).answers(MsgId::Login));
+        assert!(ack(3).answers(MsgId::Loginout));
+        assert!(!chat_x().answers(MsgId::OneChat));
+    }
+}
