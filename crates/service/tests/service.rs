@@ -40,7 +40,21 @@ fn single() -> (Node, Arc<dyn Store>) {
 struct Client {
     service: Arc<Service>,
     conn: Option<Conn>,
-    rx: OutboundRx,
+    /// What the connection's writer wrote, in order (a task plays the socket writer).
+    rx: tokio::sync::mpsc::UnboundedReceiver<bytes::Bytes>,
+}
+
+/// Plays the connection's writer task: drains the queue as fast as a socket would.
+fn writer(mut rx: OutboundRx) -> tokio::sync::mpsc::UnboundedReceiver<bytes::Bytes> {
+    let (tx, written) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(frame) = rx.recv().await {
+            if tx.send(frame).is_err() {
+                break;
+            }
+        }
+    });
+    written
 }
 
 static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -51,7 +65,7 @@ impl Client {
         let peer: SocketAddr = "127.0.0.1:1".parse().expect("addr");
         let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let conn = node.service.open(id, peer, out);
-        Client { service: node.service.clone(), conn: Some(conn), rx }
+        Client { service: node.service.clone(), conn: Some(conn), rx: writer(rx) }
     }
 
     async fn send(&mut self, v: Value) {
@@ -71,8 +85,9 @@ impl Client {
         serde_json::from_slice(&frame).expect("frame is JSON")
     }
 
-    fn silent(&mut self) {
-        if let Some(frame) = self.rx.try_recv() {
+    async fn silent(&mut self) {
+        tokio::task::yield_now().await;
+        if let Ok(frame) = self.rx.try_recv() {
             panic!("expected no frame, got {}", String::from_utf8_lossy(&frame));
         }
     }
@@ -142,11 +157,12 @@ async fn chat_stamps_the_real_sender_and_server_time() {
     assert_eq!(got["msg"], "hi \"you\" 你好 😀");
     assert_eq!(got["msgid"], 6);
     assert_eq!(got["to"], idb);
+    assert_eq!(a.recv().await, json!({"errno":0,"msgid":11,"re":6}), "the extension acks the chat");
     let time = got["time"].as_str().expect("time");
     assert_ne!(time, "1999-01-01 00:00:00");
     assert_eq!(time.len(), 19);
     assert!(chrono_like(time), "{time}");
-    a.silent();
+    a.silent().await;
 }
 
 fn chrono_like(t: &str) -> bool {
@@ -170,7 +186,8 @@ async fn offline_messages_arrive_in_order_at_next_login_and_only_once() {
     let offline = ack["offlinemsg"].as_array().expect("offlinemsg");
     assert_eq!(offline.len(), 5);
     for (i, text) in offline.iter().enumerate() {
-        let frame: Value = serde_json::from_str(text.as_str().expect("string")).expect("stored JSON is valid");
+        let frame: Value =
+            serde_json::from_str(text.as_str().expect("string")).expect("stored JSON is valid");
         assert_eq!(frame["msg"], format!("m{i} ' \\ \n"));
         assert_eq!(frame["id"], ida);
     }
@@ -223,7 +240,10 @@ async fn extension_answers_every_request_and_errors() {
     a.send(json!({"msgid":6,"to":1,"msg":"x"})).await;
     assert_eq!(a.recv().await, json!({"errmsg":"not logged in","errno":3,"msgid":11,"re":6}));
     let login = a.login(ida, true).await;
-    assert_eq!(login, json!({"errno":0,"friends":[],"groups":[],"id":ida,"msgid":2,"name":"a","offlinemsg":[]}));
+    assert_eq!(
+        login,
+        json!({"errno":0,"friends":[],"groups":[],"id":ida,"msgid":2,"name":"a","offlinemsg":[]})
+    );
     a.send(json!({"msgid":6,"to":424242,"msg":"x"})).await;
     assert_eq!(a.recv().await["errno"], 5, "unknown user");
     a.send(json!({"msgid":7,"friendid":ida})).await;
@@ -262,7 +282,7 @@ async fn original_clients_get_no_extra_frames() {
     let ida = a.register("a").await;
     let mut o = Client::new(&node);
     o.send(json!({"msgid":6,"to":ida,"msg":"x"})).await;
-    o.silent();
+    o.silent().await;
     o.login(ida, false).await;
     for req in [
         json!({"msgid":7,"friendid":424242,"id":ida}),
@@ -272,7 +292,7 @@ async fn original_clients_get_no_extra_frames() {
         json!({"msgid":3,"id":ida}),
     ] {
         o.send(req).await;
-        o.silent();
+        o.silent().await;
     }
 }
 
@@ -354,8 +374,8 @@ async fn group_chat_reaches_members_live_and_offline() {
         got,
         json!({"groupid":gid,"id":ida,"msg":"hello team","msgid":10,"name":"a","time":got["time"]})
     );
-    a.silent();
-    outsider.silent();
+    a.silent().await;
+    outsider.silent().await;
     let mut c2 = Client::new(&node);
     let ack = c2.login(idc, true).await;
     assert_eq!(ack["offlinemsg"][0]["msg"], "hello team");
