@@ -1,0 +1,83 @@
+//! [`MysqlStore`]: the store over MySQL/MariaDB through mysql_async (pure Rust),
+//! a bounded deadpool pool and the embedded `migrations/mysql`.
+//! The queries themselves are in `store.rs`, shared with SQLite.
+
+use std::time::Duration;
+
+use chat_ports::StoreError;
+use diesel_async::pooled_connection::AsyncDieselConnectionManager;
+use diesel_async::pooled_connection::deadpool::{Object, Pool};
+use diesel_async::{AsyncConnection, AsyncMigrationHarness, AsyncMysqlConnection};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+use crate::{ModelError, checkout, reason, redact, require_multi_thread};
+
+/// The MySQL schema, compiled in.
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/mysql");
+
+/// How long a request waits for a pooled connection (or for a new one to be
+/// established) before the store answers `Unavailable`.
+pub const CONNECTION_WAIT: Duration = Duration::from_secs(5);
+
+/// The [`chat_ports::Store`] over MySQL/MariaDB (utf8mb4 connections, InnoDB tables).
+pub struct MysqlStore {
+    pool: Pool<AsyncMysqlConnection>,
+    url: String,
+}
+
+impl MysqlStore {
+    /// Builds a pool of at most `pool_size` connections to `url`
+    /// (`mysql://USER:PASS@HOST:PORT/DB`) and checks one connection out, so an
+    /// unreachable server fails here. Runs no migrations (see [`MysqlStore::run_migrations`]).
+    pub async fn connect(url: &str, pool_size: usize) -> Result<MysqlStore, ModelError> {
+        let manager = AsyncDieselConnectionManager::<AsyncMysqlConnection>::new(url);
+        let pool = Pool::builder(manager)
+            .max_size(pool_size.max(1))
+            .build()
+            .map_err(|e| ModelError::unreachable(url, e.to_string()))?;
+        let store = MysqlStore { pool, url: url.to_string() };
+        drop(store.conn().await.map_err(|e| ModelError::unreachable(url, reason(e)))?);
+        Ok(store)
+    }
+
+    /// Runs the pending migrations on a connection of its own, under a named lock
+    /// so that nodes starting together do not migrate at the same time.
+    /// Needs a multi-thread tokio runtime (diesel's migration harness blocks in place).
+    pub async fn run_migrations(&self) -> Result<(), ModelError> {
+        require_multi_thread()?;
+        let mut conn = tokio::time::timeout(CONNECTION_WAIT, AsyncMysqlConnection::establish(&self.url))
+            .await
+            .map_err(|_| {
+                ModelError::unreachable(&self.url, format!("no connection within {CONNECTION_WAIT:?}"))
+            })?
+            .map_err(|e| ModelError::unreachable(&self.url, e.to_string()))?;
+        lock(&mut conn).await.map_err(|reason| ModelError::migration(&self.url, reason))?;
+        let mut harness = AsyncMigrationHarness::new(conn);
+        let applied = harness
+            .run_pending_migrations(MIGRATIONS)
+            .map_err(|e| ModelError::migration(&self.url, e.to_string()))?;
+        for version in applied {
+            tracing::info!(db = %redact(&self.url), %version, "applied migration");
+        }
+        // Dropping the connection releases the lock.
+        Ok(())
+    }
+
+    /// A pooled connection, or `Unavailable` after [`CONNECTION_WAIT`].
+    pub(crate) async fn conn(&self) -> Result<Object<AsyncMysqlConnection>, StoreError> {
+        checkout(CONNECTION_WAIT, self.pool.get()).await
+    }
+}
+
+/// Takes the migration lock on this connection (held until it closes).
+async fn lock(conn: &mut AsyncMysqlConnection) -> Result<(), String> {
+    use diesel::sql_types::{Integer, Nullable};
+    use diesel_async::RunQueryDsl;
+
+    let got =
+        diesel::select(diesel::dsl::sql::<Nullable<Integer>>("GET_LOCK('chat_cluster_migrations', 60)"))
+            .get_result::<Option<i32>>(conn)
+            .await
+            .map_err(|e| e.to_string())?;
+    if got == Some(1) { Ok(()) } else { Err("another process held the migration lock for 60 s".to_string()) }
+}

@@ -1,0 +1,205 @@
+//! The store contract (`chat_ports::contract`) against SQLite (always) and
+//! against MySQL/MariaDB at `CHAT_TEST_MYSQL_URL`; plus what only a real
+//! database shows: migrations run twice, utf8mb4 at rest, a dead server fails fast.
+//!
+//! The MySQL tests fail (never skip) when the server cannot be reached: run
+//! `deploy/db-setup.sh` first.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use chat_model::{ModelError, schema::users};
+use chat_ports::Store;
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Text};
+use diesel_async::{AsyncConnection, AsyncMysqlConnection, RunQueryDsl};
+
+const DEFAULT_MYSQL_URL: &str = "mysql://chat_test:chat_test@127.0.0.1:3306/chat_test";
+
+fn mysql_url() -> String {
+    std::env::var("CHAT_TEST_MYSQL_URL").unwrap_or_else(|_| DEFAULT_MYSQL_URL.to_string())
+}
+
+async fn open_mysql() -> Arc<dyn Store> {
+    let url = mysql_url();
+    match chat_model::open(&url, 8).await {
+        Ok(store) => store,
+        Err(e) => panic!(
+            "the MySQL contract tests need a reachable MySQL/MariaDB test database ({e}). \
+             Install and start MariaDB and create the database and user with `deploy/db-setup.sh` \
+             (apt-get install -y mariadb-server mariadb-client if it is missing), \
+             or point CHAT_TEST_MYSQL_URL at another test database."
+        ),
+    }
+}
+
+/// A fresh directory under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(label: &str) -> TempDir {
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let dir = std::env::temp_dir().join(format!("chat-model-{label}-{}-{nanos}", std::process::id()));
+        TempDir(dir)
+    }
+
+    /// A `sqlite://` URL for a file two directories deep (which `open` must create).
+    fn sqlite_url(&self) -> String {
+        format!("sqlite://{}", self.0.join("a/b/chat.db").display())
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sqlite_file_store_meets_the_contract() {
+    let dir = TempDir::new("contract");
+    let store = chat_model::open(&dir.sqlite_url(), 4).await.expect("open sqlite");
+    chat_ports::contract::run_all(store.as_ref()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sqlite_memory_store_meets_the_contract() {
+    let store = chat_model::open("sqlite://:memory:", 1).await.expect("open sqlite memory");
+    chat_ports::contract::run_all(store.as_ref()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sqlite_migrations_are_idempotent_and_data_persists() {
+    let dir = TempDir::new("reopen");
+    let url = dir.sqlite_url();
+    let first = chat_model::open(&url, 1).await.expect("first open");
+    let id = first.create_user("persisted😀", "hash").await.expect("create_user");
+    // A second store on the same file while the first is alive, then a plain migrate.
+    let second = chat_model::open(&url, 1).await.expect("second open must find nothing to migrate");
+    chat_model::migrate(&url).await.expect("migrate on a migrated database");
+    let rec = second.find_user(id).await.expect("find_user").expect("user written by the first store");
+    assert_eq!(rec.name, "persisted😀");
+    drop((first, second));
+    let third = chat_model::open(&url, 1).await.expect("reopen");
+    assert!(third.user_exists(id).await.expect("user_exists"), "data did not survive a reopen");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sqlite_concurrent_writers_on_one_file_do_not_fail() {
+    let dir = TempDir::new("writers");
+    let url = dir.sqlite_url();
+    let a = chat_model::open(&url, 1).await.expect("open a");
+    let b = chat_model::open(&url, 1).await.expect("open b");
+    let mut tasks = Vec::new();
+    for (i, store) in [a.clone(), b.clone(), a, b].into_iter().enumerate() {
+        tasks.push(tokio::spawn(async move {
+            for n in 0..25 {
+                let id = store.create_user(&format!("w{i}_{n}"), "h").await?;
+                store.store_offline(&[(id, "x".into()), (id, "y".into())]).await?;
+                store.add_friend(id, id).await?;
+            }
+            Ok::<_, chat_ports::StoreError>(())
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task").expect("a concurrent write failed (database is locked?)");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mysql_store_meets_the_contract() {
+    let store = open_mysql().await;
+    chat_ports::contract::run_all(store.as_ref()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mysql_migrations_are_idempotent() {
+    let first = open_mysql().await;
+    let second = open_mysql().await;
+    chat_model::migrate(&mysql_url()).await.expect("migrate on a migrated database");
+    assert!(!first.user_exists(chat_proto::UserId(-1)).await.expect("first store works"));
+    assert!(!second.user_exists(chat_proto::UserId(-1)).await.expect("second store works"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mysql_text_is_utf8mb4_at_rest() {
+    let store = open_mysql().await;
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let name = format!("😀你好{}", nanos % 1_000_000_000_000);
+    let id = store.create_user(&name, "h").await.expect("create_user");
+
+    // Read it back on a connection of our own: the bytes on disk must be the UTF-8
+    // of the name (a latin1 or utf8mb3 connection would double-encode or reject it).
+    let mut conn = AsyncMysqlConnection::establish(&mysql_url()).await.expect("connect");
+    let (hex, chars) = users::table
+        .find(id.0)
+        .select((diesel::dsl::sql::<Text>("HEX(name)"), diesel::dsl::sql::<BigInt>("CHAR_LENGTH(name)")))
+        .first::<(String, i64)>(&mut conn)
+        .await
+        .expect("read name");
+    let want: String = name.bytes().map(|b| format!("{b:02X}")).collect();
+    assert_eq!(hex, want, "the name is not stored as UTF-8");
+    assert_eq!(chars, name.chars().count() as i64, "the name's characters were not counted as utf8mb4");
+
+    let charset = diesel::select(diesel::dsl::sql::<Text>("@@character_set_connection"))
+        .get_result::<String>(&mut conn)
+        .await
+        .expect("charset");
+    assert_eq!(charset, "utf8mb4", "connections must talk utf8mb4");
+
+    let collations = diesel::sql_query(
+        "SELECT TABLE_NAME AS name, TABLE_COLLATION AS collation FROM information_schema.TABLES \
+         WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME IN ('User','Friend','AllGroup','GroupUser','OfflineMessage') \
+         ORDER BY TABLE_NAME",
+    )
+    .load::<TableCollation>(&mut conn)
+    .await
+    .expect("collations");
+    assert_eq!(collations.len(), 5, "the five tables must exist under their original names: {collations:?}");
+    for t in &collations {
+        assert_eq!(t.collation.as_deref(), Some("utf8mb4_bin"), "table {} has the wrong collation", t.name);
+    }
+}
+
+#[derive(Debug, QueryableByName)]
+struct TableCollation {
+    #[diesel(sql_type = Text)]
+    name: String,
+    #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
+    collation: Option<String>,
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unreachable_mysql_fails_fast_with_one_line() {
+    let started = Instant::now();
+    let result = tokio::time::timeout(
+        Duration::from_secs(15),
+        chat_model::open("mysql://chat:hunter2@127.0.0.1:1/chat", 2),
+    )
+    .await
+    .expect("open on a dead port must not hang");
+    let elapsed = started.elapsed();
+    let err = match result {
+        Ok(_) => panic!("open on a dead port succeeded"),
+        Err(e) => e,
+    };
+    assert!(matches!(err, ModelError::Unreachable { .. }), "wrong error: {err:?}");
+    let text = err.to_string();
+    eprintln!("open on a dead port: {text}");
+    assert!(!text.contains('\n'), "the error must be one line: {text:?}");
+    assert!(!text.contains("hunter2"), "the error must not show the password: {text:?}");
+    assert!(text.contains("127.0.0.1:1"), "the error must say where: {text:?}");
+    assert!(elapsed < Duration::from_secs(7), "open took {elapsed:?} to fail");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_urls_are_refused() {
+    for url in ["postgres://a:b@h/db", "mysql://a:b@127.0.0.1:3306", "chat.db"] {
+        match chat_model::open(url, 1).await {
+            Err(ModelError::BadUrl(_)) => {}
+            Err(e) => panic!("{url}: wrong error {e}"),
+            Ok(_) => panic!("{url}: opened"),
+        }
+    }
+}
