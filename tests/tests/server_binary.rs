@@ -74,8 +74,11 @@ async fn flags_beat_environment_beat_file() {
     let (file_port, env_port, flag_port) = (free_port(), free_port(), free_port());
     let cfg = dir.path().join("chat.toml");
     let db = dir.path().join("f.db");
-    std::fs::write(&cfg, format!("listen = \"127.0.0.1:{file_port}\"\ndatabase_url = \"sqlite://{}\"\n", db.display()))
-        .expect("write config");
+    std::fs::write(
+        &cfg,
+        format!("listen = \"127.0.0.1:{file_port}\"\ndatabase_url = \"sqlite://{}\"\n", db.display()),
+    )
+    .expect("write config");
     let cfg = cfg.display().to_string();
 
     let mut file_only = spawn_quiet(&["--config", &cfg], &[]);
@@ -102,30 +105,42 @@ async fn flags_beat_environment_beat_file() {
 
 #[test]
 fn default_database_is_a_file_under_data() {
+    use std::io::BufRead;
     let dir = TempDir::new("chat-default");
     let port = free_port();
     let mut child = Command::new(bin("chat-server"))
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .current_dir(dir.path())
+        .env_remove("RUST_LOG")
+        .env_remove("CHAT_DATABASE_URL")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
-    let mut up = false;
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            up = true;
-            break;
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
         }
-        std::thread::sleep(Duration::from_millis(50));
+    });
+    let mut log = String::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !log.contains("listening") && std::time::Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
+            log.push_str(&line);
+            log.push('\n');
+        }
     }
     let _ = child.kill();
-    let out = child.wait_with_output().expect("output");
-    let log = String::from_utf8_lossy(&out.stderr);
-    let stdout_log = String::from_utf8_lossy(&out.stdout);
-    assert!(up, "listens: {log}");
+    let _ = child.wait();
+    assert!(log.contains(&format!("listening on 127.0.0.1:{port}")), "{log}");
+    assert!(log.contains("in-process"), "says it runs alone: {log}");
+    assert!(log.contains("sqlite://data/chat.db"), "names its database: {log}");
+    assert!(!log.contains("\u{1b}["), "no colour codes when not on a terminal");
     assert!(dir.path().join("data/chat.db").exists(), "SQLite file under ./data");
-    assert!(log.contains("in-process") || stdout_log.contains("in-process"), "says it runs alone: {log}");
 }
 
 #[test]

@@ -41,7 +41,8 @@ async fn full_flow(server: &ServerProcess) {
     assert_eq!(reg["errno"], 0, "{reg}");
     assert_eq!(reg.as_object().map(|o| o.len()), Some(3), "{reg}");
     let ida = reg["id"].as_i64().expect("id");
-    let idb = a.register(&name_b).await;
+    // (registered on another connection: `register` opts in to the extension)
+    let idb = WireClient::connect(server.addr).await.register(&name_b).await;
     let login = a.login(ida, false).await;
     assert_eq!(login, json!({"errno":0,"id":ida,"msgid":2,"name":name_a}));
     a.send(&json!({"friendid":idb,"id":ida,"msgid":7})).await;
@@ -63,7 +64,8 @@ async fn full_flow(server: &ServerProcess) {
     assert_eq!(b.login(idb, false).await["errno"], 0);
     b.send(&json!({"groupid":gid,"id":idb,"msgid":9})).await;
     b.expect_silence(Duration::from_millis(200)).await;
-    a.send(&json!({"id":ida,"msg":"hello b","msgid":6,"name":name_a,"time":"2024-01-01 00:00:00","to":idb})).await;
+    a.send(&json!({"id":ida,"msg":"hello b","msgid":6,"name":name_a,"time":"2024-01-01 00:00:00","to":idb}))
+        .await;
     let chat = b.recv().await;
     assert_eq!(chat["msg"], "hello b");
     assert_eq!(chat["id"], ida);
@@ -174,7 +176,9 @@ async fn w3_w4_w5_w12_offline_text_round_trips_verbatim() {
             "z".repeat(4000),
             "w".repeat(20000),
             "a'b\"c\\d\ne\tf".into(),
-            format!("'); INSERT INTO OfflineMessage VALUES({idc}, '{{\"msgid\":6,\"id\":99,\"name\":\"admin\"}}'); --"),
+            format!(
+                "'); INSERT INTO OfflineMessage VALUES({idc}, '{{\"msgid\":6,\"id\":99,\"name\":\"admin\"}}'); --"
+            ),
             "张三丰 ab你 日本語テキスト 你好，世界 😀🎉".into(),
             "\\' OR 1=1; DROP TABLE User; -- % _".into(),
         ];
@@ -200,7 +204,8 @@ async fn w3_w4_w5_w12_offline_text_round_trips_verbatim() {
 async fn w5_w12_names_are_data_not_sql() {
     for server in [sqlite(), mysql()] {
         let mut c = WireClient::connect(server.addr).await;
-        for base in ["o'brien", "x', 'online'); --", "张三丰", "ab你", "日本語テキスト", "你好，世界"] {
+        for base in ["o'brien", "x', 'online'); --", "张三丰", "ab你", "日本語テキスト", "你好，世界"]
+        {
             let name = unique(base);
             let id = c.register(&name).await;
             let mut d = WireClient::connect(server.addr).await;
@@ -363,7 +368,9 @@ async fn logs_hold_no_secrets() {
     a.recv().await;
     let log = server.log();
     assert!(log.contains("logged in"), "log has events: {log}");
-    for secret in ["hunter2-secret", "wrong-secret-pw", "the-body-of-a-message", "malformed-body", "broken-json-body"] {
+    for secret in
+        ["hunter2-secret", "wrong-secret-pw", "the-body-of-a-message", "malformed-body", "broken-json-body"]
+    {
         assert!(!log.contains(secret), "log leaks {secret}");
     }
 }

@@ -58,7 +58,12 @@ fn main() -> ExitCode {
 fn init_tracing(default: &str) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 async fn migrate(settings: &Settings) -> anyhow::Result<()> {
@@ -106,9 +111,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         max_message_bytes: settings.max_message_bytes,
         pending_limit: settings.outbound_queue,
     };
-    let service = Arc::new(
-        Service::new(store, broker, delivery, service_config).map_err(|e| anyhow::anyhow!(e))?,
-    );
+    let service =
+        Arc::new(Service::new(store, broker, delivery, service_config).map_err(|e| anyhow::anyhow!(e))?);
     let net = NetConfig {
         max_frame: settings.max_frame_bytes,
         outbound_queue: settings.outbound_queue,
@@ -147,7 +151,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 /// Waits for SIGINT or SIGTERM and starts the shutdown.
 async fn signals(shutdown: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+    else {
         error!("cannot install signal handlers");
         return;
     };
