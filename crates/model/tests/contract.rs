@@ -203,3 +203,102 @@ async fn bad_urls_are_refused() {
         }
     }
 }
+
+/// A TCP proxy in front of the test MySQL, so a test can make "the server" die or hang.
+struct Proxy {
+    port: u16,
+    accept: tokio::task::JoinHandle<()>,
+    links: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Proxy {
+    /// Forwards to the test MySQL's host and port, or (`blackhole`) accepts and never answers.
+    async fn start(blackhole: bool) -> Proxy {
+        let target = mysql_host_port();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let port = listener.local_addr().expect("proxy addr").port();
+        let links: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
+        let held = links.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let target = target.clone();
+                let link = tokio::spawn(async move {
+                    if blackhole {
+                        let _ = tokio::io::AsyncReadExt::read(&mut client, &mut [0u8; 1]).await;
+                        std::future::pending::<()>().await;
+                    }
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                if let Ok(mut l) = held.lock() {
+                    l.push(link);
+                }
+            }
+        });
+        Proxy { port, accept, links }
+    }
+
+    /// The test URL with this proxy as host (and no switch to the Unix socket).
+    fn url(&self) -> String {
+        let url = mysql_url();
+        let target = mysql_host_port();
+        let url = url.replacen(&target, &format!("127.0.0.1:{}", self.port), 1);
+        let sep = if url.contains('?') { '&' } else { '?' };
+        format!("{url}{sep}prefer_socket=false")
+    }
+
+    /// The server "dies": every connection is cut and new ones are refused.
+    fn kill(&self) {
+        self.accept.abort();
+        if let Ok(links) = self.links.lock() {
+            links.iter().for_each(|l| l.abort());
+        }
+    }
+}
+
+/// `HOST:PORT` of the test MySQL URL.
+fn mysql_host_port() -> String {
+    let url = mysql_url();
+    let after_at = url.rsplit_once('@').map_or(url.as_str(), |(_, rest)| rest);
+    after_at.split('/').next().unwrap_or("127.0.0.1:3306").to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mysql_outage_yields_unavailable_quickly() {
+    let proxy = Proxy::start(false).await;
+    let store = match chat_model::open(&proxy.url(), 2).await {
+        Ok(store) => store,
+        Err(e) => panic!("cannot open MySQL through a local proxy ({e}); run `deploy/db-setup.sh`"),
+    };
+    let id = store.create_user(&format!("outage{}", std::process::id()), "h").await;
+    let id = id.unwrap_or(chat_proto::UserId(-1));
+    assert!(store.user_exists(chat_proto::UserId(-1)).await.is_ok(), "the store works through the proxy");
+
+    proxy.kill();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    let result = tokio::time::timeout(Duration::from_secs(15), store.find_user(id)).await;
+    let elapsed = started.elapsed();
+    match result {
+        Ok(Err(chat_ports::StoreError::Unavailable(_))) => {}
+        other => panic!("a dead server must give Unavailable, got {other:?}"),
+    }
+    assert!(elapsed < Duration::from_secs(7), "took {elapsed:?} to notice the dead server");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hanging_mysql_times_out() {
+    let proxy = Proxy::start(true).await;
+    let started = Instant::now();
+    let result = tokio::time::timeout(Duration::from_secs(20), chat_model::open(&proxy.url(), 2)).await;
+    let elapsed = started.elapsed();
+    match result {
+        Ok(Err(ModelError::Unreachable { .. })) => {}
+        Ok(Err(e)) => panic!("wrong error for a server that never answers: {e}"),
+        Ok(Ok(_)) => panic!("opened a server that never answers"),
+        Err(_) => panic!("open hung on a server that never answers"),
+    }
+    assert!(elapsed < Duration::from_secs(8), "took {elapsed:?} to give up on a silent server");
+    proxy.kill();
+}
