@@ -93,10 +93,10 @@ impl Service {
         if let (true, Some(up_to)) = (ack_sent, up_to) {
             // Stored messages are removed only once they reached the client's socket.
             let written = tokio::time::timeout(std::time::Duration::from_secs(30), conn.out.flushed()).await;
-            if matches!(written, Ok(true)) {
-                if let Err(e) = self.store.delete_offline(id, up_to).await {
-                    warn!(user = %id, error = %e, "could not delete delivered offline messages; they will come again");
-                }
+            if matches!(written, Ok(true))
+                && let Err(e) = self.store.delete_offline(id, up_to).await
+            {
+                warn!(user = %id, error = %e, "could not delete delivered offline messages; they will come again");
             }
         }
         if !ack_sent {
