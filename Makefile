@@ -19,6 +19,7 @@ build:
 test-services:
 	bash deploy/db-setup.sh --reset-test
 	bash deploy/redis-setup.sh
+	bash deploy/nginx-setup.sh
 
 test: test-services build
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
@@ -33,3 +34,15 @@ lint:
 
 fmt:
 	$(CARGO) fmt --all
+
+.PHONY: cluster cluster-down cluster-status
+
+# Two nodes (6000, 6002) on the local MySQL and Redis behind nginx on 8000.
+cluster:
+	bash deploy/cluster.sh up
+
+cluster-down:
+	bash deploy/cluster.sh down
+
+cluster-status:
+	bash deploy/cluster.sh status

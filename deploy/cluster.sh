@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# A local cluster: two chat-server nodes (127.0.0.1:6000 and :6002, configs
+# deploy/node-a.toml and node-b.toml) on the local MySQL and Redis, behind
+# nginx on 127.0.0.1:8000 (deploy/nginx.conf). Everything it starts keeps its
+# pid and log under deploy/run/.
+#   deploy/cluster.sh up | down | status
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+run=$root/deploy/run
+target=${CARGO_TARGET_DIR:-$root/target}
+server=$target/debug/chat-server
+
+wait_port() { # port seconds
+    local i
+    for ((i = 0; i < $2 * 10; i++)); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    echo "nothing listens on 127.0.0.1:$1 after $2 s" >&2
+    return 1
+}
+
+alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+up() {
+    bash deploy/db-setup.sh
+    bash deploy/redis-setup.sh
+    bash deploy/nginx-setup.sh
+    cargo build --bin chat-server
+    mkdir -p "$run/nginx"
+    for node in node-a node-b; do
+        if alive "$run/$node.pid"; then echo "$node already running"; continue; fi
+        setsid "$server" --config "deploy/$node.toml" >"$run/$node.log" 2>&1 < /dev/null &
+        echo $! >"$run/$node.pid"
+    done
+    wait_port 6000 30
+    wait_port 6002 30
+    if ! alive "$run/nginx/nginx.pid"; then
+        nginx -p "$run/nginx" -c "$root/deploy/nginx.conf" -e "$run/nginx/error.log"
+    fi
+    wait_port 8000 10
+    echo "cluster up: nginx 127.0.0.1:8000 -> nodes 127.0.0.1:6000, 127.0.0.1:6002 (logs in deploy/run/)"
+}
+
+down() {
+    if alive "$run/nginx/nginx.pid"; then
+        nginx -p "$run/nginx" -c "$root/deploy/nginx.conf" -e "$run/nginx/error.log" -s quit || true
+    fi
+    for node in node-a node-b; do
+        if alive "$run/$node.pid"; then
+            kill -TERM "$(cat "$run/$node.pid")" || true
+        fi
+    done
+    for node in node-a node-b; do
+        for _ in $(seq 1 150); do alive "$run/$node.pid" || break; sleep 0.1; done
+        if alive "$run/$node.pid"; then kill -KILL "$(cat "$run/$node.pid")" || true; fi
+        rm -f "$run/$node.pid"
+    done
+    echo "cluster down"
+}
+
+status() {
+    for p in node-a node-b nginx/nginx; do
+        if alive "$run/$p.pid"; then echo "$p: running (pid $(cat "$run/$p.pid"))"; else echo "$p: stopped"; fi
+    done
+}
+
+case "${1:-}" in
+    up) up ;;
+    down) down ;;
+    status) status ;;
+    *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+esac
