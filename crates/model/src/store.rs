@@ -24,6 +24,9 @@ use crate::sqlite::SqliteStore;
 // The user's own memberships, as a second `GroupUser` in the members query.
 diesel::alias!(group_users as mine: MineAlias);
 
+/// Most ids bound in one `IN (…)` list.
+const IDS_PER_STATEMENT: usize = 5000;
+
 const ONLINE: &str = "online";
 const OFFLINE: &str = "offline";
 const CREATOR: &str = "creator";
@@ -196,13 +199,16 @@ macro_rules! impl_store {
                 if ids.is_empty() {
                     return Ok(());
                 }
-                let ids: Vec<i32> = ids.iter().map(|u| u.0).collect();
                 let mut conn = self.conn().await?;
-                diesel::update(users::table.filter(users::id.eq_any(ids)))
-                    .set(users::state.eq(if online { ONLINE } else { OFFLINE }))
-                    .execute(&mut conn)
-                    .await
-                    .map_err(db_error)?;
+                // One UPDATE … IN per chunk: bound parameters are limited (SQLite 32766, MySQL 65535).
+                for chunk in ids.chunks(IDS_PER_STATEMENT) {
+                    let chunk: Vec<i32> = chunk.iter().map(|u| u.0).collect();
+                    diesel::update(users::table.filter(users::id.eq_any(chunk)))
+                        .set(users::state.eq(if online { ONLINE } else { OFFLINE }))
+                        .execute(&mut conn)
+                        .await
+                        .map_err(db_error)?;
+                }
                 Ok(())
             }
 

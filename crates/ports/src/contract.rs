@@ -263,6 +263,13 @@ pub async fn presence(store: &dyn Store) {
     assert_eq!(online(list), vec![(x, true), (y, false)], "set_online(false) did not show or touched others");
 
     ok("set_online(empty)", store.set_online(&[], true).await);
+    // A whole node's users at once (say, at shutdown): more ids than one SQL statement may bind.
+    let mut many: Vec<UserId> = (1..=40_000).map(|i| UserId(-i)).collect();
+    many.insert(20_000, y);
+    ok("set_online(40001 ids)", store.set_online(&many, true).await);
+    let list = ok("friends", store.friends(me).await);
+    assert_eq!(online(list), vec![(x, true), (y, true)], "set_online with many ids missed one");
+    ok("set_online", store.set_online(&[y], false).await);
     ok("set_online(repeat)", store.set_online(&[x], true).await);
     let list = ok("friends", store.friends(me).await);
     assert_eq!(
