@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -42,8 +42,9 @@ pub trait Handler: Send + Sync + 'static {
     /// The node is shutting down: say goodbye through the queue if the client understands it.
     fn shutting_down(&self, conn: &mut Self::Conn);
 
-    /// The connection is over, for whatever reason: clean up.
-    fn close(&self, conn: Self::Conn) -> impl Future<Output = ()> + Send;
+    /// The connection is over, for whatever reason: clean up. `unwritten` holds the
+    /// frames that were queued for the client but never reached its socket.
+    fn close(&self, conn: Self::Conn, unwritten: Vec<Bytes>) -> impl Future<Output = ()> + Send;
 }
 
 /// Limits of the network layer.
@@ -133,6 +134,8 @@ async fn run_connection<H: Handler>(
     let writer = tokio::spawn(write_loop(write, rx).in_current_span());
     let mut conn = handler.open(id, peer, out.clone());
     let mut frames = FramedRead::with_capacity(read, FrameCodec::new(config.max_frame), 512);
+    // Whether the peer is still there to read what is queued (a goodbye, a last error).
+    let mut peer_reading = true;
     loop {
         let next = tokio::select! {
             biased;
@@ -151,19 +154,25 @@ async fn run_connection<H: Handler>(
             }
             Some(Err(e)) => {
                 debug!(error = %e, "read failed");
+                peer_reading = false;
                 break;
             }
-            None => break,
+            None => {
+                peer_reading = false;
+                break;
+            }
         }
     }
-    handler.close(conn).await;
-    // Let the writer finish what is queued (a last error, a goodbye), then stop it.
-    let flushed = tokio::time::timeout(config.linger, out.flushed()).await;
-    if !matches!(flushed, Ok(true)) {
-        debug!("closing with frames unwritten");
+    if peer_reading {
+        // Let the writer finish what is queued, for a bounded time.
+        let flushed = tokio::time::timeout(config.linger, out.flushed()).await;
+        if !matches!(flushed, Ok(true)) {
+            debug!("closing with frames unwritten");
+        }
     }
     out.close();
-    let _ = writer.await;
+    let unwritten = writer.await.unwrap_or_default();
+    handler.close(conn, unwritten).await;
     info!("disconnected");
 }
 
@@ -174,8 +183,10 @@ impl Outbound {
 }
 
 /// Drains the queue into the socket, batching whatever is ready into one write.
-async fn write_loop(mut write: tokio::net::tcp::OwnedWriteHalf, mut rx: OutboundRx) {
+/// Returns the frames that never reached the socket.
+async fn write_loop(mut write: tokio::net::tcp::OwnedWriteHalf, mut rx: OutboundRx) -> Vec<Bytes> {
     let mut buf = BytesMut::new();
+    let mut batch: Vec<Bytes> = Vec::new();
     let mut waiting: Vec<tokio::sync::oneshot::Sender<()>> = Vec::new();
     loop {
         let first = tokio::select! {
@@ -190,6 +201,7 @@ async fn write_loop(mut write: tokio::net::tcp::OwnedWriteHalf, mut rx: Outbound
                     buf.reserve(frame.len() + 1);
                     buf.put_slice(&frame);
                     buf.put_u8(b'\n');
+                    batch.push(frame);
                 }
                 Out::Flushed(done) => waiting.push(done),
             }
@@ -200,7 +212,7 @@ async fn write_loop(mut write: tokio::net::tcp::OwnedWriteHalf, mut rx: Outbound
         if !buf.is_empty() {
             let written = tokio::select! {
                 r = write.write_all(&buf) => r,
-                () = rx.closer.cancelled() => break,
+                () = rx.closer.cancelled() => Err(std::io::ErrorKind::ConnectionAborted.into()),
             };
             if let Err(e) = written {
                 debug!(error = %e, "write failed");
@@ -208,6 +220,7 @@ async fn write_loop(mut write: tokio::net::tcp::OwnedWriteHalf, mut rx: Outbound
                 break;
             }
             buf.clear();
+            batch.clear();
             // Give a large buffer back after a burst, so idle connections stay small.
             if buf.capacity() > 16 * 1024 {
                 buf = BytesMut::new();
@@ -218,4 +231,12 @@ async fn write_loop(mut write: tokio::net::tcp::OwnedWriteHalf, mut rx: Outbound
         }
     }
     let _ = write.shutdown().await;
+    // What was in the failed batch or still queued never reached the client.
+    rx.rx.close();
+    while let Ok(item) = rx.rx.try_recv() {
+        if let Out::Frame(frame) = item {
+            batch.push(frame);
+        }
+    }
+    batch
 }

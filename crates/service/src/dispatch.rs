@@ -104,9 +104,32 @@ impl Handler for Service {
         }
     }
 
-    async fn close(&self, mut conn: Conn) {
+    async fn close(&self, mut conn: Conn, unwritten: Vec<Bytes>) {
+        // Chats that were queued for this user but never written are kept for the next login.
+        if let Some(user) = &conn.user {
+            let keep: Vec<(UserId, String)> = unwritten
+                .iter()
+                .filter(|f| is_chat_push(f))
+                .map(|f| (user.id, String::from_utf8_lossy(f).into_owned()))
+                .collect();
+            if !keep.is_empty() {
+                debug!(count = keep.len(), "keeping unwritten chats offline");
+                self.delivery.store_later(keep);
+            }
+        }
         self.logout(&mut conn).await;
     }
+}
+
+/// Whether a queued frame is a forwarded chat (worth keeping) rather than a reply.
+fn is_chat_push(frame: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Kind {
+        msgid: i64,
+    }
+    serde_json::from_slice::<Kind>(frame).is_ok_and(|k| {
+        k.msgid == i64::from(MsgId::OneChat.number()) || k.msgid == i64::from(MsgId::GroupChat.number())
+    })
 }
 
 impl Service {

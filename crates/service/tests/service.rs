@@ -94,7 +94,7 @@ impl Client {
 
     async fn close(&mut self) {
         let conn = self.conn.take().expect("open");
-        self.service.close(conn).await;
+        self.service.close(conn, Vec::new()).await;
     }
 
     async fn register(&mut self, name: &str) -> i64 {
@@ -216,7 +216,7 @@ async fn undelivered_offline_messages_stay_when_the_ack_is_not_written() {
     node.service
         .frame(&mut conn, Inbound::Frame(br#"{"msgid":1,"id":IDB,"password":"pw"}"#.replace_id(idb)))
         .await;
-    node.service.close(conn).await;
+    node.service.close(conn, Vec::new()).await;
     let left = store.offline_messages(chat_proto::UserId(idb as i32)).await.expect("store");
     assert_eq!(left.len(), 1, "message kept for the next login");
 }

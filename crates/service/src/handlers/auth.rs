@@ -9,6 +9,8 @@ use crate::{Service, ServiceError};
 
 impl Service {
     pub(crate) async fn register(&self, name: String, password: String) -> Result<Reply, ServiceError> {
+        // Surrounding blanks are never part of a name (MySQL's collation would ignore trailing ones anyway).
+        let name = name.trim().to_owned();
         check_name("name", &name, MAX_NAME_CHARS)?;
         if password.is_empty() {
             return Err(ServiceError::InvalidInput("password must not be empty".into()));

@@ -14,6 +14,7 @@ impl Service {
         name: String,
         desc: String,
     ) -> Result<Reply, ServiceError> {
+        let name = name.trim().to_owned();
         check_name("group name", &name, MAX_NAME_CHARS)?;
         check_text("group description", &desc, MAX_DESC_CHARS)?;
         let group = self.store.create_group(me.id, &name, &desc).await?;
