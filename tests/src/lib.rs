@@ -285,3 +285,155 @@ impl WireClient {
         self.recv().await
     }
 }
+
+/// The nginx binary, or a failure that says how to install it.
+pub fn nginx_bin() -> PathBuf {
+    for dir in ["/usr/sbin", "/usr/local/sbin", "/usr/bin", "/usr/local/nginx/sbin"] {
+        let path = PathBuf::from(dir).join("nginx");
+        if path.exists() {
+            return path;
+        }
+    }
+    panic!(
+        "nginx is not installed: run deploy/nginx-setup.sh (make test does) or apt-get install -y nginx libnginx-mod-stream"
+    );
+}
+
+/// An nginx stream load balancer run from `deploy/nginx.conf` with test ports, killed on drop.
+pub struct Nginx {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    child: Child,
+    dir: tempdir::TempDir,
+}
+
+impl Nginx {
+    /// Starts nginx in front of exactly two upstream nodes.
+    pub fn start(upstreams: [SocketAddr; 2]) -> Nginx {
+        let bin = nginx_bin();
+        let template_path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/nginx.conf");
+        let template = std::fs::read_to_string(&template_path).expect("read deploy/nginx.conf");
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        for needle in ["127.0.0.1:6000", "127.0.0.1:6002", "127.0.0.1:8000"] {
+            assert!(template.contains(needle), "deploy/nginx.conf no longer names {needle}");
+        }
+        let conf = template
+            .replace("127.0.0.1:6000", &upstreams[0].to_string())
+            .replace("127.0.0.1:6002", &upstreams[1].to_string())
+            .replace("127.0.0.1:8000", &addr.to_string());
+        let dir = tempdir::TempDir::new("chat-nginx");
+        let conf_path = dir.path().join("nginx.conf");
+        std::fs::write(&conf_path, conf).expect("write nginx.conf");
+        let child = Command::new(bin)
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(&conf_path)
+            .arg("-e")
+            .arg(dir.path().join("error.log"))
+            .args(["-g", "daemon off;"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn nginx");
+        let mut nginx = Nginx { addr, child, dir };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(addr).is_err() {
+            if let Ok(Some(status)) = nginx.child.try_wait() {
+                panic!("nginx exited with {status}: {}", nginx.error_log());
+            }
+            assert!(Instant::now() < deadline, "nginx does not listen on {addr}: {}", nginx.error_log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        nginx
+    }
+
+    /// nginx's error log.
+    pub fn error_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A private `redis-server` on its own port (for tests that restart Redis), killed on drop.
+pub struct RedisServer {
+    /// Its port.
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    /// Starts one on a free port.
+    pub fn start() -> RedisServer {
+        let mut server = RedisServer { port: free_port(), child: None };
+        server.restart();
+        server
+    }
+
+    /// Its URL.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops it (SIGKILL: everything in memory is gone, as in a crash).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port.
+    pub fn restart(&mut self) {
+        self.stop();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot run redis-server ({e}): install it with apt-get install -y redis-server")
+            });
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server does not listen on {}", self.port);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Starts a cluster node on the MySQL test database and the given Redis, with a
+/// channel prefix shared by the nodes of one test and a short lease.
+pub fn cluster_node(name: &str, redis: &str, prefix: &str, lease_secs: u64) -> ServerProcess {
+    let mysql = mysql_url();
+    let lease = lease_secs.to_string();
+    ServerProcess::start_with(
+        tempdir::TempDir::new(&format!("chat-{name}")),
+        &["--database-url", &mysql, "--redis-url", redis, "--node-name", name],
+        &[("CHAT_CHANNEL_PREFIX", prefix), ("CHAT_LEASE_SECS", &lease)],
+    )
+}
