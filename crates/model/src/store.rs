@@ -409,6 +409,23 @@ macro_rules! impl_store {
                 Ok(rows.into_iter().map(|(id, payload)| OfflineMessage { id, payload }).collect())
             }
 
+            async fn offline_counts(&self, users: &[UserId]) -> Result<Vec<(UserId, u64)>, StoreError> {
+                let mut counts = Vec::with_capacity(users.len());
+                let mut conn = self.conn().await?;
+                for chunk in users.chunks(IDS_PER_STATEMENT) {
+                    let ids: Vec<i32> = chunk.iter().map(|u| u.0).collect();
+                    let rows = offline_messages::table
+                        .filter(offline_messages::userid.eq_any(ids))
+                        .group_by(offline_messages::userid)
+                        .select((offline_messages::userid, diesel::dsl::count(offline_messages::id)))
+                        .load::<(i32, i64)>(&mut conn)
+                        .await
+                        .map_err(db_error)?;
+                    counts.extend(rows.into_iter().map(|(u, n)| (UserId(u), u64::try_from(n).unwrap_or(0))));
+                }
+                Ok(counts)
+            }
+
             async fn delete_offline(&self, user: UserId, up_to: i64) -> Result<(), StoreError> {
                 let mut conn = self.conn().await?;
                 diesel::delete(

@@ -134,6 +134,21 @@ pub async fn run_all(store: &dyn Store) {
     offline_delete(store).await;
     offline_text_round_trip(store).await;
     offline_unknown_recipient(store).await;
+    offline_counts(store).await;
+}
+
+/// offline_counts counts per user, in one call, and counts nobody else's messages.
+pub async fn offline_counts(store: &dyn Store) {
+    let names = Names::new();
+    let (a, _) = new_user(store, &names, "cnt_a_").await;
+    let (b, _) = new_user(store, &names, "cnt_b_").await;
+    let (c, _) = new_user(store, &names, "cnt_c_").await;
+    let batch: Vec<(UserId, String)> = (0..5).map(|i| (if i < 3 { a } else { b }, format!("c{i}"))).collect();
+    ok("store_offline", store.store_offline(&batch).await);
+    let counts = ok("offline_counts", store.offline_counts(&[a, b, c]).await);
+    let count = |u: UserId| counts.iter().find(|(x, _)| *x == u).map_or(0, |(_, n)| *n);
+    assert_eq!((count(a), count(b), count(c)), (3, 2, 0), "offline_counts: {counts:?}");
+    assert!(ok("offline_counts", store.offline_counts(&[]).await).iter().all(|(_, n)| *n == 0));
 }
 
 /// create_user, find_user, user_exists; duplicate names; unknown ids.

@@ -86,6 +86,8 @@ pub trait Store: Send + Sync + 'static {
     async fn store_offline(&self, messages: &[(UserId, String)]) -> Result<(), StoreError>;
     /// `user`'s stored messages, oldest first.
     async fn offline_messages(&self, user: UserId) -> Result<Vec<OfflineMessage>, StoreError>;
+    /// How many messages are stored for each of `users` (users with none may be left out).
+    async fn offline_counts(&self, users: &[UserId]) -> Result<Vec<(UserId, u64)>, StoreError>;
     /// Deletes `user`'s stored messages with ids up to and including `up_to`.
     /// Other users' messages are never touched, whatever their ids.
     async fn delete_offline(&self, user: UserId, up_to: i64) -> Result<(), StoreError>;

@@ -194,6 +194,14 @@ impl Store for MemoryStore {
             .collect())
     }
 
+    async fn offline_counts(&self, users: &[UserId]) -> Result<Vec<(UserId, u64)>, StoreError> {
+        let s = self.lock()?;
+        Ok(users
+            .iter()
+            .map(|&user| (user, s.offline.values().filter(|(u, _)| *u == user).count() as u64))
+            .collect())
+    }
+
     async fn delete_offline(&self, user: UserId, up_to: i64) -> Result<(), StoreError> {
         let mut s = self.lock()?;
         s.offline.retain(|&id, (u, _)| !(*u == user && id <= up_to));
