@@ -12,6 +12,7 @@ use anyhow::Context as _;
 use chat_broker::{LocalHub, RedisBroker, RedisConfig};
 use chat_net::NetConfig;
 use chat_ports::Broker;
+use chat_proto::{ErrorCode, Notice, encode};
 use chat_service::{Delivery, HashCost, Service, ServiceConfig, Sessions};
 use clap::Parser;
 use tokio::net::TcpListener;
@@ -110,13 +111,29 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         hash_concurrency: settings.hash_concurrency,
         max_message_bytes: settings.max_message_bytes,
         pending_limit: settings.outbound_queue,
+        rate_per_sec: settings.rate_per_sec,
+        rate_burst: settings.rate_burst,
+        abuse_limit: settings.abuse_limit.max(1),
+        login_failures_per_conn: settings.login_failures_per_conn.max(1),
+        login_failures_per_user: settings.login_failures_per_user.max(1),
+        login_lockout: secs(settings.login_lockout_secs),
+        max_group_members: settings.max_group_members,
+        max_offline_per_user: settings.max_offline_per_user,
+        login_timeout: secs(settings.login_timeout_secs),
+        ping_interval: secs(settings.ping_interval_secs),
     };
+    // Idle checks run often enough to honour the shorter of the two timeouts closely.
+    let idle_check = (service_config.login_timeout.min(service_config.ping_interval) / 4)
+        .clamp(Duration::from_millis(100), Duration::from_secs(5));
     let service =
         Arc::new(Service::new(store, broker, delivery, service_config).map_err(|e| anyhow::anyhow!(e))?);
     let net = NetConfig {
         max_frame: settings.max_frame_bytes,
         outbound_queue: settings.outbound_queue,
         max_connections: settings.max_connections,
+        idle_check,
+        keepalive: Some(secs(settings.keepalive_secs)),
+        refusal: Some(encode(&Notice::new(ErrorCode::Closing, "server is full; try again later")).into()),
         ..NetConfig::default()
     };
 
@@ -161,6 +178,10 @@ async fn signals(shutdown: CancellationToken) {
         _ = term.recv() => info!("SIGTERM: shutting down"),
     }
     shutdown.cancel();
+}
+
+fn secs(s: f64) -> Duration {
+    Duration::try_from_secs_f64(s).unwrap_or(Duration::from_secs(1))
 }
 
 /// A node id unique to this process start, so a restarted node never inherits stale claims.

@@ -69,6 +69,17 @@ pub struct Settings {
     pub hash_parallelism: u32,
     pub hash_concurrency: usize,
     pub shutdown_timeout_secs: u64,
+    pub rate_per_sec: f64,
+    pub rate_burst: f64,
+    pub abuse_limit: u32,
+    pub login_failures_per_conn: u32,
+    pub login_failures_per_user: u32,
+    pub login_lockout_secs: f64,
+    pub max_group_members: usize,
+    pub max_offline_per_user: u64,
+    pub login_timeout_secs: f64,
+    pub ping_interval_secs: f64,
+    pub keepalive_secs: f64,
 }
 
 impl Settings {
@@ -91,7 +102,18 @@ impl Settings {
             .set_default("hash_iterations", 2)?
             .set_default("hash_parallelism", 1)?
             .set_default("hash_concurrency", 2)?
-            .set_default("shutdown_timeout_secs", 10)?;
+            .set_default("shutdown_timeout_secs", 10)?
+            .set_default("rate_per_sec", 50.0)?
+            .set_default("rate_burst", 200.0)?
+            .set_default("abuse_limit", 1000)?
+            .set_default("login_failures_per_conn", 5)?
+            .set_default("login_failures_per_user", 10)?
+            .set_default("login_lockout_secs", 60.0)?
+            .set_default("max_group_members", 1000)?
+            .set_default("max_offline_per_user", 1000)?
+            .set_default("login_timeout_secs", 60.0)?
+            .set_default("ping_interval_secs", 30.0)?
+            .set_default("keepalive_secs", 60.0)?;
         if let Some(path) = &cli.config {
             builder = builder.add_source(File::from(path.as_path()).required(true));
         }
@@ -130,6 +152,21 @@ impl Settings {
             if v == 0 {
                 return bad(format!("{name} must be at least 1"));
             }
+        }
+        for (name, v) in [
+            ("rate_per_sec", self.rate_per_sec),
+            ("rate_burst", self.rate_burst),
+            ("login_lockout_secs", self.login_lockout_secs),
+            ("login_timeout_secs", self.login_timeout_secs),
+            ("ping_interval_secs", self.ping_interval_secs),
+            ("keepalive_secs", self.keepalive_secs),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return bad(format!("{name} must be a positive number"));
+            }
+        }
+        if self.rate_burst < 1.0 {
+            return bad("rate_burst must be at least 1".into());
         }
         if self.lease_secs < 2 {
             return bad("lease_secs must be at least 2".into());

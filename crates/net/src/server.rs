@@ -42,6 +42,10 @@ pub trait Handler: Send + Sync + 'static {
     /// The node is shutting down: say goodbye through the queue if the client understands it.
     fn shutting_down(&self, conn: &mut Self::Conn);
 
+    /// Called every [`NetConfig::idle_check`] with the time since the last inbound frame
+    /// (to close idle connections and ping silent ones).
+    fn idle(&self, conn: &mut Self::Conn, quiet_for: Duration) -> Flow;
+
     /// The connection is over, for whatever reason: clean up. `unwritten` holds the
     /// frames that were queued for the client but never reached its socket.
     fn close(&self, conn: Self::Conn, unwritten: Vec<Bytes>) -> impl Future<Output = ()> + Send;
@@ -58,6 +62,12 @@ pub struct NetConfig {
     pub max_connections: usize,
     /// How long a closing connection may take to write what is queued.
     pub linger: Duration,
+    /// How often [`Handler::idle`] runs for each connection.
+    pub idle_check: Duration,
+    /// TCP keepalive idle time (dead peers of clients that cannot answer pings are found by TCP).
+    pub keepalive: Option<Duration>,
+    /// Sent to a connection refused because the node is full, before closing it.
+    pub refusal: Option<Bytes>,
 }
 
 impl Default for NetConfig {
@@ -67,6 +77,9 @@ impl Default for NetConfig {
             outbound_queue: 1024,
             max_connections: 20_000,
             linger: Duration::from_secs(2),
+            idle_check: Duration::from_secs(5),
+            keepalive: Some(Duration::from_secs(60)),
+            refusal: None,
         }
     }
 }
@@ -98,6 +111,12 @@ pub async fn serve<H: Handler>(
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             warn!(%peer, limit = config.max_connections, "connection limit reached; refusing");
+            if let Some(refusal) = config.refusal.clone() {
+                // Best effort and never waiting: the socket buffer of a new connection is empty.
+                let mut line = refusal.to_vec();
+                line.push(b'\n');
+                let _ = stream.try_write(&line);
+            }
             drop(stream);
             continue;
         };
@@ -129,6 +148,13 @@ async fn run_connection<H: Handler>(
 ) {
     debug!("connected");
     let _ = stream.set_nodelay(true);
+    if let Some(idle) = config.keepalive {
+        let keepalive = socket2::TcpKeepalive::new()
+            .with_time(idle)
+            .with_interval(Duration::from_secs(10))
+            .with_retries(3);
+        let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
+    }
     let (read, write) = stream.into_split();
     let (out, rx) = Outbound::channel(config.outbound_queue);
     let writer = tokio::spawn(write_loop(write, rx).in_current_span());
@@ -136,6 +162,9 @@ async fn run_connection<H: Handler>(
     let mut frames = FramedRead::with_capacity(read, FrameCodec::new(config.max_frame), 512);
     // Whether the peer is still there to read what is queued (a goodbye, a last error).
     let mut peer_reading = true;
+    let mut last_inbound = tokio::time::Instant::now();
+    let idle = tokio::time::sleep(config.idle_check);
+    tokio::pin!(idle);
     loop {
         let next = tokio::select! {
             biased;
@@ -145,9 +174,17 @@ async fn run_connection<H: Handler>(
                 break;
             }
             next = frames.next() => next,
+            () = &mut idle => {
+                idle.as_mut().reset(tokio::time::Instant::now() + config.idle_check);
+                if handler.idle(&mut conn, last_inbound.elapsed()) == Flow::Close {
+                    break;
+                }
+                continue;
+            }
         };
         match next {
             Some(Ok(inbound)) => {
+                last_inbound = tokio::time::Instant::now();
                 if handler.frame(&mut conn, inbound).await == Flow::Close {
                     break;
                 }

@@ -44,6 +44,8 @@ pub enum ErrorCode {
     RateLimited = 14,
     /// The server is shutting down or closing this connection.
     Closing = 15,
+    /// A limit was reached: the group is full, or the recipient's offline mailbox is.
+    LimitReached = 16,
 }
 
 impl ErrorCode {
@@ -390,6 +392,7 @@ mod tests {
             (ErrorCode::Unavailable, 13),
             (ErrorCode::RateLimited, 14),
             (ErrorCode::Closing, 15),
+            (ErrorCode::LimitReached, 16),
         ];
         for (code, n) in codes {
             assert_eq!(code.number(), n);

@@ -6,6 +6,7 @@
 //! chats); one that has gets an answer to every request.
 
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chat_net::{Flow, Handler, Inbound, Outbound};
@@ -14,6 +15,7 @@ use chat_proto::{
 };
 use tracing::{Instrument, debug, info_span, warn};
 
+use crate::limits::TokenBucket;
 use crate::{Service, ServiceError};
 
 /// The logged-in user of a connection.
@@ -32,6 +34,16 @@ pub struct Conn {
     /// Opted in to the extension (by `"ext"` in a LOGIN or REG).
     pub(crate) ext: bool,
     pub(crate) user: Option<SessionUser>,
+    /// Request rate limit.
+    bucket: TokenBucket,
+    /// Requests refused by the rate limit in a row.
+    refused_in_row: u32,
+    /// Failed logins on this connection.
+    failed_logins: u32,
+    /// Since when this connection has had no login (open, or the last logout).
+    pub(crate) unauth_since: Instant,
+    /// A ping went out and nothing has come back since.
+    ping_outstanding: bool,
 }
 
 impl Conn {
@@ -64,10 +76,32 @@ impl Handler for Service {
     type Conn = Conn;
 
     fn open(&self, id: u64, _peer: SocketAddr, out: Outbound) -> Conn {
-        Conn { id, out, ext: false, user: None }
+        Conn {
+            id,
+            out,
+            ext: false,
+            user: None,
+            bucket: TokenBucket::new(self.config.rate_burst),
+            refused_in_row: 0,
+            failed_logins: 0,
+            unauth_since: Instant::now(),
+            ping_outstanding: false,
+        }
     }
 
     async fn frame(&self, conn: &mut Conn, frame: Inbound) -> Flow {
+        conn.ping_outstanding = false;
+        if !conn.bucket.take(self.config.rate_per_sec, self.config.rate_burst) {
+            conn.refused_in_row += 1;
+            if conn.refused_in_row >= self.config.abuse_limit {
+                warn!("request flood; disconnecting");
+                conn.send(encode(&Notice::new(ErrorCode::RateLimited, "too many requests; disconnecting")));
+                return Flow::Close;
+            }
+            conn.send(encode(&Ack::error(0, ErrorCode::RateLimited, "too many requests; slow down")));
+            return Flow::Continue;
+        }
+        conn.refused_in_row = 0;
         let bytes = match frame {
             Inbound::Frame(bytes) => bytes,
             Inbound::TooLong => {
@@ -94,7 +128,41 @@ impl Handler for Service {
         let kind = request.msgid();
         let span = info_span!("request", kind = ?kind, user = conn.user.as_ref().map(|u| u.id.0));
         let outcome = self.dispatch(conn, request).instrument(span).await;
+        let mut flow = Flow::Continue;
+        if kind == MsgId::Login && outcome.as_ref().is_err_and(|e| *e == ServiceError::InvalidCredentials) {
+            conn.failed_logins += 1;
+            if conn.failed_logins >= self.config.login_failures_per_conn {
+                warn!(failures = conn.failed_logins, "too many failed logins; disconnecting");
+                flow = Flow::Close;
+            }
+        }
         self.answer(conn, kind, outcome);
+        flow
+    }
+
+    fn idle(&self, conn: &mut Conn, quiet_for: Duration) -> Flow {
+        if conn.user.is_none() {
+            if conn.unauth_since.elapsed() >= self.config.login_timeout {
+                debug!("no login in time; closing");
+                if conn.ext {
+                    conn.send(encode(&Notice::new(ErrorCode::Closing, "no login in time; closing")));
+                }
+                return Flow::Close;
+            }
+            return Flow::Continue;
+        }
+        // Only extension clients can answer a ping; TCP keepalive watches the others.
+        if !conn.ext || quiet_for < self.config.ping_interval {
+            return Flow::Continue;
+        }
+        if conn.ping_outstanding && quiet_for >= self.config.ping_interval * 2 {
+            debug!("ping unanswered; closing");
+            return Flow::Close;
+        }
+        if !conn.ping_outstanding {
+            conn.ping_outstanding = true;
+            conn.send(chat_proto::ping());
+        }
         Flow::Continue
     }
 

@@ -33,6 +33,12 @@ pub enum ServiceError {
     /// A field is empty, too long or not allowed; the text says which.
     #[error("{0}")]
     InvalidInput(String),
+    /// Too many requests or failed logins; the text says which.
+    #[error("{0}")]
+    RateLimited(String),
+    /// A group or a mailbox is full; the text says which.
+    #[error("{0}")]
+    LimitReached(String),
     /// The database or the broker cannot be reached.
     #[error("service temporarily unavailable")]
     Unavailable,
@@ -54,6 +60,8 @@ impl ServiceError {
             ServiceError::NotMember => ErrorCode::NotMember,
             ServiceError::NameTaken => ErrorCode::NameTaken,
             ServiceError::InvalidInput(_) => ErrorCode::InvalidInput,
+            ServiceError::RateLimited(_) => ErrorCode::RateLimited,
+            ServiceError::LimitReached(_) => ErrorCode::LimitReached,
             ServiceError::Unavailable => ErrorCode::Unavailable,
             ServiceError::Internal => ErrorCode::Internal,
         };

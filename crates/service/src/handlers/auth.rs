@@ -34,11 +34,18 @@ impl Service {
         if password.chars().count() > MAX_PASSWORD_CHARS {
             return Err(ServiceError::InvalidCredentials);
         }
+        if self.login_failures.locked(id) {
+            return Err(ServiceError::RateLimited(
+                "too many failed logins for this account; try again later".into(),
+            ));
+        }
         let record = self.store.find_user(id).await?;
         let hash = record.as_ref().map(|r| r.password_hash.clone());
         if !self.passwords.verify(password, hash).await? {
+            self.login_failures.failed(id);
             return Err(ServiceError::InvalidCredentials);
         }
+        self.login_failures.succeeded(id);
         let Some(record) = record else { return Err(ServiceError::InvalidCredentials) };
 
         // One session per user: this node first (atomic under the sessions lock),
@@ -128,6 +135,7 @@ impl Service {
     /// Ends the connection's login, if any: as LOGINOUT, or when the connection is gone.
     pub(crate) async fn logout(&self, conn: &mut Conn) {
         let Some(user) = conn.user.take() else { return };
+        conn.unauth_since = std::time::Instant::now();
         self.drop_session(user.id, conn.id).await;
         if let Err(e) = self.broker.unsubscribe(user.id).await {
             warn!(user = %user.id, error = %e, "unsubscribe failed");

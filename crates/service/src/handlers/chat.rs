@@ -50,6 +50,12 @@ impl Service {
         if !self.store.user_exists(to).await? {
             return Err(ServiceError::UnknownUser);
         }
+        if self.mailbox_full(&[to]).await?.contains(&to) {
+            return Err(ServiceError::LimitReached(format!(
+                "the recipient's offline mailbox is full ({} messages)",
+                self.config.max_offline_per_user
+            )));
+        }
         self.store.store_offline(&[(to, push_text(&frame))]).await?;
         Ok(Reply::Done)
     }
@@ -77,11 +83,26 @@ impl Service {
         let others = members.into_iter().filter(|m| *m != me.id);
         let offline = route(self.sessions(), self.broker.as_ref(), others, &frame).await;
         if !offline.is_empty() {
+            let full = self.mailbox_full(&offline).await?;
+            if !full.is_empty() {
+                tracing::info!(group = %group, skipped = full.len(), "offline mailboxes full; message not stored for them");
+            }
             let text = push_text(&frame);
-            let rows: Vec<_> = offline.into_iter().map(|m| (m, text.clone())).collect();
+            let rows: Vec<_> =
+                offline.into_iter().filter(|m| !full.contains(m)).map(|m| (m, text.clone())).collect();
             self.store.store_offline(&rows).await?;
         }
         Ok(Reply::Done)
+    }
+
+    /// Which of `users` have a full offline mailbox.
+    async fn mailbox_full(&self, users: &[UserId]) -> Result<Vec<UserId>, ServiceError> {
+        let counts = self.store.offline_counts(users).await?;
+        Ok(counts
+            .into_iter()
+            .filter(|(_, n)| *n >= self.config.max_offline_per_user)
+            .map(|(u, _)| u)
+            .collect())
     }
 
     pub(crate) async fn lists(&self, me: &SessionUser) -> Result<Reply, ServiceError> {

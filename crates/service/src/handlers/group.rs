@@ -23,6 +23,16 @@ impl Service {
     }
 
     pub(crate) async fn join_group(&self, me: &SessionUser, group: GroupId) -> Result<Reply, ServiceError> {
+        let members = self.store.group_members(group).await?.ok_or(ServiceError::UnknownGroup)?;
+        if members.contains(&me.id) {
+            return Ok(Reply::Done);
+        }
+        if members.len() >= self.config.max_group_members {
+            return Err(ServiceError::LimitReached(format!(
+                "the group is full ({} members)",
+                self.config.max_group_members
+            )));
+        }
         self.store.join_group(group, me.id).await?;
         Ok(Reply::Done)
     }
