@@ -4,7 +4,13 @@
 //! One request is in flight at a time: after sending, the console waits for
 //! the server's answer (the extension answers every request) and shows the
 //! outcome before it asks for the next line, so piped scripts run in order.
-//! Chats and reports that arrive meanwhile are printed as they come. Parsing
+//! Chats and reports that arrive meanwhile are printed as they come.
+//!
+//! When the server closes the connection while nobody is logged in (servers
+//! close connections that do not log in for a while), the console says so
+//! and connects again for the next login or registration; when it closes it
+//! under a logged-in user, or cannot be reached again, the console ends with
+//! an error. Parsing
 //! lines, decoding frames and wording output live in `command`, `incoming`
 //! and `format`; this module only decides what happens next.
 
@@ -17,7 +23,7 @@ use tokio::time::{Instant, sleep_until};
 
 use crate::command::{Command, InputError, MenuChoice, parse_command, parse_menu_choice, parse_password};
 use crate::command::{parse_user_id, parse_username};
-use crate::conn::{Connection, NetEvent};
+use crate::conn::{self, Connection, NetEvent};
 use crate::format;
 use crate::incoming::Incoming;
 use crate::request;
@@ -51,6 +57,8 @@ enum Stop {
 enum Event {
     Input(InputEvent),
     Frame(Incoming),
+    /// The connection closed; the text says how.
+    Closed(String),
     Timeout,
 }
 
@@ -87,22 +95,34 @@ impl Signals {
     }
 }
 
-/// The console over one connection.
+/// Where and how to connect.
+pub struct Settings {
+    /// `HOST:PORT`.
+    pub addr: String,
+    /// How long connecting may take.
+    pub connect_timeout: Duration,
+    /// How long to wait for the answer to a request.
+    pub reply_timeout: Duration,
+}
+
+/// The console over one connection at a time.
 pub struct Console {
-    conn: Connection,
+    settings: Settings,
+    /// `None` after the server closed an idle connection; opened again when needed.
+    conn: Option<Connection>,
     input: Input,
     out: Output,
     signals: Signals,
     session: Option<Session>,
     /// The last NOTICE, to explain a close that follows it.
     notice: Option<String>,
-    reply_timeout: Duration,
 }
 
 impl Console {
-    /// A console over a connection, reading from `input` and printing to `out`.
-    pub fn new(conn: Connection, input: Input, out: Output, reply_timeout: Duration) -> Console {
-        Console { conn, input, out, signals: Signals::install(), session: None, notice: None, reply_timeout }
+    /// A console over a connection to `settings.addr`, reading from `input` and printing to `out`.
+    pub fn new(settings: Settings, conn: Connection, input: Input, out: Output) -> Console {
+        let signals = Signals::install();
+        Console { settings, conn: Some(conn), input, out, signals, session: None, notice: None }
     }
 
     /// Runs until the user quits, input ends or the server goes away.
@@ -266,18 +286,29 @@ impl Console {
     /// Sends a frame and waits for its answer; `None` (already reported) when none comes in time.
     async fn request(&mut self, frame: String, sent: MsgId) -> Result<Option<Incoming>, Stop> {
         self.send(frame).await?;
-        let reply = self.await_reply(sent, self.reply_timeout).await?;
+        let reply = self.await_reply(sent, self.settings.reply_timeout).await?;
         if reply.is_none() {
             self.out.error(&format!(
                 "no answer from the server within {} s; it may still act on the request",
-                self.reply_timeout.as_secs_f32()
+                self.settings.reply_timeout.as_secs_f32()
             ));
         }
         Ok(reply)
     }
 
+    /// Sends a frame, connecting again first if the server closed an idle connection.
     async fn send(&mut self, frame: String) -> Result<(), Stop> {
-        if self.conn.outgoing.send(frame).await.is_err() {
+        let conn = match &mut self.conn {
+            Some(conn) => conn,
+            None => {
+                let addr = &self.settings.addr;
+                let conn = conn::connect(addr, self.settings.connect_timeout)
+                    .await
+                    .map_err(|e| Stop::Gone(format!("connect server error: {addr}: {e}")))?;
+                self.conn.insert(conn)
+            }
+        };
+        if conn.outgoing.send(frame).await.is_err() {
             return Err(Stop::Gone(self.gone_text(Some("cannot send".to_owned()))));
         }
         Ok(())
@@ -289,6 +320,7 @@ impl Console {
             match self.next_event(false, Some(deadline)).await? {
                 Event::Frame(frame) if frame.answers(sent) => return Ok(Some(frame)),
                 Event::Frame(frame) => self.show(frame),
+                Event::Closed(text) => return Err(Stop::Gone(text)),
                 Event::Timeout => return Ok(None),
                 Event::Input(_) => {}
             }
@@ -310,6 +342,14 @@ impl Console {
                     return Err(Stop::Eof);
                 }
                 Event::Frame(frame) => self.show(frame),
+                Event::Closed(text) if self.session.is_none() => {
+                    self.out.error(&format!(
+                        "{text}; it is opened again for the next login or registration"
+                    ));
+                    self.conn = None;
+                    self.notice = None;
+                }
+                Event::Closed(text) => return Err(Stop::Gone(text)),
                 Event::Timeout => {}
             }
         }
@@ -330,18 +370,25 @@ impl Console {
                 None => pending().await,
             }
         };
+        let conn = &mut self.conn;
+        let net = async {
+            match conn {
+                Some(conn) => conn.events.recv().await,
+                None => pending().await,
+            }
+        };
         let woke = tokio::select! {
             // Frames first, so that what the server said before is shown before the next line is acted on.
             biased;
-            event = self.conn.events.recv() => Woke::Net(event),
+            event = net => Woke::Net(event),
             () = self.signals.recv() => Woke::Signal,
             line = self.input.next(), if reading => Woke::Input(line),
             () = timer => Woke::Timeout,
         };
         match woke {
             Woke::Net(Some(NetEvent::Frame(frame))) => Ok(Event::Frame(frame)),
-            Woke::Net(Some(NetEvent::Closed(why))) => Err(Stop::Gone(self.gone_text(why))),
-            Woke::Net(None) => Err(Stop::Gone(self.gone_text(None))),
+            Woke::Net(Some(NetEvent::Closed(why))) => Ok(Event::Closed(self.gone_text(why))),
+            Woke::Net(None) => Ok(Event::Closed(self.gone_text(None))),
             Woke::Input(line) => Ok(Event::Input(line)),
             Woke::Signal => Err(Stop::Interrupted),
             Woke::Timeout => Ok(Event::Timeout),

@@ -144,14 +144,15 @@ fn console(args: ConsoleArgs) -> i32 {
             }
         };
         let (input, output, guard) = terminal::open(args.plain);
-        (console::Console::new(conn, input, output, reply_timeout).run().await, Some(guard))
+        let settings = console::Settings { addr: addr.clone(), connect_timeout: CONNECT_TIMEOUT, reply_timeout };
+        (console::Console::new(settings, conn, input, output).run().await, Some(guard))
     });
-    if let Some(guard) = guard {
-        guard.restore();
-    }
+    let terminal = guard.is_some_and(|guard| guard.restore());
     if let Some(message) = exit.message {
         let _ = std::io::stdout().flush();
-        eprintln!("{message}");
+        // The editor may have left the cursor after a half-typed line.
+        let newline = if terminal { "\r\n" } else { "" };
+        eprintln!("{newline}{message}");
     }
     exit.code
 }

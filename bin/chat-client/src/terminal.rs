@@ -125,15 +125,15 @@ pub struct TerminalGuard {
 }
 
 impl TerminalGuard {
-    /// Restores the saved terminal settings, if any.
-    pub fn restore(&self) {
-        if let Some(saved) = &self.saved {
-            let _ = tcsetattr(std::io::stdin(), SetArg::TCSADRAIN, saved);
-            // Bracketed paste, which the editor turns on while reading.
-            let mut out = std::io::stdout().lock();
-            let _ = out.write_all(b"\x1b[?2004l");
-            let _ = out.flush();
-        }
+    /// Restores the saved terminal settings, if any; true if there were some.
+    pub fn restore(&self) -> bool {
+        let Some(saved) = &self.saved else { return false };
+        let _ = tcsetattr(std::io::stdin(), SetArg::TCSADRAIN, saved);
+        // Bracketed paste, which the editor turns on while reading.
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(b"\x1b[?2004l");
+        let _ = out.flush();
+        true
     }
 }
 
