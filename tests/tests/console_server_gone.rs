@@ -37,7 +37,9 @@ fn a_close_at_the_menu_is_reported_and_the_next_login_connects_again() {
     let conn = server.accept();
     client.expect_out("3. quit");
     conn.close();
-    client.expect_err("the server closed the connection; it is opened again for the next login or registration");
+    client.expect_err(
+        "the server closed the connection; it is opened again for the next login or registration",
+    );
     assert!(client.running(), "an idle close at the menu does not end the client\n{}", client.transcript());
     client.lines(&["1", "1", "pw"]);
     let mut again = server.accept();

@@ -343,9 +343,7 @@ impl Console {
                 }
                 Event::Frame(frame) => self.show(frame),
                 Event::Closed(text) if self.session.is_none() => {
-                    self.out.error(&format!(
-                        "{text}; it is opened again for the next login or registration"
-                    ));
+                    self.out.error(&format!("{text}; it is opened again for the next login or registration"));
                     self.conn = None;
                     self.notice = None;
                 }

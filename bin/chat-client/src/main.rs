@@ -144,7 +144,8 @@ fn console(args: ConsoleArgs) -> i32 {
             }
         };
         let (input, output, guard) = terminal::open(args.plain);
-        let settings = console::Settings { addr: addr.clone(), connect_timeout: CONNECT_TIMEOUT, reply_timeout };
+        let settings =
+            console::Settings { addr: addr.clone(), connect_timeout: CONNECT_TIMEOUT, reply_timeout };
         (console::Console::new(settings, conn, input, output).run().await, Some(guard))
     });
     let terminal = guard.is_some_and(|guard| guard.restore());
