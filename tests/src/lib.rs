@@ -160,6 +160,9 @@ impl ServerProcess {
 
 impl Drop for ServerProcess {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- log of chat-server on {} ---\n{}", self.addr, self.log());
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -169,13 +172,15 @@ impl Drop for ServerProcess {
 pub struct WireClient {
     stream: TcpStream,
     buf: Vec<u8>,
+    /// How much of `buf` holds no LF (so long frames are not rescanned).
+    scanned: usize,
 }
 
 impl WireClient {
     /// Connects to a server.
     pub async fn connect(addr: SocketAddr) -> WireClient {
         let stream = TcpStream::connect(addr).await.unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-        WireClient { stream, buf: Vec::new() }
+        WireClient { stream, buf: Vec::new(), scanned: 0 }
     }
 
     /// Sends raw bytes as they are.
@@ -202,11 +207,13 @@ impl WireClient {
     pub async fn recv_text_within(&mut self, timeout: Duration) -> Option<String> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            if let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = self.buf.drain(..=pos).collect();
+            if let Some(pos) = self.buf[self.scanned..].iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=self.scanned + pos).collect();
+                self.scanned = 0;
                 return Some(String::from_utf8_lossy(&line[..line.len() - 1]).into_owned());
             }
-            let mut chunk = [0u8; 8192];
+            self.scanned = self.buf.len();
+            let mut chunk = vec![0u8; 65536];
             let read = tokio::time::timeout_at(deadline, self.stream.read(&mut chunk)).await;
             match read {
                 Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return None,
