@@ -34,10 +34,7 @@ struct HubState {
 impl LocalHub {
     /// A hub with no nodes.
     pub fn new() -> Arc<LocalHub> {
-        Arc::new(LocalHub {
-            state: Mutex::new(HubState::default()),
-            next_node: AtomicU64::new(1),
-        })
+        Arc::new(LocalHub { state: Mutex::new(HubState::default()), next_node: AtomicU64::new(1) })
     }
 
     /// A new node of this hub whose incoming frames go to `sink`.

@@ -19,8 +19,8 @@ use chat_ports::{Broker, BrokerError, Sink};
 use chat_proto::UserId;
 use fred::clients::SubscriberClient;
 use fred::prelude::{
-    Builder, Client, ClientLike, Config, EventInterface, KeysInterface, PubsubInterface,
-    ReconnectPolicy,
+    Builder, Client, ClientLike, Config, EventInterface, KeysInterface, PubsubInterface, ReconnectPolicy,
+    Value,
 };
 use fred::types::ConnectHandle;
 use fred::types::Message;
@@ -64,10 +64,7 @@ pub struct RedisConfig {
 
 impl Default for RedisConfig {
     fn default() -> Self {
-        let started = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default();
+        let started = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
         RedisConfig {
             url: "redis://127.0.0.1:6379".to_owned(),
             channel_prefix: String::new(),
@@ -154,9 +151,7 @@ fn ensure_connected(client: &impl ClientLike, which: &str) -> Result<(), BrokerE
     if client.is_connected() {
         Ok(())
     } else {
-        Err(BrokerError::Unavailable(format!(
-            "the Redis {which} connection is down"
-        )))
+        Err(BrokerError::Unavailable(format!("the Redis {which} connection is down")))
     }
 }
 
@@ -172,19 +167,14 @@ impl RedisBroker {
     /// Connects to Redis, takes this node's lease, and starts the receive loop (frames go to
     /// `sink`) and the lease renewal. Fails with `Unavailable` if Redis cannot be reached now;
     /// once connected, the broker reconnects by itself for ever.
-    pub async fn connect(
-        config: RedisConfig,
-        sink: Arc<dyn Sink>,
-    ) -> Result<Arc<RedisBroker>, BrokerError> {
+    pub async fn connect(config: RedisConfig, sink: Arc<dyn Sink>) -> Result<Arc<RedisBroker>, BrokerError> {
         if config.node_id.is_empty() {
-            return Err(BrokerError::Unavailable(
-                "the Redis broker needs a non-empty node id".to_owned(),
-            ));
+            return Err(BrokerError::Unavailable("the Redis broker needs a non-empty node id".to_owned()));
         }
         let lease = config.lease.max(MIN_LEASE);
         let url = redacted(&config.url);
-        let fred_config = Config::from_url(&config.url)
-            .map_err(|e| unavailable(&format!("invalid Redis URL {url}"), e))?;
+        let fred_config =
+            Config::from_url(&config.url).map_err(|e| unavailable(&format!("invalid Redis URL {url}"), e))?;
 
         let mut builder = Builder::from_config(fred_config);
         builder
@@ -201,9 +191,7 @@ impl RedisBroker {
                 p.default_command_timeout = COMMAND_TIMEOUT;
                 p.broadcast_channel_capacity = config.receive_capacity.max(1);
             });
-        let client = builder
-            .build()
-            .map_err(|e| unavailable("cannot configure the Redis client", e))?;
+        let client = builder.build().map_err(|e| unavailable("cannot configure the Redis client", e))?;
         let subscriber = builder
             .build_subscriber_client()
             .map_err(|e| unavailable("cannot configure the Redis subscriber", e))?;
@@ -265,11 +253,8 @@ impl RedisBroker {
             stop_all.clone(),
         ));
         tasks.spawn(event_loop(events, Arc::clone(&shared), stop_all.clone()));
-        let maintenance = tasks.spawn(maintenance_loop(
-            Arc::clone(&shared),
-            lease / 3,
-            stop_renewing.clone(),
-        ));
+        let maintenance =
+            tasks.spawn(maintenance_loop(Arc::clone(&shared), lease / 3, stop_renewing.clone()));
         info!(node = %shared.node_id, redis = %url, "connected to Redis");
 
         Ok(Arc::new(RedisBroker {
@@ -287,11 +272,7 @@ impl RedisBroker {
 
     async fn load_scripts(client: &Client) -> Result<(Script, Script, Script), BrokerError> {
         let load = |lua| bounded("cannot load a Lua script into Redis", Script::load(client, lua));
-        Ok((
-            load(scripts::CLAIM).await?,
-            load(scripts::RELEASE).await?,
-            load(scripts::RENEW).await?,
-        ))
+        Ok((load(scripts::CLAIM).await?, load(scripts::RELEASE).await?, load(scripts::RENEW).await?))
     }
 
     /// This node's id.
@@ -340,11 +321,7 @@ impl RedisBroker {
         }
         let shared = &self.shared;
         self.stop_renewing.cancel();
-        let maintenance = self
-            .maintenance
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        let maintenance = self.maintenance.lock().unwrap_or_else(PoisonError::into_inner).take();
         if let Some(task) = maintenance {
             // The task may be mid-renewal; it must not re-create the lease after we delete it.
             if tokio::time::timeout(CALL_TIMEOUT, task).await.is_err() {
@@ -356,11 +333,8 @@ impl RedisBroker {
         if let Err(e) = shared.release_users(&held).await {
             warn!(node = %shared.node_id, error = %e, users = held.len(), "shutdown: cannot release users; they expire with the lease");
         }
-        if let Err(e) = bounded(
-            "cannot delete the lease",
-            shared.client.del::<i64, _>(shared.lease_key.as_str()),
-        )
-        .await
+        if let Err(e) =
+            bounded("cannot delete the lease", shared.client.del::<i64, _>(shared.lease_key.as_str())).await
         {
             warn!(node = %shared.node_id, error = %e, "shutdown: cannot delete the lease; it expires by itself");
         }
@@ -431,11 +405,7 @@ impl Shared {
             self.claim.run(
                 &self.client,
                 vec![user_key(&self.prefix, user), self.lease_key.clone()],
-                vec![
-                    self.node_id.clone(),
-                    self.lease_prefix.clone(),
-                    self.lease_ms.clone(),
-                ],
+                vec![self.node_id.clone(), self.lease_prefix.clone(), self.lease_ms.clone()],
             ),
         )
         .await;
@@ -481,12 +451,8 @@ impl Shared {
         ensure_connected(&self.client, "command")?;
         for batch in users.chunks(RELEASE_BATCH) {
             let keys = batch.iter().map(|u| user_key(&self.prefix, *u)).collect();
-            bounded(
-                "cannot release users",
-                self.release
-                    .run(&self.client, keys, vec![self.node_id.clone()]),
-            )
-            .await?;
+            bounded("cannot release users", self.release.run(&self.client, keys, vec![self.node_id.clone()]))
+                .await?;
         }
         Ok(())
     }
@@ -502,11 +468,7 @@ impl Shared {
                 self.claim.run(
                     &self.client,
                     vec![user_key(&self.prefix, user), self.lease_key.clone()],
-                    vec![
-                        self.node_id.clone(),
-                        self.lease_prefix.clone(),
-                        self.lease_ms.clone(),
-                    ],
+                    vec![self.node_id.clone(), self.lease_prefix.clone(), self.lease_ms.clone()],
                 ),
             )
             .await?;
@@ -533,13 +495,26 @@ impl Shared {
         Ok(())
     }
 
+    /// Waits until Redis has processed every command sent before on the subscriber connection.
+    ///
+    /// fred 10.1 resolves `subscribe`/`unsubscribe` as soon as the command is queued (it drops
+    /// Redis's acknowledgements as out-of-band frames), so on its own a returned `subscribe` does
+    /// not mean the channel is live. Redis answers commands on one connection in order, so the
+    /// reply to a PING sent after them is the confirmation.
+    async fn confirm_subscriptions(&self) -> Result<(), BrokerError> {
+        bounded("cannot confirm a subscription change", self.subscriber.ping::<Value>(None)).await.map(drop)
+    }
+
     async fn subscribe(&self, user: UserId) -> Result<(), BrokerError> {
         ensure_connected(&self.subscriber, "subscriber")?;
         let mut subs = self.subscriptions.lock().await;
         subs.stale.remove(&user);
-        let result = bounded("cannot subscribe", self.subscriber.subscribe(self.channel(user))).await;
+        let mut result = bounded("cannot subscribe", self.subscriber.subscribe(self.channel(user))).await;
+        if result.is_ok() {
+            result = self.confirm_subscriptions().await;
+        }
         if result.is_err() {
-            // Redis may have subscribed although we got no answer.
+            // Redis may have subscribed although we got no confirmation.
             subs.stale.insert(user);
         }
         result
@@ -547,18 +522,16 @@ impl Shared {
 
     async fn unsubscribe(&self, user: UserId) -> Result<(), BrokerError> {
         let mut subs = self.subscriptions.lock().await;
-        let result = match ensure_connected(&self.subscriber, "subscriber") {
-            Ok(()) => {
-                bounded(
-                    "cannot unsubscribe",
-                    self.subscriber.unsubscribe(self.channel(user)),
-                )
-                .await
-            }
+        let mut result = match ensure_connected(&self.subscriber, "subscriber") {
+            Ok(()) => bounded("cannot unsubscribe", self.subscriber.unsubscribe(self.channel(user))).await,
             Err(e) => Err(e),
         };
+        if result.is_ok() {
+            result = self.confirm_subscriptions().await;
+        }
         if result.is_err() {
-            // fred still tracks the channel and would subscribe it again after a reconnect.
+            // fred may still track the channel and would subscribe it again after a reconnect,
+            // or Redis may not have seen the UNSUBSCRIBE: retried by `resync_subscriptions`.
             subs.stale.insert(user);
         }
         result
@@ -572,16 +545,35 @@ impl Shared {
         if !subs.stale.is_empty() {
             // Never call unsubscribe with an empty list: that means "all channels".
             let channels: Vec<String> = subs.stale.iter().map(|u| self.channel(*u)).collect();
-            match bounded("cannot unsubscribe", self.subscriber.unsubscribe(channels)).await {
+            let result = match bounded("cannot unsubscribe", self.subscriber.unsubscribe(channels)).await {
+                Ok(()) => self.confirm_subscriptions().await,
+                Err(e) => Err(e),
+            };
+            match result {
                 Ok(()) => subs.stale.clear(),
-                Err(e) => debug!(node = %self.node_id, error = %e, "dropping stale subscriptions failed; will retry"),
+                Err(e) => {
+                    debug!(node = %self.node_id, error = %e, "dropping stale subscriptions failed; will retry")
+                }
             }
         }
         if resubscribe || subs.resubscribe {
-            match bounded("cannot re-subscribe", self.subscriber.resubscribe_all()).await {
+            // Not fred's `resubscribe_all`: with nothing tracked it sends SUBSCRIBE and PSUBSCRIBE
+            // without arguments, which Redis rejects, and the stray error replies then answer
+            // later (un)subscriptions before Redis really confirmed them.
+            let channels: Vec<String> =
+                self.subscriber.tracked_channels().iter().map(|c| c.to_string()).collect();
+            let result = if channels.is_empty() {
+                Ok(())
+            } else {
+                match bounded("cannot re-subscribe", self.subscriber.subscribe(channels.clone())).await {
+                    Ok(()) => self.confirm_subscriptions().await,
+                    Err(e) => Err(e),
+                }
+            };
+            match result {
                 Ok(()) => {
                     subs.resubscribe = false;
-                    debug!(node = %self.node_id, channels = self.subscriber.tracked_channels().len(), "re-subscribed");
+                    debug!(node = %self.node_id, channels = channels.len(), "re-subscribed");
                 }
                 Err(e) => {
                     subs.resubscribe = true;
@@ -613,11 +605,8 @@ impl Broker for RedisBroker {
     async fn publish(&self, user: UserId, frame: Bytes) -> Result<bool, BrokerError> {
         let shared = &self.shared;
         ensure_connected(&shared.client, "command")?;
-        let receivers: i64 = bounded(
-            "cannot publish",
-            shared.client.publish(shared.channel(user), frame),
-        )
-        .await?;
+        let receivers: i64 =
+            bounded("cannot publish", shared.client.publish(shared.channel(user), frame)).await?;
         Ok(receivers > 0)
     }
 }
@@ -664,8 +653,8 @@ struct Events {
     client_errors: Receiver<(fred::error::Error, Option<fred::prelude::Server>)>,
 }
 
-/// Re-subscribes after each reconnection of the subscriber (this is fred's
-/// `manage_subscriptions`, plus dropping stale channels first, under the subscriptions lock),
+/// Re-subscribes after each reconnection of the subscriber (what fred's `manage_subscriptions`
+/// does, plus dropping stale channels first, under the subscriptions lock),
 /// and logs connection errors once per outage.
 async fn event_loop(mut events: Events, shared: Arc<Shared>, stop: CancellationToken) {
     let mut sub_down = false;
