@@ -60,8 +60,14 @@ impl ConsoleProcess {
 
     /// `chat-client <args>`.
     pub fn start_args(args: &[&str]) -> ConsoleProcess {
-        let mut child = Command::new(bin("chat-client"))
-            .args(args)
+        let mut command = Command::new(bin("chat-client"));
+        command.args(args);
+        Self::spawn(command)
+    }
+
+    /// Any command with piped stdin, stdout and stderr (e.g. the client under `script`).
+    pub fn spawn(mut command: Command) -> ConsoleProcess {
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -78,6 +84,13 @@ impl ConsoleProcess {
         let stdin = self.stdin.as_mut().expect("stdin is open");
         stdin.write_all(line.as_bytes()).expect("write to client");
         stdin.write_all(b"\n").expect("write to client");
+        stdin.flush().expect("flush");
+    }
+
+    /// Types raw keys (no line end added).
+    pub fn keys(&mut self, keys: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin is open");
+        stdin.write_all(keys.as_bytes()).expect("write to client");
         stdin.flush().expect("flush");
     }
 
