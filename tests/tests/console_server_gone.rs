@@ -70,7 +70,7 @@ fn a_server_gone_for_good_is_reported_at_the_next_login() {
 
 #[test]
 fn a_real_server_killed_under_a_logged_in_client() {
-    let mut server = ServerProcess::start_sqlite(&[]);
+    let server = ServerProcess::start_sqlite(&[]);
     let mut client = ConsoleProcess::start(server.addr);
     client.lines(&["2", "gone-user", "pw"]);
     let registered = client.expect_out(" , do not forget it!");

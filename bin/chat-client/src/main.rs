@@ -69,7 +69,8 @@ but output is printed (no prompts, no escape codes), and at the end of input
 the client logs out and exits with status 0.
 
 Exit status: 0 after quit, Ctrl-C/Ctrl-D or the end of input; 1 when the
-server cannot be reached or goes away; 2 for bad arguments.";
+server cannot be reached, or closes the connection of a logged-in user (at
+the menu the client connects again for the next login); 2 for bad arguments.";
 
 #[derive(Debug, Args)]
 struct ConsoleArgs {
