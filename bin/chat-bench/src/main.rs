@@ -1,0 +1,170 @@
+//! chat-bench: a load generator for chat-cluster. It speaks the wire protocol
+//! like any client, sends by the clock (open loop), and measures per message
+//! delivery, loss, duplicates and latency, plus the servers' CPU and memory
+//! from /proc. See `chat-bench --help` and deploy/bench.sh.
+
+mod cli;
+mod client;
+mod fleet;
+mod idle;
+mod payload;
+mod procfs;
+mod report;
+mod setup;
+mod stats;
+mod suite;
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use serde::Serialize;
+
+use crate::cli::{Cli, Command, SweepMode, Target};
+use crate::fleet::{Fleet, Mode, Ready, Watch};
+use crate::procfs::parse_watched;
+use crate::report::{SweepReport, idle_text, sweep_text};
+use crate::setup::{Setup, unique_prefix};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = cli.check() {
+        eprintln!("chat-bench: {e:#}");
+        return ExitCode::from(2);
+    }
+    if let Err(e) = procfs::raise_nofile() {
+        eprintln!("chat-bench: warning: cannot raise the open-file limit: {e:#}");
+    }
+    let runtime = if cli.threads == 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(cli.threads).enable_all().build()
+    };
+    let runtime = match runtime {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("chat-bench: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("chat-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn setup_of(t: &Target) -> Setup {
+    Setup {
+        nodes: t.nodes.clone(),
+        prefix: t.name_prefix.clone().unwrap_or_else(unique_prefix),
+        concurrency: t.concurrency,
+    }
+}
+
+fn watch_of(t: &Target) -> anyhow::Result<Watch> {
+    Ok(Watch { servers: parse_watched(&t.pids, "server")?, others: parse_watched(&t.watch, "other")? })
+}
+
+fn placement(t: &Target) -> String {
+    if t.nodes.len() > 1 {
+        "users placed on the given nodes round robin".into()
+    } else {
+        "one address: placement is the balancer's (nginx round robin alternates)".into()
+    }
+}
+
+/// Prints `text` for people and, with `--json`, `value` for machines on stdout.
+fn emit<T: Serialize>(json: bool, text: &str, value: &T) -> anyhow::Result<()> {
+    if json {
+        eprint!("{text}");
+        println!("{}", serde_json::to_string_pretty(value)?);
+    } else {
+        print!("{text}");
+    }
+    Ok(())
+}
+
+async fn sweep(
+    target: &Target,
+    fleet_mode: Mode,
+    ready: Vec<Ready>,
+    plans: Vec<fleet::Plan>,
+    max_p99_ms: f64,
+    pause: Duration,
+) -> anyhow::Result<SweepReport> {
+    let watch = watch_of(target)?;
+    let epoch = Instant::now();
+    let mut fleet = Fleet::start(fleet_mode, target.nodes.clone(), placement(target), epoch, ready);
+    let mut rows = Vec::with_capacity(plans.len());
+    let mode = match fleet_mode {
+        Mode::Chat => "chat",
+        Mode::Group { .. } => "group",
+    };
+    for (i, plan) in plans.iter().enumerate() {
+        if i > 0 && !pause.is_zero() {
+            tokio::time::sleep(pause).await;
+        }
+        eprintln!(
+            "{mode}: {:.0} msgs/s for {:.0} s over {} users",
+            plan.rate,
+            plan.duration.as_secs_f64(),
+            fleet.len()
+        );
+        let row = fleet.run(plan, &watch).await;
+        eprint!("{}", report::runs_table(std::slice::from_ref(&row), None).to_text());
+        rows.push(row);
+    }
+    fleet.close().await;
+    Ok(SweepReport::new(mode, max_p99_ms, rows))
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Chat(a) => {
+            let ready = setup_of(&a.target).chat_users(a.load.users).await?;
+            let plan = a.timing.plan(a.rate, a.load.cross, a.target.quiet);
+            let s = sweep(&a.target, Mode::Chat, ready, vec![plan], 50.0, Duration::ZERO).await?;
+            let text = sweep_text(&s);
+            let row = s.rows.into_iter().next();
+            emit(a.target.json, &text, &row)
+        }
+        Command::Group(a) => {
+            let (size, groups) = (a.load.group_size, a.load.groups);
+            let ready = setup_of(&a.target).group_users(groups, size).await?;
+            let plan = a.timing.plan(a.rate, 0.0, a.target.quiet);
+            let s = sweep(&a.target, Mode::Group { size, groups }, ready, vec![plan], 100.0, Duration::ZERO)
+                .await?;
+            let text = sweep_text(&s);
+            let row = s.rows.into_iter().next();
+            emit(a.target.json, &text, &row)
+        }
+        Command::Sweep(a) => {
+            let setup = setup_of(&a.target);
+            let (mode, ready, cross) = match a.mode {
+                SweepMode::Chat => (Mode::Chat, setup.chat_users(a.chat.users).await?, a.chat.cross),
+                SweepMode::Group => {
+                    let (size, groups) = (a.group.group_size, a.group.groups);
+                    (Mode::Group { size, groups }, setup.group_users(groups, size).await?, 0.0)
+                }
+            };
+            let plans = a.rates.iter().map(|r| a.timing.plan(*r, cross, a.target.quiet)).collect();
+            let s =
+                sweep(&a.target, mode, ready, plans, a.max_p99_ms, Duration::from_secs_f64(a.pause)).await?;
+            emit(a.target.json, &sweep_text(&s), &s)
+        }
+        Command::Idle(a) => {
+            let servers = parse_watched(&a.target.pids, "server")?;
+            let r =
+                idle::idle(&setup_of(&a.target), a.users, Duration::from_secs_f64(a.hold), &servers).await?;
+            emit(a.target.json, &idle_text(&r), &r)
+        }
+        Command::Report(a) => {
+            let (suite, problems) = suite::Suite::load(&a.dir);
+            print!("{}", suite.markdown(&problems));
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! What the bench reads about processes from /proc: CPU time and resident
+//! memory. Parsing is pure (and tested); reading is one small file per call.
+//! Not responsible for deciding which processes matter (the caller names them).
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+
+/// A process the bench watches, with a label for reports (`node`, `redis`, ...).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Watched {
+    /// What to call it in a report.
+    pub name: String,
+    /// Its process id.
+    pub pid: u32,
+}
+
+/// Parses `1234`, `node=1234`, or a comma-separated list of them.
+pub fn parse_watched(list: &str, default_name: &str) -> anyhow::Result<Vec<Watched>> {
+    let mut out = Vec::new();
+    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (name, pid) = match item.split_once('=') {
+            Some((name, pid)) => (name.trim().to_owned(), pid.trim()),
+            None => (default_name.to_owned(), item),
+        };
+        let pid: u32 = pid.parse().with_context(|| format!("`{item}` is not a pid or NAME=PID"))?;
+        if pid == 0 {
+            bail!("pid 0 is not a process");
+        }
+        out.push(Watched { name, pid });
+    }
+    Ok(out)
+}
+
+/// utime + stime in clock ticks, from the text of `/proc/<pid>/stat`.
+///
+/// The command name (field 2) is in parentheses and may hold spaces and
+/// parentheses itself, so fields are counted from the last `)`.
+pub fn parse_stat_ticks(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    // After the name: state(3) ppid(4) ... utime(14) stime(15); index 0 here is field 3.
+    let mut fields = rest.split_whitespace();
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// VmRSS in KiB, from the text of `/proc/<pid>/status`.
+pub fn parse_status_rss_kib(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let mut words = line["VmRSS:".len()..].split_whitespace();
+    let value: u64 = words.next()?.parse().ok()?;
+    match words.next() {
+        Some("kB") | None => Some(value),
+        Some(_) => None,
+    }
+}
+
+/// Clock ticks per second (`getconf CLK_TCK`).
+fn ticks_per_sec() -> u64 {
+    match nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK) {
+        Ok(Some(n)) if n > 0 => n as u64,
+        _ => 100,
+    }
+}
+
+/// CPU time (user + system, all threads) a process has used so far; `None` for `self`.
+pub fn cpu_time(pid: Option<u32>) -> anyhow::Result<Duration> {
+    let path = match pid {
+        Some(pid) => format!("/proc/{pid}/stat"),
+        None => "/proc/self/stat".to_owned(),
+    };
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    let ticks = parse_stat_ticks(&text).with_context(|| format!("unexpected format of {path}"))?;
+    Ok(Duration::from_secs_f64(ticks as f64 / ticks_per_sec() as f64))
+}
+
+/// Resident memory of a process in KiB.
+pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let path = format!("/proc/{pid}/status");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    parse_status_rss_kib(&text).with_context(|| format!("no VmRSS in {path}"))
+}
+
+/// CPU use of a set of processes over an interval.
+#[derive(Debug, Clone)]
+pub struct CpuMeter {
+    start: Vec<Option<Duration>>,
+    watched: Vec<Watched>,
+}
+
+/// One process's CPU over an interval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CpuUse {
+    /// Its label.
+    pub name: String,
+    /// Its pid.
+    pub pid: u32,
+    /// CPU seconds used in the interval (None: the process could not be read).
+    pub cpu_s: Option<f64>,
+}
+
+impl CpuMeter {
+    /// Takes the starting reading of each process (unreadable ones report `None` later).
+    pub fn start(watched: &[Watched]) -> CpuMeter {
+        CpuMeter {
+            start: watched.iter().map(|w| cpu_time(Some(w.pid)).ok()).collect(),
+            watched: watched.to_vec(),
+        }
+    }
+
+    /// CPU used by each process since [`CpuMeter::start`].
+    pub fn read(&self) -> Vec<CpuUse> {
+        self.watched
+            .iter()
+            .zip(&self.start)
+            .map(|(w, start)| {
+                let now = cpu_time(Some(w.pid)).ok();
+                let cpu_s = match (start, now) {
+                    (Some(a), Some(b)) => Some(b.saturating_sub(*a).as_secs_f64()),
+                    _ => None,
+                };
+                CpuUse { name: w.name.clone(), pid: w.pid, cpu_s }
+            })
+            .collect()
+    }
+}
+
+/// Raises the soft limit on open files to the hard limit; returns the new soft limit.
+pub fn raise_nofile() -> anyhow::Result<u64> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).context("getrlimit(NOFILE)")?;
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard).context("setrlimit(NOFILE)")?;
+    }
+    Ok(hard)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_ticks_count_from_the_last_parenthesis() {
+        // Fields 14 and 15 are 250 and 50; the name has a space and a parenthesis.
+        let stat = "4242 (tokio (rt) x) S 1 4242 4242 0 -1 4194560 1000 0 0 0 250 50 0 0 20 0 4 0 100 \
+                    200000000 5000 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0";
+        assert_eq!(parse_stat_ticks(stat), Some(300));
+    }
+
+    #[test]
+    fn stat_ticks_of_garbage_is_none() {
+        assert_eq!(parse_stat_ticks(""), None);
+        assert_eq!(parse_stat_ticks("1 (x) S 1 2"), None);
+        assert_eq!(parse_stat_ticks("1 (x) S 1 1 1 1 1 1 1 1 1 1 abc 5"), None);
+    }
+
+    #[test]
+    fn rss_from_status() {
+        let status = "Name:\tchat-server\nVmPeak:\t  100 kB\nVmRSS:\t   12345 kB\nThreads:\t3\n";
+        assert_eq!(parse_status_rss_kib(status), Some(12345));
+        assert_eq!(parse_status_rss_kib("Name: x\n"), None);
+        assert_eq!(parse_status_rss_kib("VmRSS: 12 MB\n"), None);
+    }
+
+    #[test]
+    fn watched_lists() {
+        let w = parse_watched("12, node=34 ,redis=56", "server").expect("parses");
+        assert_eq!(
+            w,
+            vec![
+                Watched { name: "server".into(), pid: 12 },
+                Watched { name: "node".into(), pid: 34 },
+                Watched { name: "redis".into(), pid: 56 },
+            ]
+        );
+        assert!(parse_watched("", "x").expect("empty is fine").is_empty());
+        assert!(parse_watched("abc", "x").is_err());
+        assert!(parse_watched("n=", "x").is_err());
+        assert!(parse_watched("0", "x").is_err());
+    }
+
+    #[test]
+    fn own_cpu_time_is_readable() {
+        assert!(cpu_time(None).is_ok());
+    }
+}
