@@ -78,3 +78,33 @@ impl Script {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fred::prelude::{Builder, ClientLike, Config, KeysInterface};
+
+    /// After Redis forgot a script (a restart flushes the cache), `run` falls back to EVAL.
+    /// Simulated with a SHA1 Redis never saw, so the shared Redis's cache is left alone.
+    #[tokio::test]
+    async fn unknown_sha_falls_back_to_eval() {
+        let url =
+            std::env::var("CHAT_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+        let missing = |e: fred::error::Error| -> ! {
+            panic!("this test needs Redis at {url} (CHAT_TEST_REDIS_URL): {e}; run deploy/redis-setup.sh")
+        };
+        let config = Config::from_url(&url).unwrap_or_else(|e| missing(e));
+        let client = Builder::from_config(config).build().unwrap_or_else(|e| missing(e));
+        client.init().await.unwrap_or_else(|e| missing(e));
+
+        let key = format!("chat-broker-test:{}:scripts:lease", std::process::id());
+        let forgotten = Script { lua: RENEW, sha: "0".repeat(40) };
+        let args = || vec!["node".to_owned(), "5000".to_owned()];
+        assert_eq!(forgotten.run(&client, vec![key.clone()], args()).await.expect("EVAL fallback"), 0);
+        let loaded = Script::load(&client, RENEW).await.expect("SCRIPT LOAD");
+        assert_eq!(loaded.run(&client, vec![key.clone()], args()).await.expect("EVALSHA"), 1);
+
+        let _: i64 = client.del(key).await.expect("DEL");
+        let _ = client.quit().await;
+    }
+}
