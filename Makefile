@@ -46,3 +46,11 @@ cluster-down:
 
 cluster-status:
 	bash deploy/cluster.sh status
+
+.PHONY: fuzz
+
+# The cargo-fuzz targets in fuzz/ (frame decoder, request parser), each for
+# FUZZ_SECONDS: `make fuzz FUZZ_SECONDS=600`. Exits non-zero on a finding.
+FUZZ_SECONDS ?= 60
+fuzz:
+	bash deploy/fuzz.sh $(FUZZ_SECONDS)
