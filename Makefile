@@ -54,3 +54,9 @@ cluster-status:
 FUZZ_SECONDS ?= 60
 fuzz:
 	bash deploy/fuzz.sh $(FUZZ_SECONDS)
+
+.PHONY: bench
+
+# The benchmark suite (deploy/bench.sh): its own cluster on 6100/6102/8100, writes bench/RESULTS.md.
+bench:
+	bash deploy/bench.sh

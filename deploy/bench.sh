@@ -1,0 +1,235 @@
+#!/usr/bin/env bash
+# The benchmark suite of issue 6 (`make bench`): builds release binaries,
+# starts its OWN local cluster — nodes 127.0.0.1:6100 and :6102 on the local
+# MySQL (database chat) and Redis (channel prefix bench:), nginx on
+# 127.0.0.1:8100 rendered from deploy/nginx.conf — runs chat-bench against it
+# and writes bench/RESULTS.md. Everything it starts lives under bench/run/ and
+# is stopped on exit. It does not touch `make cluster` (6000/6002/8000).
+#
+# Knobs (environment): BENCH_DURATION (s per rate, 8), BENCH_GRACE (s, 3),
+# BENCH_RATES_CROSS, BENCH_RATES_SAME, BENCH_RATES_NGINX, BENCH_RATES_GROUP10,
+# BENCH_RATES_GROUP50 (msgs/s lists), BENCH_IDLE_USERS (10000),
+# BENCH_THREADS (chat-bench worker threads, 1), BENCH_OUT (bench/RESULTS.md),
+# BENCH_STEPS (which of: idle cross same nginx group10 group50; default all).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+run=$root/bench/run
+results=$run/results
+target=${CARGO_TARGET_DIR:-$root/target}
+server=$target/release/chat-server
+bench=$target/release/chat-bench
+
+NODE_A=127.0.0.1:6100
+NODE_B=127.0.0.1:6102
+LB=127.0.0.1:8100
+DURATION=${BENCH_DURATION:-8}
+GRACE=${BENCH_GRACE:-3}
+RATES_CROSS=${BENCH_RATES_CROSS:-5000,10000,20000,30000}
+RATES_SAME=${BENCH_RATES_SAME:-5000,10000,20000,30000,40000}
+RATES_NGINX=${BENCH_RATES_NGINX:-10000,20000}
+RATES_GROUP10=${BENCH_RATES_GROUP10:-2000,5000}
+RATES_GROUP50=${BENCH_RATES_GROUP50:-500,1100,2000}
+IDLE_USERS=${BENCH_IDLE_USERS:-10000}
+THREADS=${BENCH_THREADS:-1}
+OUT=${BENCH_OUT:-bench/RESULTS.md}
+STEPS=${BENCH_STEPS:-idle cross same nginx group10 group50}
+
+# The nodes' settings: cheap password hashing (logging in 10,000 users with the
+# production argon2 cost takes minutes by design) and per-connection request
+# limits far above what the bench sends per connection. Everything else is default.
+NODE_ENV=(
+    CHAT_DATABASE_URL=mysql://chat:chat@127.0.0.1:3306/chat
+    CHAT_REDIS_URL=redis://127.0.0.1:6379
+    CHAT_CHANNEL_PREFIX=bench:
+    CHAT_HASH_MEMORY_KIB=64
+    CHAT_HASH_ITERATIONS=1
+    CHAT_HASH_CONCURRENCY=2
+    CHAT_RATE_PER_SEC=100000
+    CHAT_RATE_BURST=100000
+)
+
+log() { echo "bench: $*" >&2; }
+
+wait_port() { # port seconds
+    local i
+    for ((i = 0; i < $2 * 10; i++)); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    log "nothing listens on 127.0.0.1:$1 after $2 s"
+    return 1
+}
+
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+pids_started=()
+nginx_started=0
+
+cleanup() {
+    set +e
+    if [ "$nginx_started" = 1 ] && [ -f "$run/nginx/nginx.pid" ]; then
+        nginx -p "$run/nginx" -c "$run/nginx.conf" -e "$run/nginx/error.log" -s quit 2>/dev/null
+    fi
+    for pid in "${pids_started[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+    for pid in "${pids_started[@]}"; do
+        for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null
+    done
+    [ "${#pids_started[@]}" -gt 0 ] && log "stopped what it started"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+for port in 6100 6102 8100; do
+    if ! port_free "$port"; then
+        log "127.0.0.1:$port is in use (another bench still running?); stop it first"
+        exit 1
+    fi
+done
+
+log "building release binaries"
+cargo build --release --bin chat-server --bin chat-bench
+
+bash deploy/db-setup.sh
+bash deploy/redis-setup.sh
+bash deploy/nginx-setup.sh
+
+rm -rf "$results"
+mkdir -p "$run/nginx" "$results"
+
+# 10,000 connections on a node and as many in the bench: raise the open-file limit.
+ulimit -n "$(ulimit -Hn)"
+log "open-file limit $(ulimit -n)"
+
+last_pid=""
+start_node() { # name listen
+    env -u RUST_LOG "${NODE_ENV[@]}" CHAT_LISTEN="$2" CHAT_NODE_NAME="bench-$1" \
+        setsid "$server" >"$run/$1.log" 2>&1 </dev/null &
+    last_pid=$!
+    pids_started+=("$last_pid")
+}
+start_node node-a "$NODE_A"
+PID_A=$last_pid
+start_node node-b "$NODE_B"
+PID_B=$last_pid
+wait_port 6100 60
+wait_port 6102 60
+
+sed -e "s/127\.0\.0\.1:6000/$NODE_A/; s/127\.0\.0\.1:6002/$NODE_B/; s/127\.0\.0\.1:8000/$LB/" \
+    deploy/nginx.conf >"$run/nginx.conf"
+nginx -p "$run/nginx" -c "$run/nginx.conf" -e "$run/nginx/error.log"
+nginx_started=1
+wait_port 8100 10
+NGINX_MASTER=$(cat "$run/nginx/nginx.pid")
+NGINX_WORKER=$(pgrep -P "$NGINX_MASTER" | head -n1 || true)
+REDIS_PID=$(redis-cli -h 127.0.0.1 -p 6379 info server | tr -d '\r' | sed -n 's/^process_id://p')
+MYSQL_PID=$(pidof mariadbd 2>/dev/null || pidof mysqld 2>/dev/null || true)
+MYSQL_PID=${MYSQL_PID%% *}
+log "node-a pid $PID_A, node-b pid $PID_B, nginx worker ${NGINX_WORKER:-?}, redis ${REDIS_PID:-?}, mysql ${MYSQL_PID:-?}"
+
+PIDS="node-a=$PID_A,node-b=$PID_B"
+WATCH=""
+for w in "nginx=$NGINX_WORKER" "redis=$REDIS_PID" "mysql=$MYSQL_PID"; do
+    [ -n "${w#*=}" ] && WATCH="${WATCH:+$WATCH,}$w"
+done
+
+failed=()
+step() { # name json-file chat-bench-args...
+    local name=$1 file=$2
+    shift 2
+    case " $STEPS " in *" $name "*) ;; *) return 0 ;; esac
+    log "step $name: chat-bench $*"
+    if "$bench" --threads "$THREADS" "$@" --json >"$results/$file" 2> >(tee "$run/$name.log" >&2); then
+        return 0
+    fi
+    log "step $name failed (see bench/run/$name.log)"
+    rm -f "$results/$file"
+    failed+=("$name")
+}
+
+timing=(--duration "$DURATION" --grace "$GRACE" --msg-bytes 64)
+started=$(date +%s)
+
+# Idle first, on fresh nodes: the memory before is the node's start-up memory.
+step idle idle.json idle --nodes "$NODE_A" --users "$IDLE_USERS" --hold 10 --pids "node-a=$PID_A"
+step cross cross.json sweep --nodes "$NODE_A,$NODE_B" --users 200 --cross 1 --rates "$RATES_CROSS" \
+    "${timing[@]}" --max-p99-ms 50 --pids "$PIDS" --watch "$WATCH"
+step same same.json sweep --nodes "$NODE_A,$NODE_B" --users 200 --cross 0 --rates "$RATES_SAME" \
+    "${timing[@]}" --max-p99-ms 10 --pids "$PIDS" --watch "$WATCH"
+step nginx nginx.json sweep --nodes "$LB" --users 200 --rates "$RATES_NGINX" \
+    "${timing[@]}" --max-p99-ms 50 --pids "$PIDS" --watch "$WATCH"
+step group10 group10.json sweep --mode group --nodes "$NODE_A,$NODE_B" --group-size 10 --groups 20 \
+    --rates "$RATES_GROUP10" "${timing[@]}" --max-p99-ms 100 --pids "$PIDS" --watch "$WATCH"
+step group50 group50.json sweep --mode group --nodes "$NODE_A,$NODE_B" --group-size 50 --groups 4 \
+    --rates "$RATES_GROUP50" "${timing[@]}" --max-p99-ms 100 --pids "$PIDS" --watch "$WATCH"
+
+elapsed=$(($(date +%s) - started))
+# The nodes must have survived the suite.
+for p in "$PID_A" "$PID_B"; do
+    if ! kill -0 "$p" 2>/dev/null; then
+        log "node pid $p died during the suite (see bench/run/node-*.log)"
+        failed+=("node $p died")
+    fi
+done
+
+cpu_model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)
+mem_total=$(awk '/^MemTotal:/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)
+commit=$(git rev-parse HEAD)
+dirty=""
+if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then
+    dirty=" (the work tree had uncommitted changes of: $(git status --porcelain --untracked-files=no | awk '{print $2}' | tr '\n' ' ' | sed 's/ $//'))"
+fi
+
+mkdir -p "$(dirname "$OUT")"
+{
+    echo "# chat-cluster benchmark results"
+    echo
+    echo "Written by \`make bench\` (deploy/bench.sh); do not edit by hand — run it again."
+    echo
+    echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+    echo "- commit: \`$commit\`$dirty"
+    echo "- machine: $(nproc) CPUs ($cpu_model), $mem_total memory, Linux $(uname -r)"
+    echo "- everything on this one machine, sharing its $(nproc) cores: the bench, two chat-server nodes,"
+    echo "  nginx ($(nginx -v 2>&1 | sed 's/^nginx version: //')), Redis ($(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p')),"
+    echo "  MySQL/MariaDB ($(mariadb --version 2>/dev/null || mysql --version 2>/dev/null | head -n1))"
+    echo "- suite time: ${elapsed} s"
+    echo
+    echo "## Set-up"
+    echo
+    echo "- Two release-build nodes, \`$NODE_A\` and \`$NODE_B\`, on MySQL \`chat\` and Redis (channel prefix \`bench:\`),"
+    echo "  nginx on \`$LB\` (deploy/nginx.conf with these ports)."
+    echo "- Node settings that differ from the defaults, and why:"
+    echo "  - \`CHAT_HASH_MEMORY_KIB=64 CHAT_HASH_ITERATIONS=1\` (\`CHAT_HASH_CONCURRENCY=2\`): cheap password"
+    echo "    hashing, only so that registering and logging in thousands of users takes seconds; it is not on"
+    echo "    the path of a message."
+    echo "  - \`CHAT_RATE_PER_SEC=100000 CHAT_RATE_BURST=100000\`: the per-connection request limit (default 50/s)"
+    echo "    raised above what the bench sends per connection (up to 200 msgs/s at 40,000 msgs/s over 200 users)."
+    echo "  - Logging at the default level (\`info\`), open-file limit raised to $(ulimit -n)."
+    echo "- chat-bench (\`--threads $THREADS\`) registers its users with names unique to each run, logs them in"
+    echo "  **without** the protocol extension (so no ACK per chat), spreads them over the addresses round robin,"
+    echo "  and sends by the clock (open loop: R messages a second whatever the deliveries do). Each message's"
+    echo "  text carries its run, sequence number and send time, padded to 64 bytes; a delivery is counted per"
+    echo "  message and recipient (loss and duplicates are exact), latency is from hand-over to the bench's writer"
+    echo "  until the recipient's read. \"lost\" = not delivered within ${GRACE} s after the last send."
+    echo "- Group chat: the groups are created and joined on extension connections, which then log out; the"
+    echo "  members log in again without the extension. \"last p99\" is the latency to the last member of a message."
+    echo "- CPU: utime+stime from /proc of the node processes over the run (both nodes, Redis excluded) divided by"
+    echo "  the deliveries (\"srv µs/msg\"), and cores busy on average for the nodes, nginx's worker, Redis, MySQL"
+    echo "  and the bench itself (\"bench cores\": if it nears 1.0 with \`--threads 1\`, the generator is the limit)."
+    echo "- Idle: VmRSS of node-a after start-up (before the bench connects) and with $IDLE_USERS logged-in idle"
+    echo "  connections (after a 10 s hold); the difference divided by the connections."
+    echo
+    "$bench" report --dir "$results"
+    if [ "${#failed[@]}" -gt 0 ]; then
+        echo
+        echo "## Failed steps"
+        echo
+        for f in "${failed[@]}"; do echo "- $f"; done
+    fi
+} >"$OUT"
+log "wrote $OUT"
+if [ "${#failed[@]}" -gt 0 ]; then
+    log "failed: ${failed[*]}"
+    exit 1
+fi
