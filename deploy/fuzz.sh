@@ -42,7 +42,7 @@ for target in "${targets[@]}"; do
 	status=0
 	cargo fuzz run --sanitizer "$sanitizer" "$target" -- \
 		-max_total_time="$seconds" -timeout=10 -print_final_stats=1 >"$log" 2>&1 || status=$?
-	grep -E '^#[0-9]+ +DONE|^stat::number_of_executed_units' "$log" || true
+	grep -E '^#[0-9]+[[:space:]]+DONE|^stat::number_of_executed_units' "$log" || true
 	if ((status != 0)); then
 		failed+=("$target")
 		echo "== $target: FINDING (exit $status)"
