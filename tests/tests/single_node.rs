@@ -273,13 +273,16 @@ async fn w8_duplicate_login_race() {
         let mut probe = WireClient::connect(server.addr).await;
         let mut ok = false;
         for _ in 0..100 {
-            if probe.login(id, false).await["errno"] == 0 {
+            if probe.login(id, true).await["errno"] == 0 {
                 ok = true;
                 break;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         assert!(ok, "account freed after the winner disconnected");
+        // An acknowledged LOGINOUT has released everything when the ack comes.
+        probe.send(&json!({"msgid":3})).await;
+        assert_eq!(probe.recv().await, json!({"errno":0,"msgid":11,"re":3}));
     }
 }
 

@@ -669,6 +669,9 @@ async fn event_loop(mut events: Events, shared: Arc<Shared>, stop: CancellationT
                         sub_down = false;
                     }
                     shared.resync_subscriptions(true).await;
+                    // Redis may have restarted empty: put the lease and this node's claims back now,
+                    // not at the next renewal, so no second login slips in meanwhile.
+                    shared.reassert.notify_one();
                 }
                 Err(RecvError::Lagged(_)) => shared.resync_subscriptions(true).await,
                 Err(RecvError::Closed) => break,
@@ -713,6 +716,8 @@ async fn maintenance_loop(shared: Arc<Shared>, period: Duration, stop: Cancellat
             () = stop.cancelled() => break,
             _ = tick.tick() => {}
             () = shared.reassert.notified() => reassert = true,
+            // Claims to put back after an outage are retried at once, not a lease period later.
+            () = tokio::time::sleep(Duration::from_millis(RECONNECT_DELAY_MS.into())), if reassert && failing => {}
         }
         let result = async {
             if !shared.renew_lease().await? {

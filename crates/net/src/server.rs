@@ -219,6 +219,14 @@ impl Outbound {
     }
 }
 
+/// Whether the peer has closed its side with nothing left to read: a non-blocking
+/// peek reads end-of-stream. (Our clients never half-close, so a FIN means gone.)
+fn peer_has_closed(write: &tokio::net::tcp::OwnedWriteHalf) -> bool {
+    let mut byte = [std::mem::MaybeUninit::<u8>::uninit()];
+    let stream: &TcpStream = write.as_ref();
+    matches!(socket2::SockRef::from(stream).peek(&mut byte), Ok(0))
+}
+
 /// Drains the queue into the socket, batching whatever is ready into one write.
 /// Returns the frames that never reached the socket.
 async fn write_loop(mut write: tokio::net::tcp::OwnedWriteHalf, mut rx: OutboundRx) -> Vec<Bytes> {
@@ -247,6 +255,12 @@ async fn write_loop(mut write: tokio::net::tcp::OwnedWriteHalf, mut rx: Outbound
             }
         }
         if !buf.is_empty() {
+            if peer_has_closed(&write) {
+                // The client sent FIN and nothing after it: what we would write now is lost.
+                debug!("peer closed; keeping the batch unwritten");
+                rx.closer.cancel();
+                break;
+            }
             let written = tokio::select! {
                 r = write.write_all(&buf) => r,
                 () = rx.closer.cancelled() => Err(std::io::ErrorKind::ConnectionAborted.into()),

@@ -62,7 +62,8 @@ impl Sink for Delivery {
 }
 
 /// Routes one frame to each of `users` (never to nobody): this node first, then
-/// one publish per remaining user; whoever no node took is returned for offline storage.
+/// one publish per remaining user, all in flight at once (the broker pipelines
+/// them); whoever no node took is returned for offline storage.
 pub(crate) async fn route(
     sessions: &Sessions,
     broker: &dyn Broker,
@@ -75,16 +76,32 @@ pub(crate) async fn route(
             remote.push(user);
         }
     }
-    let mut offline = Vec::new();
-    for user in remote {
-        match broker.publish(user, frame.clone()).await {
-            Ok(true) => {}
-            Ok(false) => offline.push(user),
-            Err(e) => {
-                warn!(user = %user, error = %e, "publish failed; storing offline");
-                offline.push(user);
-            }
+    match remote.len() {
+        0 => Vec::new(),
+        1 => {
+            let user = remote[0];
+            if published(user, broker.publish(user, frame.clone()).await) { Vec::new() } else { remote }
+        }
+        _ => {
+            let results =
+                futures::future::join_all(remote.iter().map(|&u| broker.publish(u, frame.clone()))).await;
+            remote
+                .into_iter()
+                .zip(results)
+                .filter(|(u, r)| !published(*u, r.clone()))
+                .map(|(u, _)| u)
+                .collect()
         }
     }
-    offline
+}
+
+/// Whether a publish reached a node; a failed one is logged and counts as not.
+fn published(user: UserId, result: Result<bool, chat_ports::BrokerError>) -> bool {
+    match result {
+        Ok(reached) => reached,
+        Err(e) => {
+            warn!(user = %user, error = %e, "publish failed; storing offline");
+            false
+        }
+    }
 }

@@ -120,6 +120,7 @@ impl Service {
             let _ = self.broker.unsubscribe(id).await;
             let _ = self.broker.release(id).await;
         }
+        // Last, as in `logout`.
         self.drop_session(id, conn).await;
     }
 
@@ -133,10 +134,12 @@ impl Service {
     }
 
     /// Ends the connection's login, if any: as LOGINOUT, or when the connection is gone.
+    ///
+    /// The session entry goes last: until it is gone no new login for the user can start on
+    /// this node, so this logout's release can never drop a claim that a newer login made.
     pub(crate) async fn logout(&self, conn: &mut Conn) {
         let Some(user) = conn.user.take() else { return };
         conn.unauth_since = std::time::Instant::now();
-        self.drop_session(user.id, conn.id).await;
         if let Err(e) = self.broker.unsubscribe(user.id).await {
             warn!(user = %user.id, error = %e, "unsubscribe failed");
         }
@@ -146,6 +149,7 @@ impl Service {
         if let Err(e) = self.store.set_online(&[user.id], false).await {
             warn!(user = %user.id, error = %e, "could not mark user offline");
         }
+        self.drop_session(user.id, conn.id).await;
         info!(user = %user.id, "logged out");
     }
 }
