@@ -141,7 +141,7 @@ async fn sql_metacharacters_in_every_text_field_are_plain_data() {
         u.send(&json!({"msgid":10,"groupid":gid,"msg":e})).await;
         assert_eq!(u.recv().await["errno"], 0);
         u.send(&json!({"msgid":6,"to":id,"msg":e})).await;
-        let mut got = vec![u.recv().await, u.recv().await];
+        let mut got = [u.recv().await, u.recv().await];
         got.sort_by_key(|f| f["msgid"].as_i64());
         assert_eq!(got[0]["msg"], e);
         u.send(&json!({"msgid":15})).await;

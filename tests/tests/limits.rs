@@ -145,7 +145,7 @@ async fn messages_have_a_maximum_length() {
     a.send(&json!({"msgid":6,"to":ida,"msg":"x".repeat(1001)})).await;
     assert_eq!(a.recv().await["errno"], 9);
     a.send(&json!({"msgid":6,"to":ida,"msg":"x".repeat(1000)})).await;
-    let mut got = vec![a.recv().await, a.recv().await];
+    let mut got = [a.recv().await, a.recv().await];
     got.sort_by_key(|f| f["msgid"].as_i64());
     assert_eq!(got[0]["msg"].as_str().map(str::len), Some(1000));
 }
