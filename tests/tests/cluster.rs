@@ -59,6 +59,9 @@ async fn through_nginx_users_on_two_nodes_chat_both_ways() {
     // Group chat across nodes, both ways, and a member offline.
     a.send(&json!({"msgid":8,"groupname":unique("g"),"groupdesc":"cross"})).await;
     let gid = a.recv().await["groupid"].as_i64().expect("groupid");
+    // Posting alone first makes a's node cache the members; b's join elsewhere must reach it.
+    a.send(&json!({"msgid":10,"groupid":gid,"msg":"anyone?"})).await;
+    assert_eq!(a.recv().await["errno"], 0);
     b.send(&json!({"msgid":9,"groupid":gid})).await;
     assert_eq!(b.recv().await["errno"], 0);
     let mut c = WireClient::connect(lb.addr).await;

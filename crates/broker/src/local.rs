@@ -29,6 +29,8 @@ struct HubState {
     subscribers: HashMap<UserId, Vec<Subscriber>>,
     /// user → the node that holds it.
     claims: HashMap<UserId, NodeId>,
+    /// Every live node's sink, for announcements.
+    nodes: HashMap<NodeId, Arc<dyn Sink>>,
 }
 
 impl LocalHub {
@@ -39,11 +41,9 @@ impl LocalHub {
 
     /// A new node of this hub whose incoming frames go to `sink`.
     pub fn node(self: &Arc<Self>, sink: Arc<dyn Sink>) -> Arc<LocalBroker> {
-        Arc::new(LocalBroker {
-            hub: Arc::clone(self),
-            id: self.next_node.fetch_add(1, Ordering::Relaxed),
-            sink,
-        })
+        let id = self.next_node.fetch_add(1, Ordering::Relaxed);
+        self.lock().nodes.insert(id, Arc::clone(&sink));
+        Arc::new(LocalBroker { hub: Arc::clone(self), id, sink })
     }
 
     fn lock(&self) -> MutexGuard<'_, HubState> {
@@ -68,6 +68,7 @@ impl LocalBroker {
             !subs.is_empty()
         });
         state.claims.retain(|_, node| *node != self.id);
+        state.nodes.remove(&self.id);
     }
 }
 
@@ -131,5 +132,13 @@ impl Broker for LocalBroker {
             sink.deliver(user, frame.clone());
         }
         Ok(!sinks.is_empty())
+    }
+
+    async fn announce(&self, event: Bytes) -> Result<(), BrokerError> {
+        let sinks: Vec<Arc<dyn Sink>> = self.hub.lock().nodes.values().cloned().collect();
+        for sink in sinks {
+            sink.event(event.clone());
+        }
+        Ok(())
     }
 }

@@ -240,6 +240,20 @@ impl RedisBroker {
             abort_all(&mut connections);
             return Err(e);
         }
+        // Announcements from other nodes (fred tracks the channel, so it is re-subscribed after a reconnect).
+        let subscribed = bounded(
+            "cannot subscribe the events channel",
+            shared.subscriber.subscribe(events_channel(&shared.prefix)),
+        );
+        if let Err(e) = async {
+            subscribed.await?;
+            shared.confirm_subscriptions().await
+        }
+        .await
+        {
+            abort_all(&mut connections);
+            return Err(e);
+        }
 
         let lagged = Arc::new(AtomicU64::new(0));
         let stop_renewing = CancellationToken::new();
@@ -609,6 +623,19 @@ impl Broker for RedisBroker {
             bounded("cannot publish", shared.client.publish(shared.channel(user), frame)).await?;
         Ok(receivers > 0)
     }
+
+    async fn announce(&self, event: Bytes) -> Result<(), BrokerError> {
+        let shared = &self.shared;
+        ensure_connected(&shared.client, "command")?;
+        let _: i64 =
+            bounded("cannot announce", shared.client.publish(events_channel(&shared.prefix), event)).await?;
+        Ok(())
+    }
+}
+
+/// The channel every node listens on for announcements (not a user channel: it is no number).
+fn events_channel(prefix: &str) -> String {
+    format!("{prefix}events")
 }
 
 /// Reads fred's message broadcast and hands each frame to the sink. A lag (the buffer of
@@ -620,6 +647,7 @@ async fn receive_loop(
     lagged: Arc<AtomicU64>,
     stop: CancellationToken,
 ) {
+    let events = events_channel(&prefix);
     loop {
         let received = tokio::select! {
             () = stop.cancelled() => break,
@@ -627,6 +655,12 @@ async fn receive_loop(
         };
         match received {
             Ok(message) => {
+                if *message.channel == *events {
+                    if let Some(event) = message.value.into_bytes() {
+                        sink.event(event);
+                    }
+                    continue;
+                }
                 let Some(user) = user_of_channel(&prefix, &message.channel) else {
                     debug!(channel = %message.channel, "message on a foreign channel ignored");
                     continue;

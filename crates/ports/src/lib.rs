@@ -105,6 +105,9 @@ pub enum BrokerError {
 pub trait Sink: Send + Sync + 'static {
     /// A frame for `user` arrived on the user's channel.
     fn deliver(&self, user: UserId, frame: Bytes);
+
+    /// A node announced a change that other nodes may have cached (see [`Broker::announce`]).
+    fn event(&self, _event: Bytes) {}
 }
 
 /// Cross-node routing and cluster-wide presence.
@@ -121,4 +124,7 @@ pub trait Broker: Send + Sync + 'static {
     async fn unsubscribe(&self, user: UserId) -> Result<(), BrokerError>;
     /// Publishes `frame` on `user`'s channel; `Ok(true)` if at least one node received it.
     async fn publish(&self, user: UserId, frame: Bytes) -> Result<bool, BrokerError>;
+    /// Tells every node (this one included, if it listens) about a change, e.g. a group's
+    /// members; they get it through [`Sink::event`]. Best effort: nothing is stored.
+    async fn announce(&self, event: Bytes) -> Result<(), BrokerError>;
 }

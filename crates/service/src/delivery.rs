@@ -1,26 +1,34 @@
 //! Getting a frame to a user: this node's session, another node through the
 //! broker, or the offline store. Also the [`Sink`] for frames from other nodes.
 
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chat_ports::{Broker, Sink, Store};
-use chat_proto::UserId;
+use chat_proto::{GroupId, UserId};
 use tracing::{error, warn};
 
 use crate::sessions::{Delivered, Sessions};
 
-/// Local delivery with the offline store as fallback.
+/// Local delivery with the offline store as fallback, and the group member cache
+/// that announcements from other nodes invalidate.
 pub struct Delivery {
     sessions: Sessions,
     store: Arc<dyn Store>,
+    groups: GroupCache,
 }
 
 impl Delivery {
     /// Delivery over this node's sessions and the store.
     pub fn new(sessions: Sessions, store: Arc<dyn Store>) -> Arc<Delivery> {
-        Arc::new(Delivery { sessions, store })
+        Arc::new(Delivery { sessions, store, groups: GroupCache::default() })
+    }
+
+    /// The group member cache.
+    pub(crate) fn groups(&self) -> &GroupCache {
+        &self.groups
     }
 
     /// This node's sessions.
@@ -58,6 +66,63 @@ impl Sink for Delivery {
         }
         // The user left this node while the frame was in flight: keep it for the next login.
         self.store_later(vec![(user, String::from_utf8_lossy(&frame).into_owned())]);
+    }
+
+    fn event(&self, event: Bytes) {
+        if let Some(group) = GroupCache::parse_changed(&event) {
+            self.groups.forget(group);
+        }
+    }
+}
+
+/// Members of recently used groups, so a group chat to online members needs no database
+/// read. A join anywhere in the cluster evicts the group (through a broker announcement);
+/// entries also expire after [`GroupCache::TTL`], a bound on staleness should an
+/// announcement be lost (the broker down while someone joins).
+#[derive(Default)]
+pub(crate) struct GroupCache {
+    map: std::sync::Mutex<HashMap<GroupId, (Instant, Arc<[UserId]>)>>,
+}
+
+impl GroupCache {
+    /// How long an entry is trusted without an announcement.
+    pub(crate) const TTL: Duration = Duration::from_secs(10);
+    /// Groups kept before the cache starts afresh (bounds memory).
+    const CAPACITY: usize = 100_000;
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<GroupId, (Instant, Arc<[UserId]>)>> {
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The cached members of `group`, if fresh.
+    pub(crate) fn get(&self, group: GroupId) -> Option<Arc<[UserId]>> {
+        let map = self.lock();
+        let (at, members) = map.get(&group)?;
+        (at.elapsed() < Self::TTL).then(|| Arc::clone(members))
+    }
+
+    /// Remembers `group`'s members as read from the store.
+    pub(crate) fn put(&self, group: GroupId, members: Arc<[UserId]>) {
+        let mut map = self.lock();
+        if map.len() >= Self::CAPACITY {
+            map.clear();
+        }
+        map.insert(group, (Instant::now(), members));
+    }
+
+    /// Drops `group` (its members changed).
+    pub(crate) fn forget(&self, group: GroupId) {
+        self.lock().remove(&group);
+    }
+
+    /// The announcement that `group`'s members changed.
+    pub(crate) fn changed_event(group: GroupId) -> Bytes {
+        Bytes::from(format!("group-members:{group}"))
+    }
+
+    fn parse_changed(event: &[u8]) -> Option<GroupId> {
+        let text = std::str::from_utf8(event).ok()?;
+        text.strip_prefix("group-members:")?.parse().ok().map(GroupId)
     }
 }
 

@@ -431,3 +431,27 @@ async fn cross_node_routing_and_a_crashed_node() {
     assert_eq!(ack["errno"], 0, "presence of a dead node does not block: {ack}");
     assert_eq!(ack["offlinemsg"][0]["msg"], "while you were gone");
 }
+
+#[tokio::test]
+async fn a_join_on_another_node_reaches_the_group_member_cache() {
+    let hub = LocalHub::new();
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let n1 = node(&hub, &store);
+    let n2 = node(&hub, &store);
+    let mut a = Client::new(&n1);
+    let mut b = Client::new(&n2);
+    let ida = a.register("a").await;
+    let idb = b.register("b").await;
+    a.login(ida, true).await;
+    b.login(idb, true).await;
+    a.send(json!({"msgid":8,"groupname":"g","groupdesc":""})).await;
+    let gid = a.recv().await["groupid"].as_i64().expect("groupid");
+    // A post with only the creator in the group: node 1 now caches the members.
+    a.send(json!({"msgid":10,"groupid":gid,"msg":"alone"})).await;
+    assert_eq!(a.recv().await["errno"], 0);
+    b.send(json!({"msgid":9,"groupid":gid})).await;
+    assert_eq!(b.recv().await["errno"], 0);
+    a.send(json!({"msgid":10,"groupid":gid,"msg":"welcome"})).await;
+    assert_eq!(a.recv().await["errno"], 0);
+    assert_eq!(b.recv().await["msg"], "welcome", "node 1 learned of the join on node 2");
+}

@@ -67,7 +67,7 @@ impl Service {
         msg: String,
     ) -> Result<Reply, ServiceError> {
         self.check_message(&msg)?;
-        let members = self.store.group_members(group).await?.ok_or(ServiceError::UnknownGroup)?;
+        let members = self.members(group).await?;
         if !members.contains(&me.id) {
             return Err(ServiceError::NotMember);
         }
@@ -80,7 +80,7 @@ impl Service {
             time: now(),
         };
         let frame = Bytes::from(encode(&push));
-        let others = members.into_iter().filter(|m| *m != me.id);
+        let others = members.iter().copied().filter(|m| *m != me.id);
         let offline = route(self.sessions(), self.broker.as_ref(), others, &frame).await;
         if !offline.is_empty() {
             let full = self.mailbox_full(&offline).await?;
@@ -93,6 +93,18 @@ impl Service {
             self.store.store_offline(&rows).await?;
         }
         Ok(Reply::Done)
+    }
+
+    /// A group's members: from the cache, or from the store (then cached).
+    async fn members(&self, group: GroupId) -> Result<std::sync::Arc<[UserId]>, ServiceError> {
+        let cache = self.delivery.groups();
+        if let Some(members) = cache.get(group) {
+            return Ok(members);
+        }
+        let members: std::sync::Arc<[UserId]> =
+            self.store.group_members(group).await?.ok_or(ServiceError::UnknownGroup)?.into();
+        cache.put(group, std::sync::Arc::clone(&members));
+        Ok(members)
     }
 
     /// Which of `users` have a full offline mailbox.

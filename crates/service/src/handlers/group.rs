@@ -34,6 +34,11 @@ impl Service {
             )));
         }
         self.store.join_group(group, me.id).await?;
+        let groups = self.delivery.groups();
+        groups.forget(group);
+        if let Err(e) = self.broker.announce(crate::delivery::GroupCache::changed_event(group)).await {
+            tracing::warn!(group = %group, error = %e, "could not announce a new member; other nodes learn within their cache's TTL");
+        }
         Ok(Reply::Done)
     }
 }
