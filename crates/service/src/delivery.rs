@@ -81,8 +81,11 @@ impl Sink for Delivery {
 /// announcement be lost (the broker down while someone joins).
 #[derive(Default)]
 pub(crate) struct GroupCache {
-    map: std::sync::Mutex<HashMap<GroupId, (Instant, Arc<[UserId]>)>>,
+    map: std::sync::Mutex<GroupMap>,
 }
+
+/// group → (when it was read, its members).
+type GroupMap = HashMap<GroupId, (Instant, Arc<[UserId]>)>;
 
 impl GroupCache {
     /// How long an entry is trusted without an announcement.
@@ -90,7 +93,7 @@ impl GroupCache {
     /// Groups kept before the cache starts afresh (bounds memory).
     const CAPACITY: usize = 100_000;
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<GroupId, (Instant, Arc<[UserId]>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, GroupMap> {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
 
