@@ -11,6 +11,9 @@
 # BENCH_RATES_GROUP50 (msgs/s lists), BENCH_IDLE_USERS (10000),
 # BENCH_THREADS (chat-bench worker threads, 1), BENCH_OUT (bench/RESULTS.md),
 # BENCH_STEPS (which of: idle cross same nginx group10 group50; default all).
+#
+#   deploy/bench.sh        the suite
+#   deploy/bench.sh up     only the cluster, kept up until interrupted (for profiling by hand)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -26,7 +29,7 @@ LB=127.0.0.1:8100
 DURATION=${BENCH_DURATION:-8}
 GRACE=${BENCH_GRACE:-3}
 RATES_CROSS=${BENCH_RATES_CROSS:-5000,10000,20000,30000}
-RATES_SAME=${BENCH_RATES_SAME:-5000,10000,20000,30000,40000}
+RATES_SAME=${BENCH_RATES_SAME:-10000,20000,30000,40000,50000}
 RATES_NGINX=${BENCH_RATES_NGINX:-10000,20000}
 RATES_GROUP10=${BENCH_RATES_GROUP10:-2000,5000}
 RATES_GROUP50=${BENCH_RATES_GROUP50:-500,1100,2000}
@@ -134,11 +137,38 @@ for w in "nginx=$NGINX_WORKER" "redis=$REDIS_PID" "mysql=$MYSQL_PID"; do
     [ -n "${w#*=}" ] && WATCH="${WATCH:+$WATCH,}$w"
 done
 
+if [ "${1:-}" = "up" ]; then
+    # For profiling by hand: keep this cluster up until interrupted.
+    log "cluster up; chat-bench ... --nodes $NODE_A,$NODE_B --pids $PIDS --watch $WATCH (Ctrl-C stops it)"
+    while kill -0 "$PID_A" 2>/dev/null && kill -0 "$PID_B" 2>/dev/null; do sleep 1; done
+    log "a node exited"
+    exit 1
+fi
+
+node_ticks() { # utime+stime of both nodes, in clock ticks
+    local t=0 p
+    for p in "$PID_A" "$PID_B"; do
+        t=$((t + $(sed 's/.*) //' "/proc/$p/stat" | awk '{print $12 + $13}')))
+    done
+    echo "$t"
+}
+
+settle() { # wait (at most 30 s) until the nodes are quiet: under 5% of a core for a second
+    local i a b
+    for ((i = 0; i < 30; i++)); do
+        a=$(node_ticks) || return 0
+        sleep 1
+        b=$(node_ticks) || return 0
+        [ $((b - a)) -lt 5 ] && return 0
+    done
+}
+
 failed=()
 step() { # name json-file chat-bench-args...
     local name=$1 file=$2
     shift 2
     case " $STEPS " in *" $name "*) ;; *) return 0 ;; esac
+    settle
     log "step $name: chat-bench $*"
     if "$bench" --threads "$THREADS" "$@" --json >"$results/$file" 2> >(tee "$run/$name.log" >&2); then
         return 0
@@ -192,7 +222,7 @@ mkdir -p "$(dirname "$OUT")"
     echo "- machine: $(nproc) CPUs ($cpu_model), $mem_total memory, Linux $(uname -r)"
     echo "- everything on this one machine, sharing its $(nproc) cores: the bench, two chat-server nodes,"
     echo "  nginx ($(nginx -v 2>&1 | sed 's/^nginx version: //')), Redis ($(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p')),"
-    echo "  MySQL/MariaDB ($(mariadb --version 2>/dev/null || mysql --version 2>/dev/null | head -n1))"
+    echo "  MySQL/MariaDB ($( (mariadb --version 2>/dev/null || mysql --version 2>/dev/null) | sed -n 's/.*Distrib \([^,]*\),.*/\1/p'))"
     echo "- suite time: ${elapsed} s"
     echo
     echo "## Set-up"

@@ -478,9 +478,10 @@ impl Fleet {
     pub async fn close(self) {
         self.closing.store(true, Ordering::Relaxed);
         drop(self.members);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         for task in self.tasks {
             let abort = task.abort_handle();
-            if tokio::time::timeout(Duration::from_secs(5), task).await.is_err() {
+            if tokio::time::timeout_at(deadline, task).await.is_err() {
                 abort.abort();
             }
         }

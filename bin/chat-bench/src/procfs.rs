@@ -33,17 +33,17 @@ pub fn parse_watched(list: &str, default_name: &str) -> anyhow::Result<Vec<Watch
     Ok(out)
 }
 
-/// utime + stime in clock ticks, from the text of `/proc/<pid>/stat`.
+/// (utime, stime) in clock ticks, from the text of `/proc/<pid>/stat`.
 ///
 /// The command name (field 2) is in parentheses and may hold spaces and
 /// parentheses itself, so fields are counted from the last `)`.
-pub fn parse_stat_ticks(stat: &str) -> Option<u64> {
+pub fn parse_stat_ticks(stat: &str) -> Option<(u64, u64)> {
     let rest = &stat[stat.rfind(')')? + 1..];
     // After the name: state(3) ppid(4) ... utime(14) stime(15); index 0 here is field 3.
     let mut fields = rest.split_whitespace();
     let utime: u64 = fields.nth(11)?.parse().ok()?;
     let stime: u64 = fields.next()?.parse().ok()?;
-    Some(utime + stime)
+    Some((utime, stime))
 }
 
 /// VmRSS in KiB, from the text of `/proc/<pid>/status`.
@@ -65,15 +65,21 @@ fn ticks_per_sec() -> u64 {
     }
 }
 
-/// CPU time (user + system, all threads) a process has used so far; `None` for `self`.
-pub fn cpu_time(pid: Option<u32>) -> anyhow::Result<Duration> {
+/// CPU time in user and in kernel mode (all threads) a process has used so far; `None` for `self`.
+pub fn cpu_split(pid: Option<u32>) -> anyhow::Result<(Duration, Duration)> {
     let path = match pid {
         Some(pid) => format!("/proc/{pid}/stat"),
         None => "/proc/self/stat".to_owned(),
     };
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    let ticks = parse_stat_ticks(&text).with_context(|| format!("unexpected format of {path}"))?;
-    Ok(Duration::from_secs_f64(ticks as f64 / ticks_per_sec() as f64))
+    let (user, sys) = parse_stat_ticks(&text).with_context(|| format!("unexpected format of {path}"))?;
+    let hz = ticks_per_sec() as f64;
+    Ok((Duration::from_secs_f64(user as f64 / hz), Duration::from_secs_f64(sys as f64 / hz)))
+}
+
+/// CPU time (user + system, all threads) a process has used so far; `None` for `self`.
+pub fn cpu_time(pid: Option<u32>) -> anyhow::Result<Duration> {
+    cpu_split(pid).map(|(user, sys)| user + sys)
 }
 
 /// Resident memory of a process in KiB.
@@ -86,7 +92,7 @@ pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
 /// CPU use of a set of processes over an interval.
 #[derive(Debug, Clone)]
 pub struct CpuMeter {
-    start: Vec<Option<Duration>>,
+    start: Vec<Option<(Duration, Duration)>>,
     watched: Vec<Watched>,
 }
 
@@ -99,13 +105,16 @@ pub struct CpuUse {
     pub pid: u32,
     /// CPU seconds used in the interval (None: the process could not be read).
     pub cpu_s: Option<f64>,
+    /// Of which in the kernel (system calls, the loopback TCP stack, softirqs).
+    #[serde(default)]
+    pub sys_s: Option<f64>,
 }
 
 impl CpuMeter {
     /// Takes the starting reading of each process (unreadable ones report `None` later).
     pub fn start(watched: &[Watched]) -> CpuMeter {
         CpuMeter {
-            start: watched.iter().map(|w| cpu_time(Some(w.pid)).ok()).collect(),
+            start: watched.iter().map(|w| cpu_split(Some(w.pid)).ok()).collect(),
             watched: watched.to_vec(),
         }
     }
@@ -116,12 +125,15 @@ impl CpuMeter {
             .iter()
             .zip(&self.start)
             .map(|(w, start)| {
-                let now = cpu_time(Some(w.pid)).ok();
-                let cpu_s = match (start, now) {
-                    (Some(a), Some(b)) => Some(b.saturating_sub(*a).as_secs_f64()),
-                    _ => None,
+                let now = cpu_split(Some(w.pid)).ok();
+                let (cpu_s, sys_s) = match (start, now) {
+                    (Some((u0, s0)), Some((u1, s1))) => {
+                        let sys = s1.saturating_sub(*s0).as_secs_f64();
+                        (Some(u1.saturating_sub(*u0).as_secs_f64() + sys), Some(sys))
+                    }
+                    _ => (None, None),
                 };
-                CpuUse { name: w.name.clone(), pid: w.pid, cpu_s }
+                CpuUse { name: w.name.clone(), pid: w.pid, cpu_s, sys_s }
             })
             .collect()
     }
@@ -146,7 +158,7 @@ mod tests {
         // Fields 14 and 15 are 250 and 50; the name has a space and a parenthesis.
         let stat = "4242 (tokio (rt) x) S 1 4242 4242 0 -1 4194560 1000 0 0 0 250 50 0 0 20 0 4 0 100 \
                     200000000 5000 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0";
-        assert_eq!(parse_stat_ticks(stat), Some(300));
+        assert_eq!(parse_stat_ticks(stat), Some((250, 50)));
     }
 
     #[test]

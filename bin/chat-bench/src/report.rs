@@ -249,6 +249,13 @@ fn cores_of(uses: &[CpuUse], wall_s: f64) -> Option<f64> {
     total.map(|t| crate::stats::cores(t, wall_s))
 }
 
+/// Share of the processes' CPU spent in the kernel.
+pub fn kernel_share(uses: &[CpuUse]) -> Option<f64> {
+    let total: f64 = uses.iter().filter_map(|u| u.cpu_s).sum();
+    let sys: f64 = uses.iter().filter_map(|u| u.sys_s).sum();
+    (total > 0.0).then(|| sys / total)
+}
+
 /// The table of a sweep (or of one run: a sweep of one row). `*` marks the best rate.
 pub fn runs_table(rows: &[RunReport], best: Option<f64>) -> Table {
     let group = rows.iter().any(|r| r.last_member.is_some());
@@ -267,7 +274,7 @@ pub fn runs_table(rows: &[RunReport], best: Option<f64>) -> Table {
     if group {
         headers.push("last p99 ms".into());
     }
-    headers.extend(["srv µs/msg", "srv cores"].map(String::from));
+    headers.extend(["srv µs/msg", "srv cores", "srv kernel %"].map(String::from));
     headers.extend(others.iter().map(|o| format!("{o} cores")));
     headers.push("bench cores".into());
     let rows = rows
@@ -292,6 +299,7 @@ pub fn runs_table(rows: &[RunReport], best: Option<f64>) -> Table {
             }
             cells.push(opt(r.server_us_per_delivery, 1));
             cells.push(opt(r.server_cores, 2));
+            cells.push(opt(kernel_share(&r.servers).map(|f| f * 100.0), 0));
             for name in &others {
                 let uses: Vec<CpuUse> = r.others.iter().filter(|o| &o.name == name).cloned().collect();
                 cells.push(if uses.is_empty() { "-".into() } else { opt(cores_of(&uses, r.wall_s), 2) });
@@ -537,6 +545,14 @@ mod tests {
         let idle = IdleReport { users: 10, kib_per_conn: 3.5, ..IdleReport::default() };
         assert_eq!(idle_verdict("x", Some(&idle), 4.0).met, Some(true));
         assert_eq!(idle_verdict("x", None, 4.0).met, None);
+    }
+
+    #[test]
+    fn kernel_share_of_cpu() {
+        let u = |cpu, sys| CpuUse { name: "n".into(), pid: 1, cpu_s: Some(cpu), sys_s: Some(sys) };
+        assert_eq!(kernel_share(&[u(1.0, 0.5), u(3.0, 1.5)]), Some(0.5));
+        assert_eq!(kernel_share(&[u(0.0, 0.0)]), None);
+        assert_eq!(kernel_share(&[]), None);
     }
 
     #[test]
