@@ -11,6 +11,8 @@ mod payload;
 mod procfs;
 mod report;
 mod setup;
+#[cfg(test)]
+mod smoke;
 mod stats;
 mod suite;
 
