@@ -102,9 +102,9 @@ async fn fake_server(faults: Faults) -> String {
                                 let frame = json!({"groupid": g, "id": from, "msg": v["msg"], "msgid": 10, "name": "x", "time": "t"});
                                 (frame, members.into_iter().filter(|m| *m != from).collect())
                             };
-                            let copies = if faults.drop_every > 0 && k % faults.drop_every == 0 {
+                            let copies = if k.checked_rem(faults.drop_every) == Some(0) {
                                 0
-                            } else if faults.double_every > 0 && k % faults.double_every == 0 {
+                            } else if k.checked_rem(faults.double_every) == Some(0) {
                                 2
                             } else {
                                 1
