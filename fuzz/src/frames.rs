@@ -75,8 +75,9 @@ pub fn decode_in_reads(limit: usize, stream: &[u8], lengths: &[usize]) -> Vec<In
                 Err(e) => panic!("decode failed: {e}"),
             }
         }
-        // Bounded memory: between reads the buffer holds at most one partial frame.
-        assert!(buf.len() <= limit, "{} bytes buffered between reads", buf.len());
+        // Bounded memory: between reads the buffer holds at most one partial frame
+        // (of the limit plus the CR that may start its CRLF).
+        assert!(buf.len() <= limit + 1, "{} bytes buffered between reads", buf.len());
     }
     loop {
         match codec.decode_eof(&mut buf) {
@@ -90,9 +91,9 @@ pub fn decode_in_reads(limit: usize, stream: &[u8], lengths: &[usize]) -> Vec<In
 }
 
 /// What the framing rules say `stream` decodes to when read in reads of
-/// `lengths`. The model reads the stream whole; the read boundaries matter
-/// only for over-long lines, which the codec reports as soon as more than
-/// `limit` bytes of them are buffered (see [`known_deviation`]).
+/// `lengths`. The read boundaries matter only for when an over-long line is
+/// reported (as soon as more than `limit` + 1 bytes of it are buffered), never
+/// for what comes out.
 pub fn model(limit: usize, stream: &[u8], lengths: &[usize]) -> Vec<Inbound> {
     let ends: Vec<usize> = lengths
         .iter()
@@ -102,9 +103,9 @@ pub fn model(limit: usize, stream: &[u8], lengths: &[usize]) -> Vec<Inbound> {
         })
         .collect();
     // TooLong before the delimiter arrives: some read ended while more than
-    // `limit` bytes of the line, and not its delimiter, were buffered.
+    // `limit` + 1 bytes of the line, and not its delimiter, were buffered.
     let early = |start: usize, end: usize| {
-        let first_past = ends.partition_point(|&p| p <= start + limit);
+        let first_past = ends.partition_point(|&p| p <= start + limit + 1);
         ends.get(first_past).is_some_and(|&p| p <= end)
     };
     let mut out = Vec::new();
@@ -113,34 +114,20 @@ pub fn model(limit: usize, stream: &[u8], lengths: &[usize]) -> Vec<Inbound> {
         let end = start + offset;
         let raw = &stream[start..end];
         let line = raw.strip_suffix(b"\r").unwrap_or(raw);
-        if early(start, end) {
+        if early(start, end) || line.len() > limit {
             out.push(Inbound::TooLong);
         } else if line.iter().all(u8::is_ascii_whitespace) {
             // Empty and blank lines are skipped.
-        } else if line.len() > limit {
-            out.push(Inbound::TooLong);
         } else {
             out.push(Inbound::Frame(BytesMut::from(line)));
         }
         start = end + 1;
     }
-    // An unterminated tail is dropped, but reported when over the limit.
-    if stream.len() - start > limit {
+    // An unterminated tail is dropped, but reported when over the limit (and its CR slack).
+    if stream.len() - start > limit + 1 {
         out.push(Inbound::TooLong);
     }
     out
-}
-
-/// Whether a line of `stream` is one where the codec's answer depends on how
-/// the stream was split, which the model reproduces rather than flags:
-/// a blank line longer than the limit (skipped when it arrives whole,
-/// TooLong when split), and a line of exactly `limit` bytes plus the CR of
-/// its CRLF (a frame when whole, TooLong when the read ends between CR and LF).
-pub fn known_deviation(limit: usize, stream: &[u8]) -> bool {
-    stream.split(|&b| b == b'\0' || b == b'\n').any(|raw| {
-        let line = raw.strip_suffix(b"\r").unwrap_or(raw);
-        raw.len() > limit && (line.len() <= limit || line.iter().all(u8::is_ascii_whitespace))
-    })
 }
 
 /// The invariants every decoded frame keeps, whatever the input.

@@ -52,7 +52,8 @@ impl Decoder for FrameCodec {
                     self.searched = 0;
                     return Ok(None);
                 }
-                if buf.len() > self.max {
+                // One byte of slack: a frame of exactly the limit may be waiting for the LF of its CRLF.
+                if buf.len() > self.max + 1 {
                     self.discarding = true;
                     buf.clear();
                     self.searched = 0;
@@ -72,11 +73,12 @@ impl Decoder for FrameCodec {
             if frame.last() == Some(&b'\r') {
                 frame.truncate(end - 1);
             }
-            if frame.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
+            // Length first, so a long line has one outcome however the reads split it.
             if frame.len() > self.max {
                 return Ok(Some(Inbound::TooLong));
+            }
+            if frame.iter().all(u8::is_ascii_whitespace) {
+                continue;
             }
             return Ok(Some(Inbound::Frame(frame)));
         }
@@ -86,8 +88,11 @@ impl Decoder for FrameCodec {
         if let Some(item) = self.decode(buf)? {
             return Ok(Some(item));
         }
-        // An unterminated tail at EOF is not a request: drop it.
+        // An unterminated tail at EOF is not a request: drop it, and start afresh
+        // should the source resume.
         buf.clear();
+        self.searched = 0;
+        self.discarding = false;
         Ok(None)
     }
 }
@@ -155,7 +160,7 @@ mod tests {
     #[test]
     fn oversize_is_reported_once_and_never_buffered() {
         let mut codec = FrameCodec::new(8);
-        let mut buf = BytesMut::from("0123456789");
+        let mut buf = BytesMut::from("01234567890");
         assert_eq!(frames(&mut codec, &mut buf), vec![Inbound::TooLong]);
         assert!(buf.is_empty());
         buf.put_slice(b"more bytes of the same long frame");
