@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 
 use crate::client::Conn;
 use crate::payload::{Stamp, group_chat, one_chat, parse_frame};
-use crate::procfs::{CpuMeter, CpuUse, Watched, cpu_time};
+use crate::procfs::{CpuMeter, CpuUse, MachineMeter, Watched, cpu_time};
 use crate::report::RunReport;
 use crate::stats::{Counters, Delivery, Latencies, LatencySummary, Tracker, cores, us_per_delivery};
 
@@ -365,6 +365,7 @@ impl Fleet {
         let servers = CpuMeter::start(&watch.servers);
         let others = CpuMeter::start(&watch.others);
         let bench_start = cpu_time(None).unwrap_or_default();
+        let machine = MachineMeter::start();
         let start = Instant::now();
         let start_nanos = nanos_since(self.epoch);
         let mut progress = Progress::new(start, plan.rate);
@@ -413,6 +414,7 @@ impl Fleet {
         let bench_cpu_s = cpu_time(None).unwrap_or_default().saturating_sub(bench_start).as_secs_f64();
         let servers = servers.read();
         let others = others.read();
+        let machine = machine.read();
         let delivered = state.tracker.delivered(total);
         let last = Counters::get(&c.last_delivery_nanos);
         let delivered_s = last.saturating_sub(start_nanos) as f64 / 1e9;
@@ -471,6 +473,7 @@ impl Fleet {
             bench_cpu_s,
             bench_cores: cores(bench_cpu_s, wall_s),
             wall_s,
+            machine,
         }
     }
 

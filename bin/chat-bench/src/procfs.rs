@@ -57,6 +57,68 @@ pub fn parse_status_rss_kib(status: &str) -> Option<u64> {
     }
 }
 
+/// Machine-wide CPU time from the first line of `/proc/stat`, in clock ticks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MachineTicks {
+    /// user + nice + system + irq + softirq.
+    pub busy: u64,
+    /// idle + iowait.
+    pub idle: u64,
+    /// Taken by the hypervisor for other guests.
+    pub steal: u64,
+}
+
+/// Parses the `cpu ` line of `/proc/stat`.
+pub fn parse_machine_ticks(stat: &str) -> Option<MachineTicks> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<u64> = line.split_whitespace().skip(1).map(|f| f.parse().ok()).collect::<Option<_>>()?;
+    let at = |i: usize| v.get(i).copied().unwrap_or(0);
+    if v.len() < 4 {
+        return None;
+    }
+    Some(MachineTicks { busy: at(0) + at(1) + at(2) + at(5) + at(6), idle: at(3) + at(4), steal: at(7) })
+}
+
+/// Busy and stolen cores of the whole machine over an interval.
+#[derive(Debug, Clone, Copy)]
+pub struct MachineMeter {
+    start: Option<MachineTicks>,
+}
+
+/// What the whole machine did over an interval, in seconds of CPU.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct MachineUse {
+    /// CPU seconds busy (every process and the kernel).
+    pub busy_s: f64,
+    /// CPU seconds idle.
+    pub idle_s: f64,
+    /// CPU seconds stolen by the hypervisor.
+    pub steal_s: f64,
+}
+
+fn machine_ticks() -> Option<MachineTicks> {
+    parse_machine_ticks(&std::fs::read_to_string("/proc/stat").ok()?)
+}
+
+impl MachineMeter {
+    /// Takes the starting reading.
+    pub fn start() -> MachineMeter {
+        MachineMeter { start: machine_ticks() }
+    }
+
+    /// What the machine did since [`MachineMeter::start`] (None if /proc/stat is unreadable).
+    pub fn read(&self) -> Option<MachineUse> {
+        let (a, b) = (self.start?, machine_ticks()?);
+        let hz = ticks_per_sec() as f64;
+        let secs = |x: u64, y: u64| y.saturating_sub(x) as f64 / hz;
+        Some(MachineUse {
+            busy_s: secs(a.busy, b.busy),
+            idle_s: secs(a.idle, b.idle),
+            steal_s: secs(a.steal, b.steal),
+        })
+    }
+}
+
 /// Clock ticks per second (`getconf CLK_TCK`).
 fn ticks_per_sec() -> u64 {
     match nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK) {
@@ -166,6 +228,16 @@ mod tests {
         assert_eq!(parse_stat_ticks(""), None);
         assert_eq!(parse_stat_ticks("1 (x) S 1 2"), None);
         assert_eq!(parse_stat_ticks("1 (x) S 1 1 1 1 1 1 1 1 1 1 abc 5"), None);
+    }
+
+    #[test]
+    fn machine_ticks_from_proc_stat() {
+        let stat = "cpu  100 5 20 1000 7 1 2 3 0 0\ncpu0 50 0 10 500 3 0 1 1 0 0\nintr 1 2\n";
+        assert_eq!(parse_machine_ticks(stat), Some(MachineTicks { busy: 128, idle: 1007, steal: 3 }));
+        assert_eq!(parse_machine_ticks("cpu  1 2 3 4\n"), Some(MachineTicks { busy: 6, idle: 4, steal: 0 }));
+        assert_eq!(parse_machine_ticks("cpu  1 x 3 4\n"), None);
+        assert_eq!(parse_machine_ticks("cpu0 1 2 3 4\n"), None);
+        assert!(MachineMeter::start().read().is_some());
     }
 
     #[test]

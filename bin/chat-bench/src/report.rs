@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::procfs::CpuUse;
+use crate::procfs::{CpuUse, MachineUse};
 use crate::stats::LatencySummary;
 
 /// The result of one measured run at one rate.
@@ -82,6 +82,9 @@ pub struct RunReport {
     pub bench_cores: f64,
     /// Seconds from the first send to the end of the grace wait.
     pub wall_s: f64,
+    /// The whole machine over the run (everything, the bench and other people's work included).
+    #[serde(default)]
+    pub machine: Option<MachineUse>,
 }
 
 impl RunReport {
@@ -276,7 +279,7 @@ pub fn runs_table(rows: &[RunReport], best: Option<f64>) -> Table {
     }
     headers.extend(["srv µs/msg", "srv cores", "srv kernel %"].map(String::from));
     headers.extend(others.iter().map(|o| format!("{o} cores")));
-    headers.push("bench cores".into());
+    headers.extend(["bench cores", "machine busy/idle cores"].map(String::from));
     let rows = rows
         .iter()
         .map(|r| {
@@ -305,6 +308,13 @@ pub fn runs_table(rows: &[RunReport], best: Option<f64>) -> Table {
                 cells.push(if uses.is_empty() { "-".into() } else { opt(cores_of(&uses, r.wall_s), 2) });
             }
             cells.push(format!("{:.2}", r.bench_cores));
+            cells.push(r.machine.map_or_else(
+                || "-".into(),
+                |m| {
+                    let c = |s: f64| crate::stats::cores(s, r.wall_s);
+                    format!("{:.2}/{:.2}", c(m.busy_s), c(m.idle_s))
+                },
+            ));
             cells
         })
         .collect();
