@@ -6,7 +6,7 @@
 # and writes bench/RESULTS.md. Everything it starts lives under bench/run/ and
 # is stopped on exit. It does not touch `make cluster` (6000/6002/8000).
 #
-# Knobs (environment): BENCH_DURATION (s per rate, 8), BENCH_GRACE (s, 3),
+# Knobs (environment): BENCH_DURATION (s per rate, 10), BENCH_GRACE (s, 3),
 # BENCH_RATES_CROSS, BENCH_RATES_SAME, BENCH_RATES_NGINX, BENCH_RATES_GROUP10,
 # BENCH_RATES_GROUP50 (msgs/s lists), BENCH_IDLE_USERS (10000),
 # BENCH_THREADS (chat-bench worker threads, 1), BENCH_OUT (bench/RESULTS.md),
@@ -26,13 +26,13 @@ bench=$target/release/chat-bench
 NODE_A=127.0.0.1:6100
 NODE_B=127.0.0.1:6102
 LB=127.0.0.1:8100
-DURATION=${BENCH_DURATION:-8}
+DURATION=${BENCH_DURATION:-10}
 GRACE=${BENCH_GRACE:-3}
-RATES_CROSS=${BENCH_RATES_CROSS:-5000,10000,20000,30000}
-RATES_SAME=${BENCH_RATES_SAME:-10000,20000,30000,40000,50000}
+RATES_CROSS=${BENCH_RATES_CROSS:-5000,10000,20000,30000,40000}
+RATES_SAME=${BENCH_RATES_SAME:-10000,20000,30000,40000,50000,60000}
 RATES_NGINX=${BENCH_RATES_NGINX:-10000,20000}
-RATES_GROUP10=${BENCH_RATES_GROUP10:-2000,5000}
-RATES_GROUP50=${BENCH_RATES_GROUP50:-500,1100,2000}
+RATES_GROUP10=${BENCH_RATES_GROUP10:-2000,5000,8000}
+RATES_GROUP50=${BENCH_RATES_GROUP50:-500,1100,2000,3000}
 IDLE_USERS=${BENCH_IDLE_USERS:-10000}
 THREADS=${BENCH_THREADS:-1}
 OUT=${BENCH_OUT:-bench/RESULTS.md}
@@ -97,6 +97,16 @@ cargo build --release --bin chat-server --bin chat-bench
 bash deploy/db-setup.sh
 bash deploy/redis-setup.sh
 bash deploy/nginx-setup.sh
+
+machine_busy() { # busy cores of the whole machine over 3 s (user+nice+system+irq+softirq)
+    local a b
+    a=$(awk '/^cpu / {print $2 + $3 + $4 + $7 + $8}' /proc/stat)
+    sleep 3
+    b=$(awk '/^cpu / {print $2 + $3 + $4 + $7 + $8}' /proc/stat)
+    awk -v d=$((b - a)) -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.2f", d / hz / 3}'
+}
+background=$(machine_busy)
+log "machine busy before the suite (other work): $background cores"
 
 rm -rf "$results"
 mkdir -p "$run/nginx" "$results"
@@ -223,7 +233,8 @@ mkdir -p "$(dirname "$OUT")"
     echo "- everything on this one machine, sharing its $(nproc) cores: the bench, two chat-server nodes,"
     echo "  nginx ($(nginx -v 2>&1 | sed 's/^nginx version: //')), Redis ($(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p')),"
     echo "  MySQL/MariaDB ($( (mariadb --version 2>/dev/null || mysql --version 2>/dev/null) | sed -n 's/.*Distrib \([^,]*\),.*/\1/p'))"
-    echo "- suite time: ${elapsed} s"
+    echo "- suite time: ${elapsed} s; the machine was $background cores busy with other work just before"
+    echo "  the suite started (see \"machine busy/idle cores\" in each table for the load during each run)"
     echo
     echo "## Set-up"
     echo
@@ -234,7 +245,7 @@ mkdir -p "$(dirname "$OUT")"
     echo "    hashing, only so that registering and logging in thousands of users takes seconds; it is not on"
     echo "    the path of a message."
     echo "  - \`CHAT_RATE_PER_SEC=100000 CHAT_RATE_BURST=100000\`: the per-connection request limit (default 50/s)"
-    echo "    raised above what the bench sends per connection (up to 200 msgs/s at 40,000 msgs/s over 200 users)."
+    echo "    raised above what the bench sends per connection (300 msgs/s per connection at 60,000 msgs/s over 200 users)."
     echo "  - Logging at the default level (\`info\`), open-file limit raised to $(ulimit -n)."
     echo "- chat-bench (\`--threads $THREADS\`) registers its users with names unique to each run, logs them in"
     echo "  **without** the protocol extension (so no ACK per chat), spreads them over the addresses round robin,"
