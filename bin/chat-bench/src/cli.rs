@@ -43,7 +43,7 @@ pub struct Target {
     #[arg(long, value_delimiter = ',', required = true, value_name = "ADDR[,ADDR..]")]
     pub nodes: Vec<String>,
     /// Server processes whose CPU counts as the server's: PID or NAME=PID, comma-separated.
-    #[arg(long, default_value = "", value_name = "PID,..")]
+    #[arg(long, alias = "pid", default_value = "", value_name = "PID,..")]
     pub pids: String,
     /// Other processes to report CPU for (not counted as server): NAME=PID, comma-separated.
     #[arg(long, default_value = "", value_name = "NAME=PID,..")]
@@ -323,7 +323,7 @@ mod tests {
 
     #[test]
     fn idle_defaults() {
-        let cli = parse("idle --nodes 127.0.0.1:6100 --pids node-a=123").expect("parses");
+        let cli = parse("idle --nodes 127.0.0.1:6100 --pid node-a=123").expect("parses");
         let Command::Idle(a) = cli.command else { panic!("not idle") };
         assert_eq!((a.users, a.hold), (10_000, 10.0));
         assert_eq!(a.target.pids, "node-a=123");
