@@ -185,7 +185,9 @@ async fn run_connection<H: Handler>(
         match next {
             Some(Ok(inbound)) => {
                 last_inbound = tokio::time::Instant::now();
-                if handler.frame(&mut conn, inbound).await == Flow::Close {
+                // Boxed: the handler's future is large, and an idle connection should not
+                // carry room for it.
+                if Box::pin(handler.frame(&mut conn, inbound)).await == Flow::Close {
                     break;
                 }
             }
@@ -209,7 +211,7 @@ async fn run_connection<H: Handler>(
     }
     out.close();
     let unwritten = writer.await.unwrap_or_default();
-    handler.close(conn, unwritten).await;
+    Box::pin(handler.close(conn, unwritten)).await;
     info!("disconnected");
 }
 
@@ -227,21 +229,16 @@ fn peer_has_closed(write: &tokio::net::tcp::OwnedWriteHalf) -> bool {
     matches!(socket2::SockRef::from(stream).peek(&mut byte), Ok(0))
 }
 
-/// Drains the queue into the socket, batching whatever is ready into one write.
+/// Drains the queue into the socket, everything queued in one write.
 /// Returns the frames that never reached the socket.
 async fn write_loop(mut write: tokio::net::tcp::OwnedWriteHalf, mut rx: OutboundRx) -> Vec<Bytes> {
     let mut buf = BytesMut::new();
+    let mut items: Vec<Out> = Vec::new();
     let mut batch: Vec<Bytes> = Vec::new();
     let mut waiting: Vec<tokio::sync::oneshot::Sender<()>> = Vec::new();
-    loop {
-        let first = tokio::select! {
-            item = rx.rx.recv() => item,
-            () = rx.closer.cancelled() => None,
-        };
-        let Some(first) = first else { break };
-        let mut item = Some(first);
-        while let Some(next) = item.take() {
-            match next {
+    'writing: while rx.drain_into(&mut items).await {
+        for item in items.drain(..) {
+            match item {
                 Out::Frame(frame) => {
                     buf.reserve(frame.len() + 1);
                     buf.put_slice(&frame);
@@ -250,16 +247,13 @@ async fn write_loop(mut write: tokio::net::tcp::OwnedWriteHalf, mut rx: Outbound
                 }
                 Out::Flushed(done) => waiting.push(done),
             }
-            if buf.len() < 64 * 1024 {
-                item = rx.rx.try_recv().ok();
-            }
         }
         if !buf.is_empty() {
             if peer_has_closed(&write) {
                 // The client sent FIN and nothing after it: what we would write now is lost.
                 debug!("peer closed; keeping the batch unwritten");
                 rx.closer.cancel();
-                break;
+                break 'writing;
             }
             let written = tokio::select! {
                 r = write.write_all(&buf) => r,
@@ -268,13 +262,19 @@ async fn write_loop(mut write: tokio::net::tcp::OwnedWriteHalf, mut rx: Outbound
             if let Err(e) = written {
                 debug!(error = %e, "write failed");
                 rx.closer.cancel();
-                break;
+                break 'writing;
             }
             buf.clear();
             batch.clear();
-            // Give a large buffer back after a burst, so idle connections stay small.
+            // Give memory back after a burst, so idle connections stay small.
             if buf.capacity() > 16 * 1024 {
                 buf = BytesMut::new();
+            }
+            if batch.capacity() > 64 {
+                batch = Vec::new();
+            }
+            if items.capacity() > 64 {
+                items = Vec::new();
             }
         }
         for done in waiting.drain(..) {
@@ -282,12 +282,7 @@ async fn write_loop(mut write: tokio::net::tcp::OwnedWriteHalf, mut rx: Outbound
         }
     }
     let _ = write.shutdown().await;
-    // What was in the failed batch or still queued never reached the client.
-    rx.rx.close();
-    while let Ok(item) = rx.rx.try_recv() {
-        if let Out::Frame(frame) = item {
-            batch.push(frame);
-        }
-    }
+    // What was in the failed batch or is still queued never reached the client.
+    batch.extend(rx.finish());
     batch
 }
