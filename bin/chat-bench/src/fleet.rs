@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 
 use crate::client::Conn;
 use crate::payload::{Stamp, group_chat, one_chat, parse_frame};
-use crate::procfs::{CpuMeter, CpuUse, MachineMeter, Watched, cpu_time};
+use crate::procfs::{CpuMeter, CpuUse, MachineMeter, ProcScan, Watched, cpu_time};
 use crate::report::RunReport;
 use crate::stats::{Counters, Delivery, Latencies, LatencySummary, Tracker, cores, us_per_delivery};
 
@@ -366,6 +366,7 @@ impl Fleet {
         let others = CpuMeter::start(&watch.others);
         let bench_start = cpu_time(None).unwrap_or_default();
         let machine = MachineMeter::start();
+        let procs = ProcScan::start();
         let start = Instant::now();
         let start_nanos = nanos_since(self.epoch);
         let mut progress = Progress::new(start, plan.rate);
@@ -415,6 +416,9 @@ impl Fleet {
         let servers = servers.read();
         let others = others.read();
         let machine = machine.read();
+        let mut exclude: Vec<u32> = watch.servers.iter().chain(&watch.others).map(|w| w.pid).collect();
+        exclude.push(std::process::id());
+        let (background_s, background_top) = procs.read(&exclude, 3);
         let delivered = state.tracker.delivered(total);
         let last = Counters::get(&c.last_delivery_nanos);
         let delivered_s = last.saturating_sub(start_nanos) as f64 / 1e9;
@@ -474,6 +478,8 @@ impl Fleet {
             bench_cores: cores(bench_cpu_s, wall_s),
             wall_s,
             machine,
+            background_s: Some(background_s),
+            background_top,
         }
     }
 

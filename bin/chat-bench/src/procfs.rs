@@ -2,6 +2,7 @@
 //! memory. Parsing is pure (and tested); reading is one small file per call.
 //! Not responsible for deciding which processes matter (the caller names them).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -116,6 +117,74 @@ impl MachineMeter {
             idle_s: secs(a.idle, b.idle),
             steal_s: secs(a.steal, b.steal),
         })
+    }
+}
+
+/// The command name and utime + stime (ticks) from the text of `/proc/<pid>/stat`.
+pub fn parse_stat_name_ticks(stat: &str) -> Option<(String, u64)> {
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let name = stat.get(open + 1..close)?.to_owned();
+    let (user, sys) = parse_stat_ticks(stat)?;
+    Some((name, user + sys))
+}
+
+/// CPU ticks of every process on the machine, to find out afterwards who else was busy.
+#[derive(Debug, Clone, Default)]
+pub struct ProcScan {
+    start: HashMap<u32, (String, u64)>,
+}
+
+fn scan_processes() -> HashMap<u32, (String, u64)> {
+    let mut out = HashMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else { return out };
+    for entry in dir.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        if let Some(found) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .as_deref()
+            .and_then(parse_stat_name_ticks)
+        {
+            out.insert(pid, found);
+        }
+    }
+    out
+}
+
+/// Sums and ranks CPU use per process between two scans, leaving out `exclude`.
+pub fn busiest(
+    start: &HashMap<u32, (String, u64)>,
+    end: &HashMap<u32, (String, u64)>,
+    exclude: &[u32],
+    hz: f64,
+    top: usize,
+) -> (f64, Vec<CpuUse>) {
+    let mut uses: Vec<CpuUse> = end
+        .iter()
+        .filter(|(pid, _)| !exclude.contains(pid))
+        .filter_map(|(pid, (name, t1))| {
+            // A process that started during the interval counts from zero.
+            let t0 = start.get(pid).filter(|(n, _)| n == name).map_or(0, |(_, t)| *t);
+            let d = t1.saturating_sub(t0);
+            (d > 0).then(|| CpuUse { name: name.clone(), pid: *pid, cpu_s: Some(d as f64 / hz), sys_s: None })
+        })
+        .collect();
+    let total = uses.iter().filter_map(|u| u.cpu_s).sum();
+    uses.sort_by(|a, b| b.cpu_s.unwrap_or(0.0).total_cmp(&a.cpu_s.unwrap_or(0.0)));
+    uses.truncate(top);
+    (total, uses)
+}
+
+impl ProcScan {
+    /// Reads every process's CPU ticks now.
+    pub fn start() -> ProcScan {
+        ProcScan { start: scan_processes() }
+    }
+
+    /// CPU seconds of all processes but `exclude` since [`ProcScan::start`], and the `top` busiest.
+    /// Processes that ended in between are not seen.
+    pub fn read(&self, exclude: &[u32], top: usize) -> (f64, Vec<CpuUse>) {
+        busiest(&self.start, &scan_processes(), exclude, ticks_per_sec() as f64, top)
     }
 }
 
@@ -238,6 +307,27 @@ mod tests {
         assert_eq!(parse_machine_ticks("cpu  1 x 3 4\n"), None);
         assert_eq!(parse_machine_ticks("cpu0 1 2 3 4\n"), None);
         assert!(MachineMeter::start().read().is_some());
+    }
+
+    #[test]
+    fn name_and_ticks() {
+        let stat = "77 (rust c) R 1 1 1 0 -1 0 0 0 0 0 30 12 0 0 20 0";
+        assert_eq!(parse_stat_name_ticks(stat), Some(("rust c".into(), 42)));
+        assert_eq!(parse_stat_name_ticks("77 rustc R"), None);
+    }
+
+    #[test]
+    fn busiest_processes() {
+        let map = |v: &[(u32, &str, u64)]| -> HashMap<u32, (String, u64)> {
+            v.iter().map(|(p, n, t)| (*p, (n.to_string(), *t))).collect()
+        };
+        let start = map(&[(1, "a", 100), (2, "b", 50), (3, "c", 10), (9, "old", 5)]);
+        let end = map(&[(1, "a", 150), (2, "b", 50), (3, "c", 210), (4, "new", 30), (9, "reused", 7)]);
+        let (total, top) = busiest(&start, &end, &[1], 100.0, 2);
+        // c +200, new +30 (started during), reused +7 (a new process under an old pid), b +0, a left out.
+        assert!((total - 2.37).abs() < 1e-9, "{total}");
+        assert_eq!(top.iter().map(|u| u.name.as_str()).collect::<Vec<_>>(), ["c", "new"]);
+        assert_eq!(top[0].cpu_s, Some(2.0));
     }
 
     #[test]

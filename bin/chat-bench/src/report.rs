@@ -85,6 +85,12 @@ pub struct RunReport {
     /// The whole machine over the run (everything, the bench and other people's work included).
     #[serde(default)]
     pub machine: Option<MachineUse>,
+    /// CPU seconds of every other process (neither watched nor the bench) over the run.
+    #[serde(default)]
+    pub background_s: Option<f64>,
+    /// The busiest of those.
+    #[serde(default)]
+    pub background_top: Vec<CpuUse>,
 }
 
 impl RunReport {
@@ -279,7 +285,7 @@ pub fn runs_table(rows: &[RunReport], best: Option<f64>) -> Table {
     }
     headers.extend(["srv µs/msg", "srv cores", "srv kernel %"].map(String::from));
     headers.extend(others.iter().map(|o| format!("{o} cores")));
-    headers.extend(["bench cores", "machine busy/idle cores"].map(String::from));
+    headers.extend(["bench cores", "other procs cores", "machine busy/idle cores"].map(String::from));
     let rows = rows
         .iter()
         .map(|r| {
@@ -308,6 +314,7 @@ pub fn runs_table(rows: &[RunReport], best: Option<f64>) -> Table {
                 cells.push(if uses.is_empty() { "-".into() } else { opt(cores_of(&uses, r.wall_s), 2) });
             }
             cells.push(format!("{:.2}", r.bench_cores));
+            cells.push(opt(r.background_s.map(|s| crate::stats::cores(s, r.wall_s)), 2));
             cells.push(r.machine.map_or_else(
                 || "-".into(),
                 |m| {
@@ -340,8 +347,19 @@ pub fn anomalies(rows: &[RunReport]) -> Vec<String> {
                 parts.push(format!("{n} {what}"));
             }
         }
+        let busy: Vec<String> = r
+            .background_top
+            .iter()
+            .filter_map(|u| {
+                let c = crate::stats::cores(u.cpu_s?, r.wall_s);
+                (c >= 0.05).then(|| format!("{} {c:.2}", u.name))
+            })
+            .collect();
+        if !busy.is_empty() {
+            parts.push(format!("other processes busy (cores): {}", busy.join(", ")));
+        }
         if !parts.is_empty() {
-            out.push(format!("rate {:.0}: {}", r.rate, parts.join(", ")));
+            out.push(format!("rate {:.0}: {}", r.rate, parts.join("; ")));
         }
     }
     out
