@@ -10,11 +10,11 @@ use bytes::{BufMut, Bytes, BytesMut};
 use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{Instrument, debug, info, info_span, warn};
+use tracing::{Instrument, debug, debug_span, info, warn};
 
 use crate::codec::{FrameCodec, Inbound};
 use crate::outbound::{Out, Outbound, OutboundRx};
@@ -94,7 +94,26 @@ pub async fn serve<H: Handler>(
 ) {
     let tracker = TaskTracker::new();
     let slots = Arc::new(Semaphore::new(config.max_connections));
+    // Shared, not cloned into every connection's task.
+    let config = Arc::new(config);
     let next_id = AtomicU64::new(1);
+    // One heartbeat for all connections instead of a timer and a shutdown waiter in each:
+    // it changes every `idle_check` (idle checks) and turns true at shutdown.
+    let (beat_tx, beat) = watch::channel(false);
+    tokio::spawn({
+        let (shutdown, period) = (shutdown.clone(), config.idle_check);
+        async move {
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(period) => beat_tx.send_modify(|_| {}),
+                    () = shutdown.cancelled() => {
+                        beat_tx.send_replace(true);
+                        break;
+                    }
+                }
+            }
+        }
+    });
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
@@ -122,12 +141,14 @@ pub async fn serve<H: Handler>(
         };
         let id = next_id.fetch_add(1, Ordering::Relaxed);
         let handler = handler.clone();
-        let config = config.clone();
-        let shutdown = shutdown.clone();
-        let span = info_span!("conn", id, %peer);
+        let config = Arc::clone(&config);
+        let beat = beat.clone();
+        // Debug level: an enabled span per connection costs resident memory (its formatted
+        // fields live as long as the connection); info events name the connection themselves.
+        let span = debug_span!("conn", id, %peer);
         tracker.spawn(
             async move {
-                run_connection(stream, peer, id, handler, config, shutdown).await;
+                run_connection(stream, peer, id, handler, config, beat).await;
                 drop(permit);
             }
             .instrument(span),
@@ -143,10 +164,10 @@ async fn run_connection<H: Handler>(
     peer: SocketAddr,
     id: u64,
     handler: Arc<H>,
-    config: NetConfig,
-    shutdown: CancellationToken,
+    config: Arc<NetConfig>,
+    mut beat: watch::Receiver<bool>,
 ) {
-    debug!("connected");
+    debug!(conn = id, %peer, "connected");
     let _ = stream.set_nodelay(true);
     if let Some(idle) = config.keepalive {
         let keepalive = socket2::TcpKeepalive::new()
@@ -159,28 +180,25 @@ async fn run_connection<H: Handler>(
     let (out, rx) = Outbound::channel(config.outbound_queue);
     let writer = tokio::spawn(write_loop(write, rx).in_current_span());
     let mut conn = handler.open(id, peer, out.clone());
-    let mut frames = FramedRead::with_capacity(read, FrameCodec::new(config.max_frame), 512);
+    let mut frames = FramedRead::with_capacity(read, FrameCodec::new(config.max_frame), 128);
     // Whether the peer is still there to read what is queued (a goodbye, a last error).
     let mut peer_reading = true;
     let mut last_inbound = tokio::time::Instant::now();
-    let idle = tokio::time::sleep(config.idle_check);
-    tokio::pin!(idle);
     loop {
         let next = tokio::select! {
             biased;
             () = out.closer_cancelled() => break,
-            () = shutdown.cancelled() => {
-                handler.shutting_down(&mut conn);
-                break;
-            }
-            next = frames.next() => next,
-            () = &mut idle => {
-                idle.as_mut().reset(tokio::time::Instant::now() + config.idle_check);
+            changed = beat.changed() => {
+                if changed.is_err() || *beat.borrow() {
+                    handler.shutting_down(&mut conn);
+                    break;
+                }
                 if handler.idle(&mut conn, last_inbound.elapsed()) == Flow::Close {
                     break;
                 }
                 continue;
             }
+            next = frames.next() => next,
         };
         match next {
             Some(Ok(inbound)) => {
@@ -202,17 +220,21 @@ async fn run_connection<H: Handler>(
             }
         }
     }
-    if peer_reading {
-        // Let the writer finish what is queued, for a bounded time.
-        let flushed = tokio::time::timeout(config.linger, out.flushed()).await;
-        if !matches!(flushed, Ok(true)) {
-            debug!("closing with frames unwritten");
+    // Boxed, like the handler's futures: the closing steps need no room while the connection lives.
+    Box::pin(async move {
+        if peer_reading {
+            // Let the writer finish what is queued, for a bounded time.
+            let flushed = tokio::time::timeout(config.linger, out.flushed()).await;
+            if !matches!(flushed, Ok(true)) {
+                debug!("closing with frames unwritten");
+            }
         }
-    }
-    out.close();
-    let unwritten = writer.await.unwrap_or_default();
-    Box::pin(handler.close(conn, unwritten)).await;
-    info!("disconnected");
+        out.close();
+        let unwritten = writer.await.unwrap_or_default();
+        handler.close(conn, unwritten).await;
+        info!(conn = id, %peer, "disconnected");
+    })
+    .await;
 }
 
 impl Outbound {
