@@ -93,9 +93,13 @@ pub struct Timing {
     /// Seconds of sending.
     #[arg(long, default_value_t = 10.0, value_name = "S")]
     pub duration: f64,
-    /// Seconds to wait for late deliveries after the last send (then they count as lost).
+    /// Seconds deliveries may take after the last send; later ones count as late.
     #[arg(long, default_value_t = 3.0, value_name = "S")]
     pub grace: f64,
+    /// Seconds to keep waiting after the grace period while late deliveries still arrive
+    /// (at least one a second); what has not arrived then counts as lost.
+    #[arg(long, default_value_t = 30.0, value_name = "S")]
+    pub drain: f64,
     /// Seed of the recipient choice.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -224,6 +228,7 @@ impl Timing {
         ensure!((1..=60_000).contains(&self.msg_bytes), "--msg-bytes must be between 1 and 60000");
         positive("duration", self.duration)?;
         ensure!(self.grace.is_finite() && self.grace >= 0.0, "--grace must not be negative");
+        ensure!(self.drain.is_finite() && self.drain >= 0.0, "--drain must not be negative");
         Ok(())
     }
 
@@ -234,6 +239,7 @@ impl Timing {
             duration: Duration::from_secs_f64(self.duration),
             msg_bytes: self.msg_bytes,
             grace: Duration::from_secs_f64(self.grace),
+            drain: Duration::from_secs_f64(self.drain),
             cross,
             progress: !quiet,
             seed: self.seed,

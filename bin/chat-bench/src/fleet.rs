@@ -141,6 +141,10 @@ pub fn on_frame(st: &RunState, me: &Me, bytes: &[u8], now_nanos: u64) {
     match st.tracker.deliver(stamp.seq, slot) {
         Delivery::First { last } => {
             c.delivered.fetch_add(1, Ordering::Relaxed);
+            let grace_end = c.grace_end_nanos.load(Ordering::Relaxed);
+            if grace_end != 0 && now_nanos > grace_end {
+                Counters::bump(&c.late);
+            }
             c.last_delivery_nanos.fetch_max(now_nanos, Ordering::Relaxed);
             st.latencies.record(now_nanos.saturating_sub(stamp.sent_nanos) / 1000, last);
         }
@@ -220,8 +224,11 @@ pub struct Plan {
     pub duration: Duration,
     /// Bytes of each message's text.
     pub msg_bytes: usize,
-    /// How long to wait for late deliveries after the last send.
+    /// How long deliveries may take after the last send before they count as late.
     pub grace: Duration,
+    /// After the grace period, how long to keep waiting for stragglers while they still
+    /// arrive (at least one a second); what never arrives is lost.
+    pub drain: Duration,
     /// Share of one-to-one messages to users on another address.
     pub cross: f64,
     /// Print a line a second on stderr.
@@ -405,7 +412,22 @@ impl Fleet {
         let sent = Counters::get(&c.sent);
         let expected = sent * expected_each;
         let send_end = Instant::now();
-        while Counters::get(&c.delivered) < expected && send_end.elapsed() < plan.grace {
+        let grace_end = nanos_since(self.epoch) + plan.grace.as_nanos() as u64;
+        c.grace_end_nanos.store(grace_end, Ordering::Relaxed);
+        let (mut seen, mut seen_at) = (Counters::get(&c.delivered), Instant::now());
+        loop {
+            let delivered = Counters::get(&c.delivered);
+            if delivered >= expected {
+                break;
+            }
+            if delivered > seen {
+                (seen, seen_at) = (delivered, Instant::now());
+            }
+            let waited = send_end.elapsed();
+            let stalled = seen_at.elapsed() >= Duration::from_secs(1);
+            if waited >= plan.grace && (stalled || waited >= plan.grace + plan.drain) {
+                break;
+            }
             tokio::time::sleep(Duration::from_millis(10)).await;
             if plan.progress {
                 progress.maybe_print(&state, expected_each, &servers);
@@ -459,6 +481,7 @@ impl Fleet {
             delivered,
             lost: expected.saturating_sub(delivered),
             duplicated: Counters::get(&c.duplicated),
+            late: Counters::get(&c.late),
             stale: Counters::get(&c.stale),
             misrouted: Counters::get(&c.misrouted),
             malformed: Counters::get(&c.malformed),
@@ -597,6 +620,17 @@ mod tests {
     }
 
     #[test]
+    fn deliveries_after_the_grace_period_are_late() {
+        let st = RunState::new(1, Mode::Chat, 10);
+        let bob = me(8, None);
+        st.counters.grace_end_nanos.store(5_000_000, Ordering::Relaxed);
+        on_frame(&st, &bob, chat(1, 0, 8).as_bytes(), 4_000_000);
+        on_frame(&st, &bob, chat(1, 1, 8).as_bytes(), 6_000_000);
+        assert_eq!(Counters::get(&st.counters.delivered), 2);
+        assert_eq!(Counters::get(&st.counters.late), 1);
+    }
+
+    #[test]
     fn group_frames_fill_slots() {
         let st = RunState::new(1, Mode::Group { size: 3, groups: 1 }, 4);
         let msg = Stamp { run: 1, seq: 0, sent_nanos: 0 }.encode(16);
@@ -661,6 +695,7 @@ mod tests {
             duration: Duration::from_secs(4),
             msg_bytes: 64,
             grace: Duration::from_secs(1),
+            drain: Duration::from_secs(1),
             cross: 0.5,
             progress: false,
             seed: 1,

@@ -163,8 +163,9 @@ pub fn busiest(
         .iter()
         .filter(|(pid, _)| !exclude.contains(pid))
         .filter_map(|(pid, (name, t1))| {
-            // A process that started during the interval counts from zero.
-            let t0 = start.get(pid).filter(|(n, _)| n == name).map_or(0, |(_, t)| *t);
+            // A process that started during the interval counts from zero. (Kernel workers
+            // rename themselves, so a pid seen before counts from its first reading.)
+            let t0 = start.get(pid).map_or(0, |(_, t)| *t);
             let d = t1.saturating_sub(t0);
             (d > 0).then(|| CpuUse { name: name.clone(), pid: *pid, cpu_s: Some(d as f64 / hz), sys_s: None })
         })
@@ -322,10 +323,10 @@ mod tests {
             v.iter().map(|(p, n, t)| (*p, (n.to_string(), *t))).collect()
         };
         let start = map(&[(1, "a", 100), (2, "b", 50), (3, "c", 10), (9, "old", 5)]);
-        let end = map(&[(1, "a", 150), (2, "b", 50), (3, "c", 210), (4, "new", 30), (9, "reused", 7)]);
+        let end = map(&[(1, "a", 150), (2, "b", 50), (3, "c", 210), (4, "new", 30), (9, "renamed", 7)]);
         let (total, top) = busiest(&start, &end, &[1], 100.0, 2);
-        // c +200, new +30 (started during), reused +7 (a new process under an old pid), b +0, a left out.
-        assert!((total - 2.37).abs() < 1e-9, "{total}");
+        // c +200, new +30 (started during), renamed +2, b +0, a left out.
+        assert!((total - 2.32).abs() < 1e-9, "{total}");
         assert_eq!(top.iter().map(|u| u.name.as_str()).collect::<Vec<_>>(), ["c", "new"]);
         assert_eq!(top[0].cpu_s, Some(2.0));
     }

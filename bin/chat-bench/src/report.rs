@@ -42,10 +42,13 @@ pub struct RunReport {
     pub expected: u64,
     /// First copies delivered.
     pub delivered: u64,
-    /// Expected deliveries that did not arrive within the grace period.
+    /// Expected deliveries that never arrived (waiting went on while stragglers still came).
     pub lost: u64,
     /// Extra copies.
     pub duplicated: u64,
+    /// Deliveries that arrived, but after the grace period.
+    #[serde(default)]
+    pub late: u64,
     /// Chats of an earlier run that arrived during this one.
     pub stale: u64,
     /// Chats at the wrong user or group, or with a foreign text.
@@ -104,6 +107,7 @@ impl RunReport {
         self.sent > 0
             && self.lost == 0
             && self.duplicated == 0
+            && self.late == 0
             && self.misrouted == 0
             && self.backlog == 0
             && self.decisive_latency().p99_ms < max_p99_ms
@@ -296,6 +300,7 @@ pub fn runs_table(rows: &[RunReport], best: Option<f64>) -> Table {
                 format!("{:.0}", r.sent_per_s),
                 format!("{:.0}", r.delivered_per_s),
                 r.lost.to_string(),
+                r.late.to_string(),
                 r.duplicated.to_string(),
                 ms(l.p50_ms),
                 ms(l.p90_ms),

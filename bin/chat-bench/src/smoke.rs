@@ -140,6 +140,7 @@ fn plan(rate: f64, secs: f64) -> Plan {
         duration: Duration::from_secs_f64(secs),
         msg_bytes: 64,
         grace: Duration::from_secs(2),
+        drain: Duration::from_secs(1),
         cross: 0.5,
         progress: false,
         seed: 3,

@@ -203,6 +203,10 @@ pub struct Counters {
     pub disconnects: AtomicU64,
     /// Writes that failed (the message never reached the server).
     pub write_errors: AtomicU64,
+    /// First copies that arrived after the grace period (counted as delivered, and late).
+    pub late: AtomicU64,
+    /// When the grace period ends, in nanoseconds since the epoch (0: not yet known).
+    pub grace_end_nanos: AtomicU64,
     /// When the latest first copy arrived, in nanoseconds since the epoch.
     pub last_delivery_nanos: AtomicU64,
 }
