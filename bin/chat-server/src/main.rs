@@ -31,7 +31,14 @@ fn main() -> ExitCode {
         }
     };
     init_tracing(&settings.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // worker_threads: 0 = one per core. One worker avoids cross-thread wake-ups, the
+    // cheapest per message when nodes share few cores (see bench/RESULTS.md). Always the
+    // multi-thread runtime: the migration harness needs it.
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if settings.worker_threads > 0 {
+        builder.worker_threads(settings.worker_threads);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("chat-server: cannot start the runtime: {e}");

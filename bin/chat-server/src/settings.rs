@@ -80,6 +80,7 @@ pub struct Settings {
     pub login_timeout_secs: f64,
     pub ping_interval_secs: f64,
     pub keepalive_secs: f64,
+    pub worker_threads: usize,
 }
 
 impl Settings {
@@ -113,7 +114,8 @@ impl Settings {
             .set_default("max_offline_per_user", 1000)?
             .set_default("login_timeout_secs", 60.0)?
             .set_default("ping_interval_secs", 30.0)?
-            .set_default("keepalive_secs", 60.0)?;
+            .set_default("keepalive_secs", 60.0)?
+            .set_default("worker_threads", 0)?;
         if let Some(path) = &cli.config {
             builder = builder.add_source(File::from(path.as_path()).required(true));
         }

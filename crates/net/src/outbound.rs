@@ -12,6 +12,7 @@
 //! and gives its memory back once drained.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -49,6 +50,8 @@ struct Queue {
 #[derive(Debug)]
 struct Shared {
     queue: Mutex<Queue>,
+    /// Set by `close` (a plain flag: `CancellationToken::is_cancelled` takes a lock).
+    closed: AtomicBool,
     /// Wakes the writer (a permit is kept if it is not waiting, so no wake-up is lost).
     ready: Notify,
     capacity: usize,
@@ -81,14 +84,18 @@ impl Shared {
 impl Outbound {
     /// A queue of at most `capacity` frames.
     pub fn channel(capacity: usize) -> (Outbound, OutboundRx) {
-        let shared =
-            Arc::new(Shared { queue: Mutex::default(), ready: Notify::new(), capacity: capacity.max(1) });
+        let shared = Arc::new(Shared {
+            queue: Mutex::default(),
+            closed: AtomicBool::new(false),
+            ready: Notify::new(),
+            capacity: capacity.max(1),
+        });
         let closer = CancellationToken::new();
         (Outbound { shared: Arc::clone(&shared), closer: closer.clone() }, OutboundRx { shared, closer })
     }
 
     fn push(&self, item: Out, bounded: bool) -> Result<(), SendError> {
-        if self.closer.is_cancelled() {
+        if self.shared.closed.load(Ordering::Acquire) {
             return Err(SendError::Closed);
         }
         {
@@ -128,13 +135,14 @@ impl Outbound {
 
     /// Asks the connection to close now, dropping whatever is still queued.
     pub fn close(&self) {
+        self.shared.closed.store(true, Ordering::Release);
         self.closer.cancel();
         self.shared.ready.notify_one();
     }
 
     /// Whether the connection has been closed.
     pub fn is_closed(&self) -> bool {
-        self.closer.is_cancelled() || self.shared.lock().finished
+        self.shared.closed.load(Ordering::Acquire) || self.shared.lock().finished
     }
 
     /// Whether two handles lead to the same connection.
@@ -148,7 +156,7 @@ impl OutboundRx {
     /// Returns false once the connection is closed.
     pub(crate) async fn drain_into(&mut self, into: &mut Vec<Out>) -> bool {
         loop {
-            if self.closer.is_cancelled() {
+            if self.shared.closed.load(Ordering::Acquire) {
                 return false;
             }
             {
@@ -167,6 +175,12 @@ impl OutboundRx {
                 () = self.closer.cancelled() => return false,
             }
         }
+    }
+
+    /// Closes the connection from the writer's side (a failed write, a peer gone).
+    pub(crate) fn close(&self) {
+        self.shared.closed.store(true, Ordering::Release);
+        self.closer.cancel();
     }
 
     /// Marks the writer gone and returns the frames that will never be written.
@@ -217,7 +231,7 @@ impl OutboundRx {
 
     /// Whether the connection was told to close.
     pub fn is_closed(&self) -> bool {
-        self.closer.is_cancelled()
+        self.shared.closed.load(Ordering::Acquire)
     }
 }
 

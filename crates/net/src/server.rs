@@ -178,7 +178,7 @@ async fn run_connection<H: Handler>(
     }
     let (read, write) = stream.into_split();
     let (out, rx) = Outbound::channel(config.outbound_queue);
-    let writer = tokio::spawn(write_loop(write, rx).in_current_span());
+    let writer = tokio::spawn(write_loop(write, rx));
     let mut conn = handler.open(id, peer, out.clone());
     let mut frames = FramedRead::with_capacity(read, FrameCodec::new(config.max_frame), 128);
     // Whether the peer is still there to read what is queued (a goodbye, a last error).
@@ -274,7 +274,7 @@ async fn write_loop(mut write: tokio::net::tcp::OwnedWriteHalf, mut rx: Outbound
             if peer_has_closed(&write) {
                 // The client sent FIN and nothing after it: what we would write now is lost.
                 debug!("peer closed; keeping the batch unwritten");
-                rx.closer.cancel();
+                rx.close();
                 break 'writing;
             }
             let written = tokio::select! {
@@ -283,7 +283,7 @@ async fn write_loop(mut write: tokio::net::tcp::OwnedWriteHalf, mut rx: Outbound
             };
             if let Err(e) = written {
                 debug!(error = %e, "write failed");
-                rx.closer.cancel();
+                rx.close();
                 break 'writing;
             }
             buf.clear();

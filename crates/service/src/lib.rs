@@ -84,6 +84,7 @@ pub struct Service {
     delivery: Arc<Delivery>,
     passwords: Passwords,
     login_failures: limits::LoginFailures,
+    clock: handlers::Clock,
     config: ServiceConfig,
 }
 
@@ -97,7 +98,15 @@ impl Service {
     ) -> Result<Service, String> {
         let passwords = Passwords::new(config.hash_cost, config.hash_concurrency)?;
         let login_failures = limits::LoginFailures::new(config.login_failures_per_user, config.login_lockout);
-        Ok(Service { store, broker, delivery, passwords, login_failures, config })
+        Ok(Service {
+            store,
+            broker,
+            delivery,
+            passwords,
+            login_failures,
+            clock: handlers::Clock::default(),
+            config,
+        })
     }
 
     /// This node's sessions.

@@ -7,9 +7,25 @@ use crate::delivery::route;
 use crate::dispatch::{Reply, SessionUser};
 use crate::{Service, ServiceError};
 
-/// The server's clock in the original's form.
-fn now() -> String {
-    chrono::Local::now().format(TIME_FORMAT).to_string()
+/// The server's clock in the original's `YYYY-MM-DD HH:MM:SS` form, formatted once a
+/// second rather than once a message (formatting showed in profiles).
+#[derive(Default)]
+pub(crate) struct Clock {
+    last: std::sync::Mutex<(u64, String)>,
+}
+
+impl Clock {
+    pub(crate) fn now(&self) -> String {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default();
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if last.0 != secs || last.1.is_empty() {
+            *last = (secs, chrono::Local::now().format(TIME_FORMAT).to_string());
+        }
+        last.1.clone()
+    }
 }
 
 impl Service {
@@ -38,7 +54,7 @@ impl Service {
             msg,
             msgid: MsgId::OneChat.number(),
             name: me.name.clone(),
-            time: now(),
+            time: self.clock.now(),
             to,
         };
         let frame = Bytes::from(encode(&push));
@@ -77,7 +93,7 @@ impl Service {
             msg,
             msgid: MsgId::GroupChat.number(),
             name: me.name.clone(),
-            time: now(),
+            time: self.clock.now(),
         };
         let frame = Bytes::from(encode(&push));
         let others = members.iter().copied().filter(|m| *m != me.id);

@@ -2,6 +2,8 @@
 
 mod auth;
 mod chat;
+
+pub(crate) use chat::Clock;
 mod friend;
 mod group;
 
