@@ -280,10 +280,12 @@ pub fn runs_table(rows: &[RunReport], best: Option<f64>) -> Table {
             }
         }
     }
-    let mut headers: Vec<String> =
-        ["rate/s", "sent/s", "deliv/s", "lost", "dup", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms"]
-            .map(String::from)
-            .to_vec();
+    let mut headers: Vec<String> = [
+        "rate/s", "sent/s", "deliv/s", "lost", "late", "dup", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms",
+        "max ms",
+    ]
+    .map(String::from)
+    .to_vec();
     if group {
         headers.push("last p99 ms".into());
     }
@@ -603,8 +605,12 @@ mod tests {
         let t = Table { headers: vec!["a".into(), "bb".into()], rows: vec![vec!["xyz".into(), "1".into()]] };
         assert_eq!(t.to_text(), "a    bb\nxyz   1\n");
         assert_eq!(t.to_markdown(), "| a | bb |\n|---|---:|\n| xyz | 1 |\n");
-        let rows = vec![row(5000.0, 0, 1.0), row(10000.0, 0, 2.0)];
-        let text = runs_table(&rows, Some(10000.0)).to_text();
+        let mut rows = vec![row(5000.0, 0, 1.0), row(10000.0, 0, 2.0)];
+        rows[1].last_member = Some(LatencySummary::default());
+        rows[1].others = vec![CpuUse { name: "redis".into(), pid: 9, cpu_s: Some(1.0), sys_s: None }];
+        let table = runs_table(&rows, Some(10000.0));
+        assert!(table.rows.iter().all(|r| r.len() == table.headers.len()), "{table:?}");
+        let text = table.to_text();
         assert!(text.contains("10000 *"), "{text}");
         assert_eq!(text.lines().count(), 3);
     }
