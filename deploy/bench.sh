@@ -272,7 +272,7 @@ mkdir -p "$(dirname "$OUT")"
     echo "  \"machine busy/idle cores\" is the whole machine over the run (/proc/stat): anything else running"
     echo "  on the machine at the time (a build, other tests) shows as busy cores no watched process accounts for;"
     echo "  \"other procs cores\" is what all other processes used, and the notes under a table name the busiest."
-    echo "  Before each step the script waits (up to 60 s) for the machine to be quiet."
+    echo "  Before each step (up to 60 s) and each rate (up to 30 s) the suite waits for the machine to be quiet."
     echo "- Idle: VmRSS of node-a after start-up (before the bench connects) and with $IDLE_USERS logged-in idle"
     echo "  connections (after a 10 s hold); the difference divided by the connections."
     echo

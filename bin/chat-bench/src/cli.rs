@@ -165,6 +165,10 @@ pub struct SweepArgs {
     /// Seconds of quiet between two rates.
     #[arg(long, default_value_t = 1.0, value_name = "S")]
     pub pause: f64,
+    /// Before each rate, wait up to this many seconds for the whole machine to be
+    /// nearly idle (under 0.3 busy cores), so a run does not start inside someone's build (0: don't).
+    #[arg(long, default_value_t = 30.0, value_name = "S")]
+    pub settle: f64,
 }
 
 /// `idle`.
@@ -276,6 +280,7 @@ impl Cli {
                 }
                 positive("max-p99-ms", a.max_p99_ms)?;
                 ensure!(a.pause.is_finite() && a.pause >= 0.0, "--pause must not be negative");
+                ensure!(a.settle.is_finite() && a.settle >= 0.0, "--settle must not be negative");
                 Ok(())
             }
             Command::Idle(a) => {

@@ -89,6 +89,26 @@ fn emit<T: Serialize>(json: bool, text: &str, value: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Busy cores of the whole machine under which a run may start.
+const QUIET_CORES: f64 = 0.3;
+
+/// Waits (at most `limit`) until the whole machine is nearly idle, so that a run does
+/// not start in the middle of somebody's build; says so when it gives up.
+async fn wait_for_quiet(limit: Duration) {
+    let start = Instant::now();
+    let mut busy = 0.0;
+    while start.elapsed() < limit {
+        let meter = procfs::MachineMeter::start();
+        let t = Instant::now();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        busy = meter.read().map_or(0.0, |m| stats::cores(m.busy_s, t.elapsed().as_secs_f64()));
+        if busy < QUIET_CORES {
+            return;
+        }
+    }
+    eprintln!("machine still busy ({busy:.2} cores) after {:.0} s; running anyway", limit.as_secs_f64());
+}
+
 async fn sweep(
     target: &Target,
     fleet_mode: Mode,
@@ -96,6 +116,7 @@ async fn sweep(
     plans: Vec<fleet::Plan>,
     max_p99_ms: f64,
     pause: Duration,
+    settle: Duration,
 ) -> anyhow::Result<SweepReport> {
     let watch = watch_of(target)?;
     let epoch = Instant::now();
@@ -108,6 +129,9 @@ async fn sweep(
     for (i, plan) in plans.iter().enumerate() {
         if i > 0 && !pause.is_zero() {
             tokio::time::sleep(pause).await;
+        }
+        if !settle.is_zero() {
+            wait_for_quiet(settle).await;
         }
         eprintln!(
             "{mode}: {:.0} msgs/s for {:.0} s over {} users",
@@ -128,7 +152,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Chat(a) => {
             let ready = setup_of(&a.target).chat_users(a.load.users).await?;
             let plan = a.timing.plan(a.rate, a.load.cross, a.target.quiet);
-            let s = sweep(&a.target, Mode::Chat, ready, vec![plan], 50.0, Duration::ZERO).await?;
+            let s =
+                sweep(&a.target, Mode::Chat, ready, vec![plan], 50.0, Duration::ZERO, Duration::ZERO).await?;
             let text = sweep_text(&s);
             let row = s.rows.into_iter().next();
             emit(a.target.json, &text, &row)
@@ -137,8 +162,16 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let (size, groups) = (a.load.group_size, a.load.groups);
             let ready = setup_of(&a.target).group_users(groups, size).await?;
             let plan = a.timing.plan(a.rate, 0.0, a.target.quiet);
-            let s = sweep(&a.target, Mode::Group { size, groups }, ready, vec![plan], 100.0, Duration::ZERO)
-                .await?;
+            let s = sweep(
+                &a.target,
+                Mode::Group { size, groups },
+                ready,
+                vec![plan],
+                100.0,
+                Duration::ZERO,
+                Duration::ZERO,
+            )
+            .await?;
             let text = sweep_text(&s);
             let row = s.rows.into_iter().next();
             emit(a.target.json, &text, &row)
@@ -153,8 +186,16 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 }
             };
             let plans = a.rates.iter().map(|r| a.timing.plan(*r, cross, a.target.quiet)).collect();
-            let s =
-                sweep(&a.target, mode, ready, plans, a.max_p99_ms, Duration::from_secs_f64(a.pause)).await?;
+            let s = sweep(
+                &a.target,
+                mode,
+                ready,
+                plans,
+                a.max_p99_ms,
+                Duration::from_secs_f64(a.pause),
+                Duration::from_secs_f64(a.settle),
+            )
+            .await?;
             emit(a.target.json, &sweep_text(&s), &s)
         }
         Command::Idle(a) => {
