@@ -277,6 +277,18 @@ mkdir -p "$(dirname "$OUT")"
     echo "  connections (after a 10 s hold); the difference divided by the connections."
     echo
     "$bench" report --dir "$results"
+    echo
+    echo "## Warnings and errors in the nodes' logs"
+    echo
+    echo "Counted over the whole suite (bench/run/node-*.log), fields stripped:"
+    echo
+    echo '```'
+    for node in node-a node-b; do
+        lines=$(grep -E ' (WARN|ERROR) ' "$run/$node.log" |
+            sed -E 's/^[^ ]+ +(WARN|ERROR) +/\1 /; s/ [a-z_.]+=[^ ]+//g' | sort | uniq -c | sort -rn | head -n 8 || true)
+        if [ -z "$lines" ]; then echo "$node: none"; else echo "$node:"; echo "$lines"; fi
+    done
+    echo '```'
     if [ "${#failed[@]}" -gt 0 ]; then
         echo
         echo "## Failed steps"
