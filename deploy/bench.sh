@@ -93,6 +93,10 @@ done
 
 log "building release binaries"
 cargo build --release --bin chat-server --bin chat-bench
+# What was built: HEAD plus whatever uncommitted changes the shared work tree had then.
+commit=$(git rev-parse HEAD)
+dirty=$(git status --porcelain --untracked-files=no -- crates bin migrations Cargo.toml Cargo.lock |
+    awk '{print $2}' | tr '\n' ' ' | sed 's/ $//')
 
 bash deploy/db-setup.sh
 bash deploy/redis-setup.sh
@@ -223,10 +227,10 @@ done
 
 cpu_model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)
 mem_total=$(awk '/^MemTotal:/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)
-commit=$(git rev-parse HEAD)
-dirty=""
-if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then
-    dirty=" (the work tree had uncommitted changes of: $(git status --porcelain --untracked-files=no | awk '{print $2}' | tr '\n' ' ' | sed 's/ $//'))"
+if [ -n "$dirty" ]; then
+    dirty=" (built with uncommitted changes in the shared work tree to: $dirty)"
+else
+    dirty=" (the built sources had no uncommitted changes)"
 fi
 
 mkdir -p "$(dirname "$OUT")"
