@@ -93,7 +93,7 @@ impl Settings {
             .set_default("database_pool", 16)?
             .set_default("channel_prefix", "")?
             .set_default("lease_secs", 10)?
-            .set_default("redis_receive_capacity", 65536)?
+            .set_default("redis_receive_capacity", 16384)?
             .set_default("log", "info")?
             .set_default("max_frame_bytes", 64 * 1024)?
             .set_default("max_connections", 20_000)?
