@@ -53,16 +53,9 @@ NODE_ENV=(
 )
 
 log() { echo "bench: $*" >&2; }
+# shellcheck source=deploy/lib.sh
+. "$root/deploy/lib.sh"
 
-wait_port() { # port seconds
-    local i
-    for ((i = 0; i < $2 * 10; i++)); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-        sleep 0.1
-    done
-    log "nothing listens on 127.0.0.1:$1 after $2 s"
-    return 1
-}
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 

@@ -10,16 +10,9 @@ root=$PWD
 run=$root/deploy/run
 target=${CARGO_TARGET_DIR:-$root/target}
 server=$target/debug/chat-server
+# shellcheck source=deploy/lib.sh
+. "$root/deploy/lib.sh"
 
-wait_port() { # port seconds
-    local i
-    for ((i = 0; i < $2 * 10; i++)); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-        sleep 0.1
-    done
-    echo "nothing listens on 127.0.0.1:$1 after $2 s" >&2
-    return 1
-}
 
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
