@@ -10,7 +10,8 @@
 # BENCH_RATES_CROSS, BENCH_RATES_SAME, BENCH_RATES_NGINX, BENCH_RATES_GROUP10,
 # BENCH_RATES_GROUP50 (msgs/s lists), BENCH_IDLE_USERS (10000),
 # BENCH_THREADS (chat-bench worker threads, 1), BENCH_OUT (bench/RESULTS.md),
-# BENCH_STEPS (which of: idle cross same nginx group10 group50; default all).
+# BENCH_STEPS (which of: idle cross same nginx group10 group50; default all),
+# BENCH_WORKERS (the nodes' worker threads, 1), BENCH_SERVER (another chat-server binary, for A/B runs).
 #
 #   deploy/bench.sh        the suite
 #   deploy/bench.sh up     only the cluster, kept up until interrupted (for profiling by hand)
@@ -20,7 +21,7 @@ root=$PWD
 run=$root/bench/run
 results=$run/results
 target=${CARGO_TARGET_DIR:-$root/target}
-server=$target/release/chat-server
+server=${BENCH_SERVER:-$target/release/chat-server}
 bench=$target/release/chat-bench
 
 NODE_A=127.0.0.1:6100
@@ -51,6 +52,11 @@ NODE_ENV=(
     CHAT_RATE_PER_SEC=100000
     CHAT_RATE_BURST=100000
 )
+# One runtime worker thread per node (CHAT_WORKER_THREADS; BENCH_WORKERS=0 for one per core):
+# two nodes, the bench, Redis and MySQL share two cores here, and a second worker in each
+# node only adds cross-thread wake-ups (A/B at 20,000 and 30,000 msgs/s in bench/README.md).
+WORKERS=${BENCH_WORKERS:-1}
+NODE_ENV+=("CHAT_WORKER_THREADS=$WORKERS")
 
 log() { echo "bench: $*" >&2; }
 # shellcheck source=deploy/lib.sh
@@ -251,6 +257,12 @@ mkdir -p "$(dirname "$OUT")"
     echo "    the path of a message."
     echo "  - \`CHAT_RATE_PER_SEC=100000 CHAT_RATE_BURST=100000\`: the per-connection request limit (default 50/s)"
     echo "    raised above what the bench sends per connection (300 msgs/s per connection at 60,000 msgs/s over 200 users)."
+    if [ "$WORKERS" = 0 ]; then
+        echo "  - Runtime worker threads: one per core (the default)."
+    else
+        echo "  - \`CHAT_WORKER_THREADS=$WORKERS\`: runtime worker threads per node (default: one per core). Two nodes,"
+        echo "    the bench, Redis and MySQL share the two cores; a second worker per node only adds cross-thread wake-ups."
+    fi
     echo "  - Logging at the default level (\`info\`), open-file limit raised to $(ulimit -n)."
     echo "- chat-bench (\`--threads $THREADS\`) registers its users with names unique to each run, logs them in"
     echo "  **without** the protocol extension (so no ACK per chat), spreads them over the addresses round robin,"
