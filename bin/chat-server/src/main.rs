@@ -21,6 +21,11 @@ use tracing::{error, info, warn};
 
 use settings::{Cli, Command, Settings};
 
+/// jemalloc, whose background thread gives pages freed after a burst (thousands of logins
+/// and logouts) back to the system; glibc's malloc kept them. See ARCHITECTURE.md.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let settings = match Settings::load(&cli) {
@@ -31,6 +36,9 @@ fn main() -> ExitCode {
         }
     };
     init_tracing(&settings.log);
+    if let Err(e) = tikv_jemalloc_ctl::background_thread::write(true) {
+        warn!(error = %e, "cannot start jemalloc's background purging");
+    }
     // worker_threads: 0 = one per core. One worker avoids cross-thread wake-ups, the
     // cheapest per message when nodes share few cores (see bench/RESULTS.md). Always the
     // multi-thread runtime: the migration harness needs it.
