@@ -107,8 +107,10 @@ impl Suite {
         out.push_str("## Targets\n\n");
         out.push_str(&verdicts_table(&self.verdicts()).to_markdown());
         out.push_str(
-            "\nCPU per message is read at the sweep's best rate (else its first row). \
-             ✔/✘ compare with issue 6; `?` means the step did not produce a result.\n",
+            "\nCPU per message is read at the sweep's best rate (else its first row); the part \
+             \"in the kernel\" is the nodes' system time per delivery (system calls, the loopback \
+             TCP stack, waking the readers). ✔/✘ compare with issue 6; `?` means the step did not \
+             produce a result.\n",
         );
         let sections: [(&str, &Option<SweepReport>); 5] = [
             ("Cross-node one-to-one (every message to a user on the other node)", &self.cross),
