@@ -638,6 +638,9 @@ fn events_channel(prefix: &str) -> String {
     format!("{prefix}events")
 }
 
+/// Messages [`receive_loop`] handles per wake-up at most.
+const DRAIN_PER_TURN: usize = 4096;
+
 /// Reads fred's message broadcast and hands each frame to the sink. A lag (the buffer of
 /// `receive_capacity` overflowed) loses messages: it is counted and logged, and reading goes on.
 ///
@@ -646,9 +649,6 @@ fn events_channel(prefix: &str) -> String {
 /// turn while fred's reader, decoding whole socket reads per budget unit, queued thousands:
 /// under a burst (groups of 50 at 3,000 msgs/s) the buffer overflowed although the node had
 /// the CPU to keep up.
-/// Messages [`receive_loop`] handles per wake-up at most.
-const DRAIN_PER_TURN: usize = 4096;
-
 async fn receive_loop(
     mut messages: Receiver<Message>,
     prefix: String,
@@ -677,7 +677,7 @@ async fn receive_loop(
         let total = lagged.fetch_add(skipped, Ordering::Relaxed) + skipped;
         warn!(skipped, total, "Redis receive loop lagged; messages were dropped");
     };
-    loop {
+    'receiving: loop {
         let received = tokio::select! {
             () = stop.cancelled() => break,
             received = messages.recv() => received,
@@ -694,10 +694,7 @@ async fn receive_loop(
                 Ok(message) => handle(message),
                 Err(TryRecvError::Lagged(skipped)) => count_lag(skipped),
                 Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Closed) => {
-                    debug!("Redis receive loop stopped");
-                    return;
-                }
+                Err(TryRecvError::Closed) => break 'receiving,
             }
         }
     }

@@ -79,19 +79,11 @@ impl RedisCluster {
         }
     }
 
-    async fn redis_node(&self, sink: Arc<RecordingSink>) -> Arc<RedisBroker> {
+    async fn redis_node<S: Sink + 'static>(&self, sink: Arc<S>) -> Arc<RedisBroker> {
         self.connect(self.config(), sink).await
     }
 
-    async fn connect(&self, config: RedisConfig, sink: Arc<RecordingSink>) -> Arc<RedisBroker> {
-        self.connect_with(config, sink).await
-    }
-
-    async fn redis_node_with(&self, sink: Arc<dyn Sink>) -> Arc<RedisBroker> {
-        self.connect_with(self.config(), sink).await
-    }
-
-    async fn connect_with(&self, config: RedisConfig, sink: Arc<dyn Sink>) -> Arc<RedisBroker> {
+    async fn connect<S: Sink + 'static>(&self, config: RedisConfig, sink: Arc<S>) -> Arc<RedisBroker> {
         RedisBroker::connect(config, sink).await.unwrap_or_else(|e| missing_redis(e))
     }
 }
@@ -394,7 +386,7 @@ async fn redis_a_burst_larger_than_the_buffer_is_not_lost() {
     let mut cluster = RedisCluster::new("burst");
     cluster.capacity = CAPACITY;
     let sink = Arc::new(WakingSink::new(200));
-    let a = cluster.redis_node_with(Arc::clone(&sink) as Arc<dyn Sink>).await;
+    let a = cluster.redis_node(Arc::clone(&sink)).await;
     let u = UserId(61);
     a.subscribe(u).await.expect("subscribe");
 

@@ -2,10 +2,10 @@
 
 mod auth;
 mod chat;
-
-pub(crate) use chat::Clock;
 mod friend;
 mod group;
+
+pub(crate) use chat::Clock;
 
 use crate::ServiceError;
 
