@@ -91,9 +91,10 @@ fn check_request(request: &Request, obj: &Map<String, Value>) {
             same_string(obj, "password", password);
             check_ext(obj, *ext);
         }
-        Request::OneChat { to, msg } => {
+        Request::OneChat { to, msg, cid } => {
             same_number(obj, "to", to.0.into());
             same_string(obj, "msg", msg);
+            check_cid(obj, cid.as_deref());
         }
         Request::AddFriend { friend } => same_number(obj, "friendid", friend.0.into()),
         Request::CreateGroup { name, desc } => {
@@ -104,11 +105,27 @@ fn check_request(request: &Request, obj: &Map<String, Value>) {
             }
         }
         Request::AddGroup { group } => same_number(obj, "groupid", group.0.into()),
-        Request::GroupChat { group, msg } => {
+        Request::GroupChat { group, msg, cid } => {
             same_number(obj, "groupid", group.0.into());
             same_string(obj, "msg", msg);
+            check_cid(obj, cid.as_deref());
         }
-        Request::Loginout | Request::Pong | Request::List => {}
+        Request::Resume { token, acks } => {
+            same_string(obj, "token", token);
+            assert!(acks.len() <= chat_proto::MAX_ACKS, "too many acks accepted");
+        }
+        Request::Received { acks } => assert!(acks.len() <= chat_proto::MAX_ACKS, "too many acks accepted"),
+        Request::History { .. } | Request::Loginout | Request::Pong | Request::List => {}
+    }
+}
+
+fn check_cid(obj: &Map<String, Value>, cid: Option<&str>) {
+    match cid {
+        None => assert!(matches!(obj.get("cid"), None | Some(Value::Null)), "cid dropped"),
+        Some(c) => {
+            same_string(obj, "cid", c);
+            assert!(!c.is_empty() && c.len() <= chat_proto::MAX_CID_BYTES, "cid out of bounds accepted");
+        }
     }
 }
 
@@ -173,9 +190,11 @@ pub fn check_replies(s: &str) {
 
     let push = ChatPush {
         id: UserId(i32::MIN),
+        mid: Some(i64::MAX),
         msg: s.into(),
         msgid: MsgId::OneChat.number(),
         name: s.into(),
+        seq: None,
         time: s.into(),
         to: UserId(i32::MAX),
     };
@@ -187,9 +206,11 @@ pub fn check_replies(s: &str) {
     let group_push = GroupChatPush {
         groupid: GroupId(i32::MAX),
         id: UserId(-1),
+        mid: None,
         msg: s.into(),
         msgid: MsgId::GroupChat.number(),
         name: s.into(),
+        seq: Some(1),
         time: s.into(),
     };
     let back: GroupChatPush = match serde_json::from_str(&encode(&group_push)) {
@@ -219,6 +240,8 @@ pub fn check_replies(s: &str) {
         friends: vec![friend.clone()],
         groups: vec![group.clone()],
         offline: vec![s.into()],
+        resume: Some(s.into()),
+        unread: vec![],
     };
 
     // The original form: nested lists hold JSON text, the offline text as it is.
@@ -249,7 +272,7 @@ pub fn check_replies(s: &str) {
         assert_eq!(first(&ack, "offlinemsg"), again.as_ref().unwrap_or(&text));
     }
 
-    let list = parse(&list_ack(&[friend], &[group]));
+    let list = parse(&list_ack(&[friend], &[group], &[]));
     assert_eq!(field(first(&list, "friends").as_object().unwrap_or(&Map::new()), "name"), &text);
     let g = first(&list, "groups").as_object().cloned().unwrap_or_default();
     assert_eq!(field(&g, "groupname"), &text);

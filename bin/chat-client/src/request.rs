@@ -77,7 +77,7 @@ mod tests {
         let cases = [
             (
                 Command::Chat { to: UserId(2), msg: "hi\n你好".into() },
-                Request::OneChat { to: UserId(2), msg: "hi\n你好".into() },
+                Request::OneChat { to: UserId(2), msg: "hi\n你好".into(), cid: None },
             ),
             (Command::AddFriend { friend: UserId(2) }, Request::AddFriend { friend: UserId(2) }),
             (
@@ -87,7 +87,7 @@ mod tests {
             (Command::AddGroup { group: GroupId(3) }, Request::AddGroup { group: GroupId(3) }),
             (
                 Command::GroupChat { group: GroupId(3), msg: "m".into() },
-                Request::GroupChat { group: GroupId(3), msg: "m".into() },
+                Request::GroupChat { group: GroupId(3), msg: "m".into(), cid: None },
             ),
             (Command::Lists, Request::List),
             (Command::Loginout, Request::Loginout),

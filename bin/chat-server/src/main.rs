@@ -94,10 +94,10 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let addr = listener.local_addr().context("listener has no address")?;
 
-    let store = chat_model::open(&settings.database_url, settings.database_pool)
+    let db = chat_model::connect(&settings.database_url, settings.database_pool)
         .await
         .with_context(|| format!("cannot open the database {}", redact(&settings.database_url)))?;
-    let delivery = Delivery::new(Sessions::new(settings.outbound_queue), store.clone());
+    let delivery = Delivery::new(Sessions::new(settings.outbound_queue), db.store.clone(), db.log.clone());
 
     let node_name = settings.node_name.clone().unwrap_or_else(|| addr.to_string());
     let (broker, redis): (Arc<dyn Broker>, Option<Arc<RedisBroker>>) = match &settings.redis_url {
@@ -133,15 +133,23 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         login_failures_per_user: settings.login_failures_per_user.max(1),
         login_lockout: secs(settings.login_lockout_secs),
         max_group_members: settings.max_group_members,
-        max_offline_per_user: settings.max_offline_per_user,
+        offline_in_ack: settings.offline_in_ack,
+        cursor_flush: secs(settings.cursor_flush_secs),
+        retention: secs(settings.retention_days * 24.0 * 3600.0),
+        retention_per_conversation: settings.retention_per_conversation.max(1),
+        purge_interval: secs(settings.purge_interval_secs),
+        resume_ttl: secs(settings.resume_ttl_secs),
+        history_page_max: settings.history_page_max,
+        batch_max_messages: settings.batch_max_messages,
         login_timeout: secs(settings.login_timeout_secs),
         ping_interval: secs(settings.ping_interval_secs),
     };
     // Idle checks run often enough to honour the shorter of the two timeouts closely.
     let idle_check = (service_config.login_timeout.min(service_config.ping_interval) / 4)
         .clamp(Duration::from_millis(100), Duration::from_secs(5));
-    let service =
-        Arc::new(Service::new(store, broker, delivery, service_config).map_err(|e| anyhow::anyhow!(e))?);
+    let service = Arc::new(
+        Service::new(db.store, db.log, broker, delivery, service_config).map_err(|e| anyhow::anyhow!(e))?,
+    );
     let net = NetConfig {
         max_frame: settings.max_frame_bytes,
         outbound_queue: settings.outbound_queue,
@@ -171,7 +179,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         () = serving => info!("all connections closed"),
         () = deadline => warn!("shutdown timeout: closing the remaining connections"),
     }
-    // Whatever did not log out by itself: only this node's users.
+    // Whatever did not log out by itself: only this node's users; their cursors first.
+    service.flush_cursors().await;
     service.mark_all_offline().await;
     if let Some(redis) = redis {
         redis.shutdown().await;

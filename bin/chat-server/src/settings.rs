@@ -76,7 +76,14 @@ pub struct Settings {
     pub login_failures_per_user: u32,
     pub login_lockout_secs: f64,
     pub max_group_members: usize,
-    pub max_offline_per_user: u64,
+    pub offline_in_ack: usize,
+    pub cursor_flush_secs: f64,
+    pub retention_days: f64,
+    pub retention_per_conversation: u64,
+    pub purge_interval_secs: f64,
+    pub resume_ttl_secs: f64,
+    pub history_page_max: usize,
+    pub batch_max_messages: usize,
     pub login_timeout_secs: f64,
     pub ping_interval_secs: f64,
     pub keepalive_secs: f64,
@@ -111,7 +118,14 @@ impl Settings {
             .set_default("login_failures_per_user", 10)?
             .set_default("login_lockout_secs", 60.0)?
             .set_default("max_group_members", 1000)?
-            .set_default("max_offline_per_user", 1000)?
+            .set_default("offline_in_ack", 1000)?
+            .set_default("cursor_flush_secs", 1.0)?
+            .set_default("retention_days", 30.0)?
+            .set_default("retention_per_conversation", 100_000)?
+            .set_default("purge_interval_secs", 600.0)?
+            .set_default("resume_ttl_secs", 7.0 * 24.0 * 3600.0)?
+            .set_default("history_page_max", 100)?
+            .set_default("batch_max_messages", 1000)?
             .set_default("login_timeout_secs", 60.0)?
             .set_default("ping_interval_secs", 30.0)?
             .set_default("keepalive_secs", 60.0)?
@@ -150,6 +164,10 @@ impl Settings {
             ("outbound_queue", self.outbound_queue),
             ("hash_concurrency", self.hash_concurrency),
             ("redis_receive_capacity", self.redis_receive_capacity),
+            ("offline_in_ack", self.offline_in_ack),
+            ("history_page_max", self.history_page_max),
+            ("batch_max_messages", self.batch_max_messages),
+            ("retention_per_conversation", usize::try_from(self.retention_per_conversation).unwrap_or(1)),
         ] {
             if v == 0 {
                 return bad(format!("{name} must be at least 1"));
@@ -162,6 +180,10 @@ impl Settings {
             ("login_timeout_secs", self.login_timeout_secs),
             ("ping_interval_secs", self.ping_interval_secs),
             ("keepalive_secs", self.keepalive_secs),
+            ("cursor_flush_secs", self.cursor_flush_secs),
+            ("retention_days", self.retention_days),
+            ("purge_interval_secs", self.purge_interval_secs),
+            ("resume_ttl_secs", self.resume_ttl_secs),
         ] {
             if !(v.is_finite() && v > 0.0) {
                 return bad(format!("{name} must be a positive number"));

@@ -262,11 +262,11 @@ impl RedisBroker {
         tasks.spawn(receive_loop(
             messages,
             shared.prefix.clone(),
-            sink,
+            Arc::clone(&sink),
             Arc::clone(&lagged),
             stop_all.clone(),
         ));
-        tasks.spawn(event_loop(events, Arc::clone(&shared), stop_all.clone()));
+        tasks.spawn(event_loop(events, Arc::clone(&shared), sink, stop_all.clone()));
         let maintenance =
             tasks.spawn(maintenance_loop(Arc::clone(&shared), lease / 3, stop_renewing.clone()));
         info!(node = %shared.node_id, redis = %url, "connected to Redis");
@@ -676,6 +676,8 @@ async fn receive_loop(
     let count_lag = |skipped: u64| {
         let total = lagged.fetch_add(skipped, Ordering::Relaxed) + skipped;
         warn!(skipped, total, "Redis receive loop lagged; messages were dropped");
+        // Dropped here, not lost: they are in the message log, and the sessions read it.
+        sink.resync();
     };
     'receiving: loop {
         let received = tokio::select! {
@@ -711,7 +713,7 @@ struct Events {
 /// Re-subscribes after each reconnection of the subscriber (what fred's `manage_subscriptions`
 /// does, plus dropping stale channels first, under the subscriptions lock),
 /// and logs connection errors once per outage.
-async fn event_loop(mut events: Events, shared: Arc<Shared>, stop: CancellationToken) {
+async fn event_loop(mut events: Events, shared: Arc<Shared>, sink: Arc<dyn Sink>, stop: CancellationToken) {
     let mut sub_down = false;
     let mut client_down = false;
     loop {
@@ -727,8 +729,13 @@ async fn event_loop(mut events: Events, shared: Arc<Shared>, stop: CancellationT
                     // Redis may have restarted empty: put the lease and this node's claims back now,
                     // not at the next renewal, so no second login slips in meanwhile.
                     shared.reassert.notify_one();
+                    // Whatever was published while we were away went nowhere: read it from the log.
+                    sink.resync();
                 }
-                Err(RecvError::Lagged(_)) => shared.resync_subscriptions(true).await,
+                Err(RecvError::Lagged(_)) => {
+                    shared.resync_subscriptions(true).await;
+                    sink.resync();
+                }
                 Err(RecvError::Closed) => break,
             },
             event = events.sub_errors.recv() => match event {

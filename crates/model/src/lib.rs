@@ -13,9 +13,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chat_ports::{Store, StoreError};
+use chat_ports::{Log, Store, StoreError};
 use diesel_async::pooled_connection::deadpool::PoolError;
 
+mod log;
 mod mysql;
 pub mod schema;
 mod sqlite;
@@ -110,12 +111,27 @@ fn parse(url: &str) -> Result<Target<'_>, ModelError> {
 /// An unreachable database fails here, with a one-line [`ModelError`].
 /// Call it from a multi-thread tokio runtime.
 pub async fn open(url: &str, pool_size: usize) -> Result<Arc<dyn Store>, ModelError> {
+    connect(url, pool_size).await.map(|db| db.store)
+}
+
+/// One database seen through both ports: accounts and the message log share it.
+#[derive(Clone)]
+pub struct Database {
+    /// Accounts, friends, groups (and the offline rows older versions wrote).
+    pub store: Arc<dyn Store>,
+    /// The message log, cursors and resume tokens.
+    pub log: Arc<dyn Log>,
+}
+
+/// As [`open`], with the message log of the same database.
+pub async fn connect(url: &str, pool_size: usize) -> Result<Database, ModelError> {
     require_multi_thread()?;
     match parse(url)? {
         Target::Mysql(url) => {
             let store = MysqlStore::connect(url, pool_size).await?;
             store.run_migrations().await?;
-            Ok(Arc::new(store))
+            let store = Arc::new(store);
+            Ok(Database { store: store.clone(), log: store })
         }
         Target::Sqlite(path) => {
             if path != ":memory:" {
@@ -123,7 +139,8 @@ pub async fn open(url: &str, pool_size: usize) -> Result<Arc<dyn Store>, ModelEr
             }
             let store = SqliteStore::connect(path).await?;
             store.run_migrations().await?;
-            Ok(Arc::new(store))
+            let store = Arc::new(store);
+            Ok(Database { store: store.clone(), log: store })
         }
     }
 }

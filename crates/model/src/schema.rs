@@ -75,4 +75,80 @@ diesel::joinable!(group_users -> users (userid));
 diesel::joinable!(group_users -> all_groups (groupid));
 diesel::joinable!(offline_messages -> users (userid));
 
-diesel::allow_tables_to_appear_in_same_query!(users, friends, all_groups, group_users, offline_messages);
+diesel::allow_tables_to_appear_in_same_query!(
+    users,
+    friends,
+    all_groups,
+    group_users,
+    offline_messages,
+    conversations,
+    messages,
+    cursors,
+    resume_tokens
+);
+
+diesel::table! {
+    /// Conversations of the message log: `id` is chat-proto's `ConvId`; `lastseq` its counter.
+    #[sql_name = "Conversation"]
+    conversations (id) {
+        /// `lo << 32 | hi` for two users, `-groupid` for a group.
+        id -> BigInt,
+        /// The lower user id (one-to-one only).
+        userlo -> Nullable<Integer>,
+        /// The higher user id (one-to-one only).
+        userhi -> Nullable<Integer>,
+        /// The group (group conversations only).
+        groupid -> Nullable<Integer>,
+        /// The newest seq handed out.
+        lastseq -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// The message log: one row per chat.
+    #[sql_name = "Message"]
+    messages (id) {
+        /// Auto-increment key (the wire's `mid`).
+        id -> BigInt,
+        /// The conversation.
+        conv -> BigInt,
+        /// Its place in the conversation.
+        seq -> BigInt,
+        /// The sender.
+        sender -> Integer,
+        /// The sender's name when sent.
+        sendername -> Varchar,
+        /// The client's message id, if it gave one.
+        cid -> Nullable<Varchar>,
+        /// The text.
+        body -> Text,
+        /// Unix milliseconds.
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// Per user and conversation: the highest seq acknowledged.
+    #[sql_name = "ConvCursor"]
+    cursors (userid, conv) {
+        /// The user.
+        userid -> Integer,
+        /// The conversation.
+        conv -> BigInt,
+        /// Acknowledged up to here.
+        seq -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// Resume tokens by their SHA-256, hex.
+    #[sql_name = "ResumeToken"]
+    resume_tokens (token) {
+        /// SHA-256 of the token, hex.
+        token -> Varchar,
+        /// Whose.
+        userid -> Integer,
+        /// Unix milliseconds.
+        expires_at -> BigInt,
+    }
+}

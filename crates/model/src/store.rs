@@ -65,7 +65,7 @@ impl Fail {
         }
     }
 
-    fn into_store(self) -> StoreError {
+    pub(crate) fn into_store(self) -> StoreError {
         match self {
             Fail::Store(e) => e,
             Fail::Db(e) => db_error(e),

@@ -64,6 +64,22 @@ async fn sqlite_file_store_meets_the_contract() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn sqlite_log_meets_the_contract() {
+    let dir = TempDir::new("log");
+    let db = chat_model::connect(&dir.sqlite_url(), 4).await.expect("open sqlite");
+    chat_ports::log_contract::run_all(db.store.as_ref(), db.log.as_ref()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mysql_log_meets_the_contract() {
+    let db = match chat_model::connect(&mysql_url(), 8).await {
+        Ok(db) => db,
+        Err(e) => panic!("the MySQL log contract needs the test database ({e}); run deploy/db-setup.sh"),
+    };
+    chat_ports::log_contract::run_all(db.store.as_ref(), db.log.as_ref()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn sqlite_memory_store_meets_the_contract() {
     let store = chat_model::open("sqlite://:memory:", 1).await.expect("open sqlite memory");
     chat_ports::contract::run_all(store.as_ref()).await;

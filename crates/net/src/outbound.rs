@@ -12,7 +12,7 @@
 //! and gives its memory back once drained.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -45,6 +45,8 @@ struct Queue {
     frames: usize,
     /// The writer is gone: nothing queued from now on would ever be written.
     finished: bool,
+    /// Frames ever queued; the n-th frame queued has index n.
+    queued: u64,
 }
 
 #[derive(Debug)]
@@ -55,6 +57,8 @@ struct Shared {
     /// Wakes the writer (a permit is kept if it is not waiting, so no wake-up is lost).
     ready: Notify,
     capacity: usize,
+    /// Frames ever written to the socket (in queue order), so frame n was written once this is ≥ n.
+    written: AtomicU64,
 }
 
 /// The sending side of a connection's queue; cheap to clone.
@@ -89,16 +93,18 @@ impl Outbound {
             closed: AtomicBool::new(false),
             ready: Notify::new(),
             capacity: capacity.max(1),
+            written: AtomicU64::new(0),
         });
         let closer = CancellationToken::new();
         (Outbound { shared: Arc::clone(&shared), closer: closer.clone() }, OutboundRx { shared, closer })
     }
 
-    fn push(&self, item: Out, bounded: bool) -> Result<(), SendError> {
+    /// Queues `item`; for a frame (`bounded`), returns its index (see [`Outbound::written`]).
+    fn push(&self, item: Out, bounded: bool) -> Result<u64, SendError> {
         if self.shared.closed.load(Ordering::Acquire) {
             return Err(SendError::Closed);
         }
-        {
+        let index = {
             let mut queue = self.shared.lock();
             if queue.finished {
                 return Err(SendError::Closed);
@@ -108,16 +114,29 @@ impl Outbound {
                     return Err(SendError::Full);
                 }
                 queue.frames += 1;
+                queue.queued += 1;
             }
             queue.items.push_back(item);
-        }
+            queue.queued
+        };
         self.shared.ready.notify_one();
-        Ok(())
+        Ok(index)
     }
 
     /// Queues a frame (without delimiter) without waiting.
     pub fn try_send(&self, frame: Bytes) -> Result<(), SendError> {
+        self.push(Out::Frame(frame), true).map(drop)
+    }
+
+    /// As [`Outbound::try_send`], returning the frame's index: it has reached the socket
+    /// once [`Outbound::written`] is at least that.
+    pub fn try_send_indexed(&self, frame: Bytes) -> Result<u64, SendError> {
         self.push(Out::Frame(frame), true)
+    }
+
+    /// How many frames have been written to the socket so far (frames go out in queue order).
+    pub fn written(&self) -> u64 {
+        self.shared.written.load(Ordering::Acquire)
     }
 
     /// Waits until every frame queued so far has been written to the socket.
@@ -177,6 +196,11 @@ impl OutboundRx {
         }
     }
 
+    /// Counts `n` more frames as written to the socket.
+    pub(crate) fn wrote(&self, n: usize) {
+        self.shared.written.fetch_add(n as u64, Ordering::Release);
+    }
+
     /// Closes the connection from the writer's side (a failed write, a peer gone).
     pub(crate) fn close(&self) {
         self.shared.closed.store(true, Ordering::Release);
@@ -219,6 +243,8 @@ impl OutboundRx {
             match item {
                 Out::Frame(frame) => {
                     queue.frames -= 1;
+                    // Taken by a test or in-memory client counts as written.
+                    self.shared.written.fetch_add(1, Ordering::Release);
                     return Some(frame);
                 }
                 Out::Flushed(done) => {
@@ -249,8 +275,13 @@ mod tests {
         assert!(rx.drain_into(&mut got).await);
         assert_eq!(got.len(), 2);
         out.try_send(Bytes::from_static(b"d")).expect("room again after a drain");
-        assert_eq!(rx.finish(), vec![Bytes::from_static(b"d")], "unwritten frames come back");
-        assert_eq!(out.try_send(Bytes::from_static(b"e")), Err(SendError::Closed));
+        assert_eq!(out.try_send_indexed(Bytes::from_static(b"e")), Ok(4), "indexes count every frame queued");
+        assert_eq!(
+            rx.finish(),
+            vec![Bytes::from_static(b"d"), Bytes::from_static(b"e")],
+            "unwritten frames come back"
+        );
+        assert_eq!(out.try_send(Bytes::from_static(b"f")), Err(SendError::Closed));
     }
 
     #[tokio::test]

@@ -286,6 +286,7 @@ async fn write_loop(mut write: tokio::net::tcp::OwnedWriteHalf, mut rx: Outbound
                 rx.close();
                 break 'writing;
             }
+            rx.wrote(batch.len());
             buf.clear();
             batch.clear();
             // Give memory back after a burst, so idle connections stay small.

@@ -20,10 +20,10 @@ const NO_USER: UserId = UserId(-7);
 const NO_GROUP: GroupId = GroupId(-7);
 
 /// A password hash shaped like the argon2 PHC strings the service stores.
-const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHQ$RdescudvJCsgt3ub+b+dWRWJTmaaJObG";
+pub(crate) const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHQ$RdescudvJCsgt3ub+b+dWRWJTmaaJObG";
 
 /// Texts that must come back from the store byte for byte.
-fn tricky_texts() -> Vec<(&'static str, String)> {
+pub(crate) fn tricky_texts() -> Vec<(&'static str, String)> {
     vec![
         ("quotes", r#"she said "hi" and 'bye' `tick`"#.to_string()),
         ("backslashes", r#"C:\path\to\file \\ \' \" \"#.to_string()),
@@ -57,13 +57,13 @@ fn long_text(bytes: usize) -> String {
 }
 
 /// Unique names for one check: a random tag plus a counter.
-struct Names {
+pub(crate) struct Names {
     tag: String,
     next: AtomicU32,
 }
 
 impl Names {
-    fn new() -> Names {
+    pub(crate) fn new() -> Names {
         let mut h = RandomState::new().build_hasher();
         h.write_u128(
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()),
@@ -73,7 +73,7 @@ impl Names {
     }
 
     /// `prefix` + tag + counter; keep `prefix` under 30 bytes so the name fits VARCHAR(50).
-    fn name(&self, prefix: &str) -> String {
+    pub(crate) fn name(&self, prefix: &str) -> String {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         format!("{prefix}{}{n}", self.tag)
     }
@@ -106,7 +106,7 @@ fn base36(mut n: u64) -> String {
     digits.iter().rev().collect()
 }
 
-async fn new_user(store: &dyn Store, names: &Names, prefix: &str) -> (UserId, String) {
+pub(crate) async fn new_user(store: &dyn Store, names: &Names, prefix: &str) -> (UserId, String) {
     let name = names.name(prefix);
     match store.create_user(&name, HASH).await {
         Ok(id) => (id, name),
@@ -114,7 +114,7 @@ async fn new_user(store: &dyn Store, names: &Names, prefix: &str) -> (UserId, St
     }
 }
 
-fn ok<T>(what: &str, r: Result<T, StoreError>) -> T {
+pub(crate) fn ok<T>(what: &str, r: Result<T, StoreError>) -> T {
     match r {
         Ok(v) => v,
         Err(e) => panic!("{what} failed: {e}"),

@@ -9,7 +9,11 @@ use bytes::Bytes;
 use chat_proto::{FriendEntry, GroupEntry, GroupId, UserId};
 
 pub mod contract;
+mod log;
+pub mod log_contract;
 pub mod memory;
+
+pub use log::{Appended, ConvState, Log, LoggedMessage, NewMessage};
 
 /// A user as the store keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,6 +112,10 @@ pub trait Sink: Send + Sync + 'static {
 
     /// A node announced a change that other nodes may have cached (see [`Broker::announce`]).
     fn event(&self, _event: Bytes) {}
+
+    /// Frames for any user may have been lost (the receive buffer overflowed, or the
+    /// connection to the broker was down): every session should check the message log.
+    fn resync(&self) {}
 }
 
 /// Cross-node routing and cluster-wide presence.

@@ -1,4 +1,4 @@
-//! An in-memory [`Store`] for service tests: plain maps behind one std `Mutex`.
+//! An in-memory [`Store`] and [`Log`] for service tests: plain maps behind one std `Mutex`.
 //!
 //! It has the semantics of the SQL stores (`chat-model`), checked by the same
 //! [`crate::contract`] suite; it persists nothing and is not meant for production.
@@ -7,9 +7,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use chat_proto::{FriendEntry, GroupEntry, GroupId, MemberEntry, Role, UserId};
+use chat_proto::{ConvId, FriendEntry, GroupEntry, GroupId, HistoryFrom, MemberEntry, Role, UserId};
 
-use crate::{OfflineMessage, Store, StoreError, UserRecord};
+use crate::{
+    Appended, ConvState, Log, LoggedMessage, NewMessage, OfflineMessage, Store, StoreError, UserRecord,
+};
 
 #[derive(Debug)]
 struct User {
@@ -37,6 +39,14 @@ struct State {
     last_user: i32,
     last_group: i32,
     last_message: i64,
+    /// The log: conversation → newest seq; mid → message; (user, conv) → cursor; token → (user, expiry).
+    convs: BTreeMap<ConvId, i64>,
+    log: BTreeMap<i64, LoggedMessage>,
+    cursors: BTreeMap<(UserId, ConvId), i64>,
+    tokens: BTreeMap<String, (UserId, i64)>,
+    /// (sender, cid) → mid.
+    cids: BTreeMap<(UserId, String), i64>,
+    last_mid: i64,
 }
 
 impl State {
@@ -209,6 +219,157 @@ impl Store for MemoryStore {
     }
 }
 
+/// Whether `m` is in `from`'s conversations above their seq.
+fn above(from: &[(ConvId, i64)], m: &LoggedMessage) -> bool {
+    from.iter().any(|&(c, seq)| c == m.conv && m.seq > seq)
+}
+
+#[async_trait]
+impl Log for MemoryStore {
+    async fn open(&self, conv: ConvId) -> Result<(), StoreError> {
+        let mut s = self.lock()?;
+        if let Some(group) = conv.as_group() {
+            if !s.groups.contains_key(&group) {
+                return Err(StoreError::UnknownGroup);
+            }
+        } else {
+            let (lo, hi) = conv.users().ok_or(StoreError::UnknownUser)?;
+            s.require_user(lo)?;
+            s.require_user(hi)?;
+        }
+        s.convs.entry(conv).or_insert(0);
+        Ok(())
+    }
+
+    async fn append(&self, batch: &[NewMessage]) -> Result<Vec<Appended>, StoreError> {
+        let mut s = self.lock()?;
+        if let Some(m) = batch.iter().find(|m| !s.convs.contains_key(&m.conv)) {
+            return Err(StoreError::Internal(format!("conversation {} is not open", m.conv)));
+        }
+        let mut out = Vec::with_capacity(batch.len());
+        for m in batch {
+            let first = m
+                .cid
+                .as_ref()
+                .and_then(|cid| s.cids.get(&(m.sender, cid.clone())))
+                .and_then(|mid| s.log.get(mid))
+                .cloned();
+            if let Some(message) = first {
+                out.push(Appended { message, duplicate: true });
+                continue;
+            }
+            s.last_mid += 1;
+            let mid = s.last_mid;
+            let seq = s.convs.get(&m.conv).copied().unwrap_or_default() + 1;
+            s.convs.insert(m.conv, seq);
+            let message = LoggedMessage {
+                mid,
+                conv: m.conv,
+                seq,
+                sender: m.sender,
+                sender_name: m.sender_name.clone(),
+                body: m.body.clone(),
+                created_at: m.created_at,
+            };
+            s.log.insert(mid, message.clone());
+            if let Some(cid) = &m.cid {
+                s.cids.insert((m.sender, cid.clone()), mid);
+            }
+            out.push(Appended { message, duplicate: false });
+        }
+        Ok(out)
+    }
+
+    async fn conversations(&self, user: UserId) -> Result<Vec<ConvState>, StoreError> {
+        let s = self.lock()?;
+        Ok(s.convs
+            .iter()
+            .filter(|(c, _)| match c.as_group() {
+                Some(g) => s.groups.get(&g).is_some_and(|g| g.members.contains_key(&user)),
+                None => c.users().is_some_and(|(lo, hi)| lo == user || hi == user),
+            })
+            .map(|(&conv, &last_seq)| ConvState {
+                conv,
+                last_seq,
+                cursor: s.cursors.get(&(user, conv)).copied().unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    async fn last_seq(&self, conv: ConvId) -> Result<i64, StoreError> {
+        Ok(self.lock()?.convs.get(&conv).copied().unwrap_or_default())
+    }
+
+    async fn after(&self, from: &[(ConvId, i64)], limit: usize) -> Result<Vec<LoggedMessage>, StoreError> {
+        let s = self.lock()?;
+        Ok(s.log.values().filter(|m| above(from, m)).take(limit).cloned().collect())
+    }
+
+    async fn unread(&self, user: UserId, from: &[(ConvId, i64)]) -> Result<Vec<(ConvId, u64)>, StoreError> {
+        let s = self.lock()?;
+        let mut counts: BTreeMap<ConvId, u64> = BTreeMap::new();
+        for m in s.log.values().filter(|m| m.sender != user && above(from, m)) {
+            *counts.entry(m.conv).or_default() += 1;
+        }
+        Ok(counts.into_iter().collect())
+    }
+
+    async fn history(
+        &self,
+        conv: ConvId,
+        from: HistoryFrom,
+        limit: usize,
+    ) -> Result<Vec<LoggedMessage>, StoreError> {
+        let s = self.lock()?;
+        let all = s.log.values().filter(|m| m.conv == conv);
+        let mut page: Vec<LoggedMessage> = match from {
+            HistoryFrom::Latest => all.rev().take(limit).cloned().collect(),
+            HistoryFrom::Before(mid) => all.rev().filter(|m| m.mid < mid).take(limit).cloned().collect(),
+            HistoryFrom::After(mid) => return Ok(all.filter(|m| m.mid > mid).take(limit).cloned().collect()),
+        };
+        page.reverse();
+        Ok(page)
+    }
+
+    async fn save_cursors(&self, cursors: &[(UserId, ConvId, i64)]) -> Result<(), StoreError> {
+        let mut s = self.lock()?;
+        for &(user, conv, seq) in cursors {
+            let cursor = s.cursors.entry((user, conv)).or_default();
+            *cursor = (*cursor).max(seq);
+        }
+        Ok(())
+    }
+
+    async fn put_token(&self, hash: &str, user: UserId, expires_at: i64) -> Result<(), StoreError> {
+        self.lock()?.tokens.insert(hash.to_owned(), (user, expires_at));
+        Ok(())
+    }
+
+    async fn token_user(&self, hash: &str, now: i64) -> Result<Option<UserId>, StoreError> {
+        let s = self.lock()?;
+        Ok(s.tokens.get(hash).filter(|(_, expires)| *expires > now).map(|(user, _)| *user))
+    }
+
+    async fn drop_token(&self, hash: &str) -> Result<(), StoreError> {
+        self.lock()?.tokens.remove(hash);
+        Ok(())
+    }
+
+    async fn purge(&self, older_than: i64, keep_per_conv: i64, now: i64) -> Result<u64, StoreError> {
+        let mut s = self.lock()?;
+        let convs = s.convs.clone();
+        let before = s.log.len();
+        s.log.retain(|_, m| {
+            m.created_at >= older_than
+                && m.seq > convs.get(&m.conv).copied().unwrap_or_default() - keep_per_conv
+        });
+        let State { log, cids, tokens, .. } = &mut *s;
+        cids.retain(|_, mid| log.contains_key(mid));
+        tokens.retain(|_, (_, expires)| *expires > now);
+        Ok((before - s.log.len()) as u64)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,5 +377,11 @@ mod tests {
     #[tokio::test]
     async fn memory_store_passes_the_contract() {
         crate::contract::run_all(&MemoryStore::new()).await;
+    }
+
+    #[tokio::test]
+    async fn memory_log_passes_the_contract() {
+        let store = MemoryStore::new();
+        crate::log_contract::run_all(&store, &store).await;
     }
 }

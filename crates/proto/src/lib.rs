@@ -9,14 +9,14 @@ mod ids;
 mod reply;
 mod request;
 
-pub use ids::{GroupId, UserId};
+pub use ids::{ConvId, GroupId, Peer, UserId};
 pub use reply::{
     Ack, ChatPush, ErrorCode, FriendEntry, GroupChatPush, GroupEntry, LoginOk, MemberEntry, Notice, Role,
-    ack_error, encode, list_ack, ping, reg_ok,
+    Unread, ack_error, encode, history_ack, list_ack, ping, reg_ok,
 };
-pub use request::{DecodeError, Request, decode_request};
+pub use request::{DecodeError, HistoryFrom, Request, decode_request};
 
-/// Numeric message ids. 1–10 are the original's `EnMsgType`; 11–16 are the extension.
+/// Numeric message ids. 1–10 are the original's `EnMsgType`; 11–20 are the extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum MsgId {
@@ -52,6 +52,14 @@ pub enum MsgId {
     List = 15,
     /// Extension: server answers LIST with the lists.
     ListAck = 16,
+    /// Extension: a reconnecting client takes up its session with a resume token.
+    Resume = 17,
+    /// Extension: the client has received a conversation's messages up to a seq.
+    Received = 18,
+    /// Extension: client asks for a page of a conversation's history.
+    History = 19,
+    /// Extension: server answers HISTORY.
+    HistoryAck = 20,
 }
 
 impl MsgId {
@@ -74,6 +82,10 @@ impl MsgId {
             14 => MsgId::Notice,
             15 => MsgId::List,
             16 => MsgId::ListAck,
+            17 => MsgId::Resume,
+            18 => MsgId::Received,
+            19 => MsgId::History,
+            20 => MsgId::HistoryAck,
             _ => return None,
         })
     }
@@ -103,6 +115,10 @@ pub const MAX_NAME_CHARS: usize = 50;
 pub const MAX_DESC_CHARS: usize = 200;
 /// Longest password, in characters.
 pub const MAX_PASSWORD_CHARS: usize = 128;
+/// Longest client message id (`cid`), in bytes.
+pub const MAX_CID_BYTES: usize = 64;
+/// Most conversations one RESUME or RECEIVED may acknowledge.
+pub const MAX_ACKS: usize = 10_000;
 
 /// The server's clock in the original's `YYYY-MM-DD HH:MM:SS` form is made by the
 /// server; this is the format string both sides use.

@@ -7,7 +7,7 @@
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::{GroupId, MsgId, UserId};
+use crate::{GroupId, MsgId, Peer, UserId};
 
 /// Stable error numbers carried in `errno`. 1 and 2 are the original's; the
 /// rest belong to the extension (docs/PROTOCOL.md lists them).
@@ -44,8 +44,10 @@ pub enum ErrorCode {
     RateLimited = 14,
     /// The server is shutting down or closing this connection.
     Closing = 15,
-    /// A limit was reached: the group is full, or the recipient's offline mailbox is.
+    /// A limit was reached (the group is full).
     LimitReached = 16,
+    /// A RESUME's token is unknown or expired (log in again with the password).
+    BadToken = 17,
 }
 
 impl ErrorCode {
@@ -72,12 +74,18 @@ pub fn encode<T: Serialize>(frame: &T) -> String {
 pub struct ChatPush {
     /// The sender's id (from the session, never from the request).
     pub id: UserId,
+    /// Extension: the message's id in the server's log (absent for the original client).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mid: Option<i64>,
     /// The text.
     pub msg: String,
     /// Always 6.
     pub msgid: u8,
     /// The sender's name.
     pub name: String,
+    /// Extension: the message's place in its conversation, 1, 2, 3, … without gaps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<i64>,
     /// Server time, `YYYY-MM-DD HH:MM:SS`.
     pub time: String,
     /// The recipient.
@@ -91,12 +99,18 @@ pub struct GroupChatPush {
     pub groupid: GroupId,
     /// The sender's id.
     pub id: UserId,
+    /// Extension: the message's id in the server's log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mid: Option<i64>,
     /// The text.
     pub msg: String,
     /// Always 10.
     pub msgid: u8,
     /// The sender's name.
     pub name: String,
+    /// Extension: the message's place in the group's conversation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<i64>,
     /// Server time, `YYYY-MM-DD HH:MM:SS`.
     pub time: String,
 }
@@ -104,6 +118,9 @@ pub struct GroupChatPush {
 /// Extension ACK (11): the outcome of one request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Ack {
+    /// A chat's client message id, echoed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cid: Option<String>,
     /// Why it failed, for people; absent on success.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errmsg: Option<String>,
@@ -112,26 +129,44 @@ pub struct Ack {
     /// The new group's id, on a successful CREATE_GROUP.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub groupid: Option<GroupId>,
+    /// A stored chat's id in the server's log.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mid: Option<i64>,
     /// Always 11.
     pub msgid: u8,
     /// The msgid of the request this answers (0 when the frame had none).
     pub re: i64,
+    /// A stored chat's place in its conversation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seq: Option<i64>,
 }
 
 impl Ack {
     /// A success for request `re`.
     pub fn ok(re: MsgId) -> Ack {
-        Ack { errmsg: None, errno: 0, groupid: None, msgid: MsgId::Ack.number(), re: re.number().into() }
+        Ack {
+            cid: None,
+            errmsg: None,
+            errno: 0,
+            groupid: None,
+            mid: None,
+            msgid: MsgId::Ack.number(),
+            re: re.number().into(),
+            seq: None,
+        }
     }
 
     /// A failure for request `re`.
     pub fn error(re: i64, code: ErrorCode, errmsg: impl Into<String>) -> Ack {
         Ack {
+            cid: None,
             errmsg: Some(errmsg.into()),
             errno: code.number(),
             groupid: None,
+            mid: None,
             msgid: MsgId::Ack.number(),
             re,
+            seq: None,
         }
     }
 }
@@ -220,16 +255,40 @@ pub struct LoginOk {
     pub groups: Vec<GroupEntry>,
     /// Stored frames, oldest first, each the JSON text the user would have got live.
     pub offline: Vec<String>,
+    /// Extension: the token a reconnecting client RESUMEs with.
+    pub resume: Option<String>,
+    /// Extension: unread messages per conversation (only those with some).
+    pub unread: Vec<Unread>,
 }
 
-/// LIST_ACK (16), extension only: `{"errno":0,"friends":[..],"groups":[..],"msgid":16}` with objects.
-pub fn list_ack(friends: &[FriendEntry], groups: &[GroupEntry]) -> String {
+/// How many messages of one conversation the user has not acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unread {
+    /// The conversation.
+    pub peer: Peer,
+    /// Messages from others after the user's cursor.
+    pub count: u64,
+}
+
+impl Unread {
+    fn to_json(self) -> Value {
+        match self.peer {
+            Peer::User(id) => json!({ "count": self.count, "id": id }),
+            Peer::Group(group) => json!({ "count": self.count, "groupid": group }),
+        }
+    }
+}
+
+/// LIST_ACK (16), extension only: `{"errno":0,"friends":[..],"groups":[..],"msgid":16,"unread":[..]}` with objects.
+pub fn list_ack(friends: &[FriendEntry], groups: &[GroupEntry], unread: &[Unread]) -> String {
     let ok = LoginOk {
         id: UserId(0),
         name: String::new(),
         friends: friends.to_vec(),
         groups: groups.to_vec(),
         offline: vec![],
+        resume: None,
+        unread: unread.to_vec(),
     };
     let mut v: Value = serde_json::from_str(&ok.encode(true)).unwrap_or_default();
     if let Some(map) = v.as_object_mut() {
@@ -283,6 +342,12 @@ impl LoginOk {
                 ack.insert(key.into(), Value::Array(list));
             }
         }
+        if ext {
+            if let Some(token) = &self.resume {
+                ack.insert("resume".into(), token.clone().into());
+            }
+            ack.insert("unread".into(), self.unread.iter().map(|u| u.to_json()).collect());
+        }
         encode(&ack)
     }
 }
@@ -310,6 +375,13 @@ pub fn ping() -> String {
     encode(&json!({ "msgid": MsgId::Ping.number() }))
 }
 
+/// Extension HISTORY_ACK (20): a page of a conversation, oldest first, each message
+/// as its push (own messages included); `more` says whether the page was cut at the limit.
+pub fn history_ack(messages: &[String], more: bool) -> String {
+    let messages: Vec<Value> = messages.iter().filter_map(|m| serde_json::from_str(m).ok()).collect();
+    encode(&json!({ "errno": 0, "messages": messages, "more": more, "msgid": MsgId::HistoryAck.number() }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -331,6 +403,8 @@ mod tests {
                 }],
             }],
             offline: vec![r#"{"id":2,"msg":"x","msgid":6,"name":"b","time":"t","to":1}"#.into()],
+            resume: Some("tok".into()),
+            unread: vec![Unread { peer: Peer::Group(GroupId(3)), count: 2 }],
         }
     }
 
@@ -344,12 +418,19 @@ mod tests {
 
     #[test]
     fn login_ack_original_leaves_out_empty_lists() {
-        let empty =
-            LoginOk { id: UserId(1), name: "a".into(), friends: vec![], groups: vec![], offline: vec![] };
+        let empty = LoginOk {
+            id: UserId(1),
+            name: "a".into(),
+            friends: vec![],
+            groups: vec![],
+            offline: vec![],
+            resume: None,
+            unread: vec![],
+        };
         assert_eq!(empty.encode(false), r#"{"errno":0,"id":1,"msgid":2,"name":"a"}"#);
         assert_eq!(
             empty.encode(true),
-            r#"{"errno":0,"friends":[],"groups":[],"id":1,"msgid":2,"name":"a","offlinemsg":[]}"#
+            r#"{"errno":0,"friends":[],"groups":[],"id":1,"msgid":2,"name":"a","offlinemsg":[],"unread":[]}"#
         );
     }
 
@@ -359,6 +440,9 @@ mod tests {
         assert_eq!(v["friends"][0]["state"], "online");
         assert_eq!(v["groups"][0]["users"][0]["role"], "creator");
         assert_eq!(v["offlinemsg"][0]["msg"], "x");
+        assert_eq!(v["resume"], "tok");
+        assert_eq!(v["unread"][0], json!({"count":2,"groupid":3}));
+        assert!(!sample().encode(false).contains("resume"), "the original client gets no extension keys");
     }
 
     #[test]
@@ -393,6 +477,7 @@ mod tests {
             (ErrorCode::RateLimited, 14),
             (ErrorCode::Closing, 15),
             (ErrorCode::LimitReached, 16),
+            (ErrorCode::BadToken, 17),
         ];
         for (code, n) in codes {
             assert_eq!(code.number(), n);
@@ -403,16 +488,20 @@ mod tests {
             r#"{"errmsg":"x","errno":7,"msgid":11,"re":10}"#
         );
         assert_eq!(ping(), r#"{"msgid":12}"#);
-        assert_eq!(list_ack(&[], &[]), r#"{"errno":0,"friends":[],"groups":[],"msgid":16}"#);
+        assert_eq!(list_ack(&[], &[], &[]), r#"{"errno":0,"friends":[],"groups":[],"msgid":16,"unread":[]}"#);
+        let stored = Ack { cid: Some("c1".into()), mid: Some(9), seq: Some(3), ..Ack::ok(MsgId::OneChat) };
+        assert_eq!(encode(&stored), r#"{"cid":"c1","errno":0,"mid":9,"msgid":11,"re":6,"seq":3}"#);
     }
 
     #[test]
     fn pushes_have_the_original_keys_in_order() {
         let push = ChatPush {
             id: UserId(1),
+            mid: None,
             msg: "hi \"x\" \\ 你好 😀\n".into(),
             msgid: 6,
             name: "a".into(),
+            seq: None,
             time: "2024-01-01 00:00:00".into(),
             to: UserId(2),
         };
@@ -420,14 +509,21 @@ mod tests {
             encode(&push),
             r#"{"id":1,"msg":"hi \"x\" \\ 你好 😀\n","msgid":6,"name":"a","time":"2024-01-01 00:00:00","to":2}"#
         );
-        let g = GroupChatPush {
+        let mut g = GroupChatPush {
             groupid: GroupId(3),
             id: UserId(1),
+            mid: None,
             msg: "m".into(),
             msgid: 10,
             name: "a".into(),
+            seq: None,
             time: "t".into(),
         };
         assert_eq!(encode(&g), r#"{"groupid":3,"id":1,"msg":"m","msgid":10,"name":"a","time":"t"}"#);
+        (g.mid, g.seq) = (Some(40), Some(2));
+        assert_eq!(
+            encode(&g),
+            r#"{"groupid":3,"id":1,"mid":40,"msg":"m","msgid":10,"name":"a","seq":2,"time":"t"}"#
+        );
     }
 }

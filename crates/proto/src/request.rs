@@ -6,7 +6,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::{GroupId, MsgId, UserId};
+use crate::{GroupId, MAX_ACKS, MAX_CID_BYTES, MsgId, Peer, UserId};
 
 /// One request from a client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,8 +17,8 @@ pub enum Request {
     Loginout,
     /// REG (4). `ext` opts the connection in to the protocol extension.
     Register { name: String, password: String, ext: bool },
-    /// ONE_CHAT (6).
-    OneChat { to: UserId, msg: String },
+    /// ONE_CHAT (6). `cid`: the client's own id for the message (extension), echoed in its ack.
+    OneChat { to: UserId, msg: String, cid: Option<String> },
     /// ADD_FRIEND (7).
     AddFriend { friend: UserId },
     /// CREATE_GROUP (8).
@@ -26,11 +26,28 @@ pub enum Request {
     /// ADD_GROUP (9).
     AddGroup { group: GroupId },
     /// GROUP_CHAT (10).
-    GroupChat { group: GroupId, msg: String },
+    GroupChat { group: GroupId, msg: String, cid: Option<String> },
     /// PONG (13), an extension client's answer to a ping.
     Pong,
     /// LIST (15): the friend and group lists again.
     List,
+    /// RESUME (17): log in again with a resume token, acknowledging what the client has.
+    Resume { token: String, acks: Vec<(Peer, i64)> },
+    /// RECEIVED (18): cumulative acknowledgements, the highest seq received per conversation.
+    Received { acks: Vec<(Peer, i64)> },
+    /// HISTORY (19): a page of one conversation.
+    History { peer: Peer, from: HistoryFrom, limit: Option<u32> },
+}
+
+/// Where a HISTORY page starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HistoryFrom {
+    /// The newest messages.
+    Latest,
+    /// Messages older than this message id.
+    Before(i64),
+    /// Messages newer than this message id.
+    After(i64),
 }
 
 impl Request {
@@ -47,6 +64,9 @@ impl Request {
             Request::GroupChat { .. } => MsgId::GroupChat,
             Request::Pong => MsgId::Pong,
             Request::List => MsgId::List,
+            Request::Resume { .. } => MsgId::Resume,
+            Request::Received { .. } => MsgId::Received,
+            Request::History { .. } => MsgId::History,
         }
     }
 }
@@ -92,21 +112,48 @@ pub fn decode_request(frame: &[u8]) -> Result<Request, DecodeError> {
             password: fields.string("password")?,
             ext: fields.ext(),
         },
-        Some(MsgId::OneChat) => Request::OneChat { to: UserId(fields.id("to")?), msg: fields.string("msg")? },
+        Some(MsgId::OneChat) => {
+            Request::OneChat { to: UserId(fields.id("to")?), msg: fields.string("msg")?, cid: fields.cid()? }
+        }
         Some(MsgId::AddFriend) => Request::AddFriend { friend: UserId(fields.id("friendid")?) },
         Some(MsgId::CreateGroup) => Request::CreateGroup {
             name: fields.string("groupname")?,
             desc: fields.optional_string("groupdesc")?,
         },
         Some(MsgId::AddGroup) => Request::AddGroup { group: GroupId(fields.id("groupid")?) },
-        Some(MsgId::GroupChat) => {
-            Request::GroupChat { group: GroupId(fields.id("groupid")?), msg: fields.string("msg")? }
-        }
+        Some(MsgId::GroupChat) => Request::GroupChat {
+            group: GroupId(fields.id("groupid")?),
+            msg: fields.string("msg")?,
+            cid: fields.cid()?,
+        },
         Some(MsgId::Pong) => Request::Pong,
         Some(MsgId::List) => Request::List,
+        Some(MsgId::Resume) => Request::Resume { token: fields.string("token")?, acks: fields.acks()? },
+        Some(MsgId::Received) => Request::Received { acks: fields.acks()? },
+        Some(MsgId::History) => {
+            let from = match (fields.optional_i64("before")?, fields.optional_i64("after")?) {
+                (None, None) => HistoryFrom::Latest,
+                (Some(before), None) => HistoryFrom::Before(before),
+                (None, Some(after)) => HistoryFrom::After(after),
+                (Some(_), Some(_)) => return Err(fields.err("give `before` or `after`, not both".into())),
+            };
+            let limit =
+                fields.optional_i64("limit")?.map(|n| u32::try_from(n.clamp(0, 1 << 20)).unwrap_or(0));
+            Request::History { peer: peer(&fields.obj, &fields)?, from, limit }
+        }
         _ => return Err(DecodeError::new(Some(number), format!("msgid {number} is not a request"))),
     };
     Ok(request)
+}
+
+/// The conversation an object names: `{"id":N}` (a user) or `{"groupid":N}` (a group).
+fn peer(obj: &Map<String, Value>, outer: &Fields<'_>) -> Result<Peer, DecodeError> {
+    let fields = Fields { obj, msgid: outer.msgid };
+    match (obj.contains_key("id"), obj.contains_key("groupid")) {
+        (true, false) => Ok(Peer::User(UserId(fields.id("id")?))),
+        (false, true) => Ok(Peer::Group(GroupId(fields.id("groupid")?))),
+        _ => Err(outer.err("name a conversation with `id` (a user) or `groupid` (a group)".into())),
+    }
 }
 
 /// An integral JSON number: `7` and `7.0` are, `7.5` and `"7"` are not.
@@ -150,6 +197,41 @@ impl Fields<'_> {
         }
     }
 
+    fn optional_i64(&self, key: &str) -> Result<Option<i64>, DecodeError> {
+        match self.obj.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => integer(v).map(Some).ok_or_else(|| self.err(format!("`{key}` must be an integer"))),
+        }
+    }
+
+    /// A chat's optional client message id: a string of 1 to [`MAX_CID_BYTES`] bytes.
+    fn cid(&self) -> Result<Option<String>, DecodeError> {
+        match self.obj.get("cid") {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if !s.is_empty() && s.len() <= MAX_CID_BYTES => Ok(Some(s.clone())),
+            Some(_) => Err(self.err(format!("`cid` must be a string of 1 to {MAX_CID_BYTES} bytes"))),
+        }
+    }
+
+    /// `"acks": [{"id":2,"seq":17}, {"groupid":5,"seq":30}]`; absent means none.
+    fn acks(&self) -> Result<Vec<(Peer, i64)>, DecodeError> {
+        let list = match self.obj.get("acks") {
+            None | Some(Value::Null) => return Ok(Vec::new()),
+            Some(Value::Array(list)) if list.len() <= MAX_ACKS => list,
+            Some(_) => return Err(self.err(format!("`acks` must be an array of at most {MAX_ACKS} objects"))),
+        };
+        list.iter()
+            .map(|item| {
+                let Value::Object(obj) = item else {
+                    return Err(self.err("each of `acks` must be an object".into()));
+                };
+                let inner = Fields { obj, msgid: self.msgid };
+                let seq = inner.optional_i64("seq")?.ok_or_else(|| self.err("an ack needs `seq`".into()))?;
+                Ok((peer(obj, self)?, seq))
+            })
+            .collect()
+    }
+
     /// `"ext": 1` or `"ext": true` opts in to the extension.
     fn ext(&self) -> bool {
         match self.obj.get("ext") {
@@ -185,7 +267,7 @@ mod tests {
         );
         assert_eq!(
             ok(r#"{"id":1,"msg":"hi","msgid":6,"name":"a","time":"2024-01-01 00:00:00","to":2}"#),
-            Request::OneChat { to: UserId(2), msg: "hi".into() }
+            Request::OneChat { to: UserId(2), msg: "hi".into(), cid: None }
         );
         assert_eq!(ok(r#"{"friendid":2,"id":1,"msgid":7}"#), Request::AddFriend { friend: UserId(2) });
         assert_eq!(
@@ -195,8 +277,51 @@ mod tests {
         assert_eq!(ok(r#"{"groupid":3,"id":1,"msgid":9}"#), Request::AddGroup { group: GroupId(3) });
         assert_eq!(
             ok(r#"{"groupid":3,"id":1,"msg":"m","msgid":10,"name":"a","time":"t"}"#),
-            Request::GroupChat { group: GroupId(3), msg: "m".into() }
+            Request::GroupChat { group: GroupId(3), msg: "m".into(), cid: None }
         );
+    }
+
+    #[test]
+    fn decodes_the_delivery_extension() {
+        assert_eq!(
+            ok(r#"{"cid":"c-1","msg":"hi","msgid":6,"to":2}"#),
+            Request::OneChat { to: UserId(2), msg: "hi".into(), cid: Some("c-1".into()) }
+        );
+        assert_eq!(
+            ok(r#"{"acks":[{"id":2,"seq":17},{"groupid":5,"seq":30}],"msgid":17,"token":"t"}"#),
+            Request::Resume {
+                token: "t".into(),
+                acks: vec![(Peer::User(UserId(2)), 17), (Peer::Group(GroupId(5)), 30)]
+            }
+        );
+        assert_eq!(ok(r#"{"msgid":18}"#), Request::Received { acks: vec![] });
+        assert_eq!(
+            ok(r#"{"groupid":5,"before":100,"limit":20,"msgid":19}"#),
+            Request::History {
+                peer: Peer::Group(GroupId(5)),
+                from: HistoryFrom::Before(100),
+                limit: Some(20)
+            }
+        );
+        assert_eq!(
+            ok(r#"{"id":2,"msgid":19}"#),
+            Request::History { peer: Peer::User(UserId(2)), from: HistoryFrom::Latest, limit: None }
+        );
+        for bad in [
+            r#"{"cid":"","msg":"hi","msgid":6,"to":2}"#,
+            r#"{"cid":5,"msg":"hi","msgid":6,"to":2}"#,
+            r#"{"msgid":18,"acks":[{"seq":1}]}"#,
+            r#"{"msgid":18,"acks":[{"id":1,"groupid":2,"seq":1}]}"#,
+            r#"{"msgid":18,"acks":[{"id":1}]}"#,
+            r#"{"msgid":18,"acks":{"id":1}}"#,
+            r#"{"msgid":17}"#,
+            r#"{"msgid":19}"#,
+            r#"{"msgid":19,"id":2,"before":1,"after":2}"#,
+        ] {
+            assert!(decode_request(bad.as_bytes()).is_err(), "{bad}");
+        }
+        let long = format!(r#"{{"cid":"{}","msg":"hi","msgid":6,"to":2}}"#, "x".repeat(65));
+        err(&long);
     }
 
     #[test]

@@ -67,7 +67,7 @@ fn the_original_clients_frames_decode() {
     assert_eq!(accepted(&seed("request", "seed-msgid03")), Request::Loginout);
     assert_eq!(
         accepted(&seed("request", "seed-msgid10")),
-        Request::GroupChat { group: GroupId(1), msg: "hi all".into() }
+        Request::GroupChat { group: GroupId(1), msg: "hi all".into(), cid: None }
     );
     // Frames the server sends are not requests, but the error names their msgid.
     for n in [2, 5, 11, 12, 14, 16] {
@@ -124,9 +124,9 @@ fn escapes_decode_to_the_characters_they_name() {
     };
     // A lone \ud800 inside a longer string is an error, as the bare one is.
     assert!(rejected(surrogate_nul).reason.starts_with("not JSON"));
-    assert_eq!(accepted(emoji), Request::OneChat { to: UserId(2), msg: "😀 你".into() });
+    assert_eq!(accepted(emoji), Request::OneChat { to: UserId(2), msg: "😀 你".into(), cid: None });
     let nul = br#"{"msgid":6,"to":2,"msg":"a\u0000b\"\\"}"#;
-    assert_eq!(accepted(nul), Request::OneChat { to: UserId(2), msg: "a\0b\"\\".into() });
+    assert_eq!(accepted(nul), Request::OneChat { to: UserId(2), msg: "a\0b\"\\".into(), cid: None });
 }
 
 #[test]

@@ -1,29 +1,38 @@
-//! Getting a frame to a user: this node's session, another node through the
-//! broker, or the offline store. Also the [`Sink`] for frames from other nodes.
+//! Getting messages to users: this node's sessions (each in its conversations'
+//! order, see `inbox.rs`), the catch-up reads from the message log that fill any
+//! gap (a replay at login, a lost publish, a lagging broker), the cursors the
+//! sessions acknowledge, and the [`Sink`] for frames from other nodes.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use chat_ports::{Broker, Sink, Store};
-use chat_proto::{GroupId, UserId};
-use tracing::{error, warn};
+use chat_ports::{Broker, Log, Sink, Store};
+use chat_proto::{ConvId, GroupId, UserId};
+use tracing::{debug, error, warn};
 
-use crate::sessions::{Delivered, Sessions};
+use crate::durable::Item;
+use crate::sessions::{Delivered, Offered, Sessions};
 
-/// Local delivery with the offline store as fallback, and the group member cache
+/// Messages one catch-up read takes (then it waits for the client's socket to take them).
+const CATCH_UP_PAGE: usize = 256;
+
+/// Delivery to this node's sessions, with the log behind it, and the group member cache
 /// that announcements from other nodes invalidate.
 pub struct Delivery {
     sessions: Sessions,
     store: Arc<dyn Store>,
+    log: Arc<dyn Log>,
     groups: GroupCache,
+    /// Itself, for the tasks it starts from `&self` (the broker's receive loop calls in).
+    me: Weak<Delivery>,
 }
 
 impl Delivery {
-    /// Delivery over this node's sessions and the store.
-    pub fn new(sessions: Sessions, store: Arc<dyn Store>) -> Arc<Delivery> {
-        Arc::new(Delivery { sessions, store, groups: GroupCache::default() })
+    /// Delivery over this node's sessions, the store and the message log.
+    pub fn new(sessions: Sessions, store: Arc<dyn Store>, log: Arc<dyn Log>) -> Arc<Delivery> {
+        Arc::new_cyclic(|me| Delivery { sessions, store, log, groups: GroupCache::default(), me: me.clone() })
     }
 
     /// The group member cache.
@@ -36,7 +45,8 @@ impl Delivery {
         &self.sessions
     }
 
-    /// Stores frames offline in the background, retrying for a while if the database is down.
+    /// Stores unsequenced frames (from a node that does not log messages) offline in the
+    /// background, retrying for a while if the database is down.
     pub fn store_later(&self, messages: Vec<(UserId, String)>) {
         if messages.is_empty() {
             return;
@@ -57,20 +67,157 @@ impl Delivery {
             error!(count = messages.len(), "offline messages lost: database unavailable");
         });
     }
+
+    /// Starts reading `user`'s stale conversations from the log (the session on `conn`).
+    pub(crate) fn start_catch_up(&self, user: UserId, conn: u64) {
+        let Some(me) = self.me.upgrade() else { return };
+        tokio::spawn(async move { me.catch_up(user, conn).await });
+    }
+
+    /// Reads what the session is missing from the log and pushes it in order, a page at a
+    /// time (waiting for the client's socket between pages), until nothing is stale. A
+    /// database outage is waited out while the session lasts.
+    async fn catch_up(&self, user: UserId, conn: u64) {
+        let mut wait = Duration::from_millis(100);
+        loop {
+            let Some((from, out)) = self.sessions.begin_fetch(user, conn) else { return };
+            if !from.is_empty() {
+                match self.log.after(&from, CATCH_UP_PAGE).await {
+                    Ok(found) => {
+                        wait = Duration::from_millis(100);
+                        let cut = found.len() >= CATCH_UP_PAGE;
+                        if cut {
+                            self.sessions.more(user, conn, &from);
+                        }
+                        debug!(user = %user, count = found.len(), "catching up from the log");
+                        if !self.sessions.push_fetched(user, conn, &found) {
+                            return;
+                        }
+                        if cut && !out.flushed().await {
+                            self.sessions.abandon_fetch(user, conn);
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        warn!(user = %user, error = %e, "catch-up read failed; retrying");
+                        self.sessions.more(user, conn, &from);
+                        tokio::time::sleep(wait).await;
+                        wait = (wait * 2).min(Duration::from_secs(5));
+                        if out.is_closed() {
+                            self.sessions.abandon_fetch(user, conn);
+                            return;
+                        }
+                        continue;
+                    }
+                }
+            }
+            if !self.sessions.end_fetch(user, conn) {
+                return;
+            }
+        }
+    }
+
+    /// Offers a logged message to `user`'s session here; false if the user has none.
+    pub(crate) fn offer(&self, user: UserId, item: &Item) -> bool {
+        match self.sessions.offer(user, item) {
+            Offered::NotHere => false,
+            Offered::Done => true,
+            Offered::CatchUp(conn) => {
+                self.start_catch_up(user, conn);
+                true
+            }
+        }
+    }
+
+    /// Writes the sessions' acknowledged cursors (the periodic flush; see `cursor_flush`).
+    pub(crate) async fn flush_cursors(&self) {
+        let list = self.sessions.unsaved();
+        if list.is_empty() {
+            return;
+        }
+        match self.log.save_cursors(&list).await {
+            Ok(()) => self.sessions.saved(&list),
+            Err(e) => warn!(error = %e, count = list.len(), "saving cursors failed; will retry"),
+        }
+    }
+
+    /// Saves a finished session's cursors in the background, retrying while the database is down.
+    pub(crate) fn save_cursors_later(&self, user: UserId, cursors: Vec<(ConvId, i64)>) {
+        if cursors.is_empty() {
+            return;
+        }
+        let log = self.log.clone();
+        let list: Vec<(UserId, ConvId, i64)> = cursors.into_iter().map(|(c, s)| (user, c, s)).collect();
+        tokio::spawn(async move {
+            let mut wait = Duration::from_millis(100);
+            for attempt in 1..=10 {
+                match log.save_cursors(&list).await {
+                    Ok(()) => return,
+                    Err(e) => warn!(error = %e, attempt, "saving a session's cursors failed; retrying"),
+                }
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+            // Only costs redelivery: the client drops messages it has seen.
+            warn!(user = %user, "a session's cursors were not saved; its last messages will come again");
+        });
+    }
+
+    /// Publishes again, in the background, frames whose publish failed (the broker was down):
+    /// the recipients' nodes may not have noticed the outage and would not catch up by themselves.
+    pub(crate) fn republish_later(&self, broker: Arc<dyn Broker>, failed: Vec<(UserId, Bytes)>) {
+        if failed.is_empty() {
+            return;
+        }
+        tokio::spawn(async move {
+            let mut left = failed;
+            let mut wait = Duration::from_millis(200);
+            for _ in 0..10 {
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+                let results =
+                    futures::future::join_all(left.iter().map(|(u, f)| broker.publish(*u, f.clone()))).await;
+                left = left.into_iter().zip(results).filter(|(_, r)| r.is_err()).map(|(x, _)| x).collect();
+                if left.is_empty() {
+                    return;
+                }
+            }
+            // Stored all the same: the recipients get them at their next catch-up or resume.
+            warn!(count = left.len(), "publishes kept failing; recipients will catch up from the log");
+        });
+    }
 }
 
 impl Sink for Delivery {
     fn deliver(&self, user: UserId, frame: Bytes) {
+        if let Some(item) = Item::parse(frame.clone()) {
+            // Not here any more: the message is in the log, the user's next session replays it.
+            self.offer(user, &item);
+            return;
+        }
         if self.sessions.deliver(user, frame.clone()) == Delivered::Yes {
             return;
         }
-        // The user left this node while the frame was in flight: keep it for the next login.
+        // An unsequenced frame for a user who left this node while it was in flight.
         self.store_later(vec![(user, String::from_utf8_lossy(&frame).into_owned())]);
     }
 
     fn event(&self, event: Bytes) {
         if let Some(group) = GroupCache::parse_changed(&event) {
             self.groups.forget(group);
+        }
+    }
+
+    fn resync(&self) {
+        let sessions = self.sessions.all_stale();
+        if !sessions.is_empty() {
+            warn!(
+                sessions = sessions.len(),
+                "messages may have been lost in the broker; catching up from the log"
+            );
+        }
+        for (user, conn) in sessions {
+            self.start_catch_up(user, conn);
         }
     }
 }
@@ -126,50 +273,5 @@ impl GroupCache {
     fn parse_changed(event: &[u8]) -> Option<GroupId> {
         let text = std::str::from_utf8(event).ok()?;
         text.strip_prefix("group-members:")?.parse().ok().map(GroupId)
-    }
-}
-
-/// Routes one frame to each of `users` (never to nobody): this node first, then
-/// one publish per remaining user, all in flight at once (the broker pipelines
-/// them); whoever no node took is returned for offline storage.
-pub(crate) async fn route(
-    sessions: &Sessions,
-    broker: &dyn Broker,
-    users: impl IntoIterator<Item = UserId>,
-    frame: &Bytes,
-) -> Vec<UserId> {
-    let mut remote = Vec::new();
-    for user in users {
-        if sessions.deliver(user, frame.clone()) == Delivered::No {
-            remote.push(user);
-        }
-    }
-    match remote.len() {
-        0 => Vec::new(),
-        1 => {
-            let user = remote[0];
-            if published(user, broker.publish(user, frame.clone()).await) { Vec::new() } else { remote }
-        }
-        _ => {
-            let results =
-                futures::future::join_all(remote.iter().map(|&u| broker.publish(u, frame.clone()))).await;
-            remote
-                .into_iter()
-                .zip(results)
-                .filter(|(u, r)| !published(*u, r.clone()))
-                .map(|(u, _)| u)
-                .collect()
-        }
-    }
-}
-
-/// Whether a publish reached a node; a failed one is logged and counts as not.
-fn published(user: UserId, result: Result<bool, chat_ports::BrokerError>) -> bool {
-    match result {
-        Ok(reached) => reached,
-        Err(e) => {
-            warn!(user = %user, error = %e, "publish failed; storing offline");
-            false
-        }
     }
 }

@@ -34,6 +34,8 @@ pub struct Conn {
     /// Opted in to the extension (by `"ext"` in a LOGIN or REG).
     pub(crate) ext: bool,
     pub(crate) user: Option<SessionUser>,
+    /// The SHA-256 of the session's resume token (forgotten at LOGINOUT).
+    pub(crate) token: Option<String>,
     /// Request rate limit.
     bucket: TokenBucket,
     /// Requests refused by the rate limit in a row.
@@ -68,6 +70,8 @@ pub(crate) enum Reply {
     Done,
     /// A new group (the extension's ACK carries its id).
     GroupCreated(GroupId),
+    /// A chat stored in the log (the extension's ACK carries its ids).
+    Stored { cid: Option<String>, mid: i64, seq: i64 },
     /// Nothing at all, for anybody (PONG).
     Silent,
 }
@@ -81,6 +85,7 @@ impl Handler for Service {
             out,
             ext: false,
             user: None,
+            token: None,
             bucket: TokenBucket::new(self.config.rate_burst),
             refused_in_row: 0,
             failed_logins: 0,
@@ -130,7 +135,8 @@ impl Handler for Service {
         let span = debug_span!("request", kind = ?kind, user = conn.user.as_ref().map(|u| u.id.0));
         let outcome = self.dispatch(conn, request).instrument(span).await;
         let mut flow = Flow::Continue;
-        if kind == MsgId::Login && outcome.as_ref().is_err_and(|e| *e == ServiceError::InvalidCredentials) {
+        let failed_login = matches!(outcome, Err(ServiceError::InvalidCredentials | ServiceError::BadToken));
+        if matches!(kind, MsgId::Login | MsgId::Resume) && failed_login {
             conn.failed_logins += 1;
             if conn.failed_logins >= self.config.login_failures_per_conn {
                 warn!(failures = conn.failed_logins, "too many failed logins; disconnecting");
@@ -174,30 +180,37 @@ impl Handler for Service {
     }
 
     async fn close(&self, mut conn: Conn, unwritten: Vec<Bytes>) {
-        // Chats that were queued for this user but never written are kept for the next login.
+        // Logged chats that never reached the socket stay after the session's cursor (an
+        // original client's cursor counts only what was written; an extension client's
+        // only what it acknowledged): its next login or resume replays them.
+        // Unsequenced ones (from nodes that keep no log) are kept offline.
         if let Some(user) = &conn.user {
             let keep: Vec<(UserId, String)> = unwritten
                 .iter()
-                .filter(|f| is_chat_push(f))
+                .filter(|f| is_unlogged_chat(f))
                 .map(|f| (user.id, String::from_utf8_lossy(f).into_owned()))
                 .collect();
             if !keep.is_empty() {
-                debug!(count = keep.len(), "keeping unwritten chats offline");
+                debug!(count = keep.len(), "keeping unwritten unlogged chats offline");
                 self.delivery.store_later(keep);
             }
         }
-        self.logout(&mut conn).await;
+        self.logout(&mut conn, false).await;
     }
 }
 
-/// Whether a queued frame is a forwarded chat (worth keeping) rather than a reply.
-fn is_chat_push(frame: &[u8]) -> bool {
+/// Whether a queued frame is a forwarded chat that is not in the log (no `seq`).
+fn is_unlogged_chat(frame: &[u8]) -> bool {
     #[derive(serde::Deserialize)]
     struct Kind {
         msgid: i64,
+        #[serde(default)]
+        seq: Option<i64>,
     }
     serde_json::from_slice::<Kind>(frame).is_ok_and(|k| {
-        k.msgid == i64::from(MsgId::OneChat.number()) || k.msgid == i64::from(MsgId::GroupChat.number())
+        k.seq.is_none()
+            && (k.msgid == i64::from(MsgId::OneChat.number())
+                || k.msgid == i64::from(MsgId::GroupChat.number()))
     })
 }
 
@@ -213,13 +226,16 @@ impl Service {
                 self.register(name, password).await
             }
             Request::Pong => Ok(Reply::Silent),
+            Request::Resume { token, acks } => self.resume(conn, token, &acks).await,
             Request::Loginout => {
                 conn.user()?;
-                self.logout(conn).await;
+                self.logout(conn, true).await;
                 Ok(Reply::Done)
             }
-            Request::OneChat { to, msg } => self.send_one(conn.user()?, to, msg).await,
-            Request::GroupChat { group, msg } => self.send_group(conn.user()?, group, msg).await,
+            Request::OneChat { to, msg, cid } => self.send_one(conn.user()?, to, msg, cid).await,
+            Request::GroupChat { group, msg, cid } => self.send_group(conn.user()?, group, msg, cid).await,
+            Request::Received { acks } => self.received(conn, &acks),
+            Request::History { peer, from, limit } => self.history(conn.user()?, peer, from, limit).await,
             Request::AddFriend { friend } => self.add_friend(conn.user()?, friend).await,
             Request::CreateGroup { name, desc } => self.create_group(conn.user()?, name, desc).await,
             Request::AddGroup { group } => self.join_group(conn.user()?, group).await,
@@ -236,11 +252,14 @@ impl Service {
             Ok(Reply::GroupCreated(group)) if conn.ext => {
                 conn.send(encode(&Ack { groupid: Some(group), ..Ack::ok(kind) }))
             }
+            Ok(Reply::Stored { cid, mid, seq }) if conn.ext => {
+                conn.send(encode(&Ack { cid, mid: Some(mid), seq: Some(seq), ..Ack::ok(kind) }))
+            }
             Ok(_) => {}
             Err(e) => {
                 let (code, text) = e.wire();
                 match kind {
-                    MsgId::Login => conn.send(ack_error(MsgId::LoginAck, code, &text)),
+                    MsgId::Login | MsgId::Resume => conn.send(ack_error(MsgId::LoginAck, code, &text)),
                     // The original client prints its own text for any failed registration.
                     MsgId::Reg if !conn.ext => {
                         conn.send(ack_error(MsgId::RegAck, ErrorCode::Invalid, chat_proto::ERRMSG_REG_FAILED))

@@ -36,9 +36,12 @@ pub enum ServiceError {
     /// Too many requests or failed logins; the text says which.
     #[error("{0}")]
     RateLimited(String),
-    /// A group or a mailbox is full; the text says which.
+    /// A limit was reached (a full group); the text says which.
     #[error("{0}")]
     LimitReached(String),
+    /// A resume token is unknown or expired.
+    #[error("resume token unknown or expired; log in with the password")]
+    BadToken,
     /// The database or the broker cannot be reached.
     #[error("service temporarily unavailable")]
     Unavailable,
@@ -62,6 +65,7 @@ impl ServiceError {
             ServiceError::InvalidInput(_) => ErrorCode::InvalidInput,
             ServiceError::RateLimited(_) => ErrorCode::RateLimited,
             ServiceError::LimitReached(_) => ErrorCode::LimitReached,
+            ServiceError::BadToken => ErrorCode::BadToken,
             ServiceError::Unavailable => ErrorCode::Unavailable,
             ServiceError::Internal => ErrorCode::Internal,
         };

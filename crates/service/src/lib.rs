@@ -1,14 +1,17 @@
 //! The chat service: sessions, dispatch and the handlers.
 //!
 //! It does no I/O of its own: storage and cross-node routing go through the
-//! [`Store`] and [`Broker`] ports, and clients are reached only through their
+//! [`Store`], [`Log`] and [`Broker`] ports, and clients are reached only through their
 //! connection's bounded [`chat_net::Outbound`] queue. `chat-net` calls it
 //! through the [`chat_net::Handler`] impl in `dispatch.rs`.
 
 mod delivery;
 mod dispatch;
+mod durable;
 mod error;
 mod handlers;
+mod inbox;
+mod journal;
 mod limits;
 mod password;
 mod sessions;
@@ -16,7 +19,7 @@ mod sessions;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use chat_ports::{Broker, BrokerError, OfflineMessage, Sink, Store, StoreError, UserRecord};
+pub use chat_ports::{Broker, BrokerError, Log, OfflineMessage, Sink, Store, StoreError, UserRecord};
 pub use delivery::Delivery;
 pub use dispatch::Conn;
 pub use error::ServiceError;
@@ -48,8 +51,22 @@ pub struct ServiceConfig {
     pub login_lockout: Duration,
     /// Members a group may have.
     pub max_group_members: usize,
-    /// Offline messages kept per user; senders beyond it get errno 16.
-    pub max_offline_per_user: u64,
+    /// Most stored messages an original client's LOGIN ack carries (the rest follow as pushes).
+    pub offline_in_ack: usize,
+    /// How often acknowledged cursors are written (the most a node crash makes come again).
+    pub cursor_flush: Duration,
+    /// Messages older than this are purged.
+    pub retention: Duration,
+    /// Messages kept per conversation (older ones are purged).
+    pub retention_per_conversation: u64,
+    /// How often the purge runs.
+    pub purge_interval: Duration,
+    /// How long a resume token lives after the login that issued it.
+    pub resume_ttl: Duration,
+    /// Most messages in a HISTORY page.
+    pub history_page_max: usize,
+    /// Most messages per group-commit transaction.
+    pub batch_max_messages: usize,
     /// A connection that is not logged in is closed after this long.
     pub login_timeout: Duration,
     /// An extension client silent this long is pinged, and closed if silent twice as long.
@@ -70,7 +87,14 @@ impl Default for ServiceConfig {
             login_failures_per_user: 10,
             login_lockout: Duration::from_secs(60),
             max_group_members: 1000,
-            max_offline_per_user: 1000,
+            offline_in_ack: 1000,
+            cursor_flush: Duration::from_secs(1),
+            retention: Duration::from_secs(30 * 24 * 3600),
+            retention_per_conversation: 100_000,
+            purge_interval: Duration::from_secs(600),
+            resume_ttl: Duration::from_secs(7 * 24 * 3600),
+            history_page_max: 100,
+            batch_max_messages: 1000,
             login_timeout: Duration::from_secs(60),
             ping_interval: Duration::from_secs(30),
         }
@@ -80,33 +104,53 @@ impl Default for ServiceConfig {
 /// One node's chat service.
 pub struct Service {
     store: Arc<dyn Store>,
+    log: Arc<dyn Log>,
     broker: Arc<dyn Broker>,
     delivery: Arc<Delivery>,
+    journal: journal::Journal,
+    opened: handlers::Opened,
     passwords: Passwords,
     login_failures: limits::LoginFailures,
-    clock: handlers::Clock,
     config: ServiceConfig,
 }
 
+/// Text of chats accepted per group-commit transaction, at most.
+const BATCH_MAX_BYTES: usize = 4 * 1024 * 1024;
+
 impl Service {
-    /// A service over these adapters. `delivery` must be the sink the broker was built with.
+    /// A service over these adapters. `delivery` must be the sink the broker was built with,
+    /// over the same `log`. Starts its background tasks (the group commit, the cursor flush,
+    /// the retention purge): call it inside a tokio runtime.
     pub fn new(
         store: Arc<dyn Store>,
+        log: Arc<dyn Log>,
         broker: Arc<dyn Broker>,
         delivery: Arc<Delivery>,
         config: ServiceConfig,
     ) -> Result<Service, String> {
         let passwords = Passwords::new(config.hash_cost, config.hash_concurrency)?;
         let login_failures = limits::LoginFailures::new(config.login_failures_per_user, config.login_lockout);
+        let limits =
+            journal::BatchLimits { messages: config.batch_max_messages.max(1), bytes: BATCH_MAX_BYTES };
+        let clock = Arc::new(handlers::Clock::default());
+        let journal = journal::Journal::start(log.clone(), broker.clone(), delivery.clone(), clock, limits);
+        spawn_upkeep(&delivery, &log, &config);
         Ok(Service {
             store,
+            log,
             broker,
             delivery,
+            journal,
+            opened: handlers::Opened::default(),
             passwords,
             login_failures,
-            clock: handlers::Clock::default(),
             config,
         })
+    }
+
+    /// Writes every session's acknowledged cursors now (shutdown does, before logging out).
+    pub async fn flush_cursors(&self) {
+        self.delivery.flush_cursors().await;
     }
 
     /// This node's sessions.
@@ -129,4 +173,39 @@ impl Service {
             tracing::warn!(error = %e, count = users.len(), "could not mark users offline at shutdown");
         }
     }
+}
+
+/// The periodic work of a node: writing acknowledged cursors every `cursor_flush`, and the
+/// retention purge every `purge_interval`. The tasks hold only weak references: they end
+/// with the service.
+fn spawn_upkeep(delivery: &Arc<Delivery>, log: &Arc<dyn Log>, config: &ServiceConfig) {
+    let weak = Arc::downgrade(delivery);
+    let every = config.cursor_flush.max(Duration::from_millis(10));
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(delivery) = weak.upgrade() else { return };
+            delivery.flush_cursors().await;
+        }
+    });
+    let weak = Arc::downgrade(log);
+    let every = config.purge_interval.max(Duration::from_secs(1));
+    let retention = i64::try_from(config.retention.as_millis()).unwrap_or(i64::MAX);
+    let keep = i64::try_from(config.retention_per_conversation).unwrap_or(i64::MAX);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(log) = weak.upgrade() else { return };
+            let now = handlers::Clock::now_ms();
+            match log.purge(now.saturating_sub(retention), keep, now).await {
+                Ok(0) => {}
+                Ok(gone) => tracing::info!(messages = gone, "retention purge"),
+                Err(e) => tracing::warn!(error = %e, "retention purge failed; will retry"),
+            }
+        }
+    });
 }

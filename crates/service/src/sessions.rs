@@ -1,29 +1,70 @@
-//! The registry of this node's logged-in users: user → connection queue.
+//! The registry of this node's logged-in users: user → connection queue and
+//! the session's [`Inbox`] (its place in each conversation).
 //!
-//! One `std::sync::Mutex` guards the map; it is held only for lookups and
-//! `try_send`s (which never wait), never across an `.await`.
+//! One `std::sync::Mutex` guards the map; it is held only for lookups,
+//! `try_send`s (which never wait) and inbox bookkeeping, never across an `.await`.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use bytes::Bytes;
 use chat_net::{Outbound, SendError};
-use chat_proto::UserId;
+use chat_ports::{ConvState, LoggedMessage};
+use chat_proto::{ConvId, UserId};
+
+use crate::durable::{Item, push_frame};
+use crate::inbox::{Inbox, Offer};
 
 struct Entry {
     conn: u64,
     out: Outbound,
-    /// While a login is in progress: frames that arrived before its ack, in order.
+    /// While a login is in progress: unsequenced frames that arrived before its ack, in order.
     pending: Option<Vec<Bytes>>,
+    inbox: Inbox,
 }
 
-/// What happened to a frame handed to [`Sessions::deliver`].
+impl Entry {
+    /// Queues a frame; a client whose queue is full is not reading and is disconnected.
+    /// Returns the frame's index, if queued.
+    fn send(&self, user: UserId, frame: Bytes) -> Option<u64> {
+        match self.out.try_send_indexed(frame) {
+            Ok(index) => Some(index),
+            Err(SendError::Full) => {
+                tracing::warn!(user = %user, "outbound queue full; disconnecting a client that does not read");
+                self.out.close();
+                None
+            }
+            Err(SendError::Closed) => None,
+        }
+    }
+}
+
+/// What happened to an unsequenced frame handed to [`Sessions::deliver`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Delivered {
     /// Queued for the user's connection on this node.
     Yes,
     /// The user has no session on this node (or it just failed): route it elsewhere.
     No,
+}
+
+/// What happened to a logged message offered to a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Offered {
+    /// The user has no session here: route it elsewhere.
+    NotHere,
+    /// Handled here (pushed, a duplicate dropped, or left to a running catch-up).
+    Done,
+    /// Left to a catch-up that the caller must start for this session.
+    CatchUp(u64),
+}
+
+/// A session's end: what it held back and its last cursors.
+pub(crate) struct Removed {
+    /// Unsequenced frames held for a login that never completed.
+    pub(crate) held: Vec<Bytes>,
+    /// Acknowledged cursors not yet saved.
+    pub(crate) cursors: Vec<(ConvId, i64)>,
 }
 
 /// This node's sessions.
@@ -45,41 +86,80 @@ impl Sessions {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Runs `f` on `user`'s session if it belongs to connection `conn`.
+    fn with<T>(&self, user: UserId, conn: u64, f: impl FnOnce(&mut Entry) -> T) -> Option<T> {
+        let mut map = self.lock();
+        map.get_mut(&user).filter(|e| e.conn == conn).map(f)
+    }
+
     /// Registers `user` on connection `conn` unless it has a session here already.
     /// Frames for it are held back until [`Sessions::activate`].
-    pub fn try_insert(&self, user: UserId, conn: u64, out: Outbound) -> bool {
+    pub fn try_insert(&self, user: UserId, conn: u64, out: Outbound, ext: bool) -> bool {
         let mut map = self.lock();
         if map.contains_key(&user) {
             return false;
         }
-        map.insert(user, Entry { conn, out, pending: Some(Vec::new()) });
+        map.insert(user, Entry { conn, out, pending: Some(Vec::new()), inbox: Inbox::new(ext) });
         true
     }
 
-    /// The login's ack is queued: release what was held back, in order.
-    pub fn activate(&self, user: UserId, conn: u64) {
-        let mut map = self.lock();
-        let Some(entry) = map.get_mut(&user).filter(|e| e.conn == conn) else { return };
-        for frame in entry.pending.take().unwrap_or_default() {
-            if entry.out.try_send(frame).is_err() {
-                entry.out.close();
-                break;
+    /// The login read the user's conversations; `claims` are what a resuming client has.
+    /// Returns the conversations with something after the cursor, and the cursor.
+    pub(crate) fn load(
+        &self,
+        user: UserId,
+        conn: u64,
+        states: &[ConvState],
+        claims: &[(ConvId, i64)],
+    ) -> Vec<(ConvId, i64)> {
+        self.with(user, conn, |e| {
+            e.inbox.load(states, claims);
+            e.inbox.behind()
+        })
+        .unwrap_or_default()
+    }
+
+    /// The login's ack (frame `ack_index`, carrying `included` for an original client) is
+    /// queued: release what was held back, in order, and go live. Returns whether a
+    /// catch-up (the replay) must start.
+    pub(crate) fn activate(
+        &self,
+        user: UserId,
+        conn: u64,
+        ack_index: u64,
+        included: &[LoggedMessage],
+    ) -> bool {
+        self.with(user, conn, |entry| {
+            for m in included {
+                entry.inbox.fetched(m.conv, m.seq);
+                entry.inbox.mark(ack_index, m.conv, m.seq);
             }
-        }
+            for frame in entry.pending.take().unwrap_or_default() {
+                if entry.out.try_send(frame).is_err() {
+                    entry.out.close();
+                    break;
+                }
+            }
+            entry.inbox.go_live()
+        })
+        .unwrap_or(false)
     }
 
-    /// Removes `user` if the session belongs to connection `conn`; returns whether it did.
-    /// Frames held back for a login that never completed are returned for offline storage.
-    pub fn remove(&self, user: UserId, conn: u64) -> Option<Vec<Bytes>> {
+    /// Removes `user` if the session belongs to connection `conn`, with what it held back
+    /// and its last cursors (an original client's counting what reached its socket).
+    pub(crate) fn remove(&self, user: UserId, conn: u64) -> Option<Removed> {
         let mut map = self.lock();
-        if map.get(&user).is_some_and(|e| e.conn == conn) {
-            return map.remove(&user).map(|e| e.pending.unwrap_or_default());
+        if !map.get(&user).is_some_and(|e| e.conn == conn) {
+            return None;
         }
-        None
+        let mut entry = map.remove(&user)?;
+        entry.inbox.written(entry.out.written());
+        entry.inbox.fetch_abandoned();
+        Some(Removed { held: entry.pending.unwrap_or_default(), cursors: entry.inbox.unsaved() })
     }
 
-    /// Queues a frame for `user` if the user is here. A client whose queue is full
-    /// is not reading: it is disconnected and the frame is reported as not delivered.
+    /// Queues an unsequenced frame (one from a node that does not log messages) for `user`
+    /// if the user is here.
     pub fn deliver(&self, user: UserId, frame: Bytes) -> Delivered {
         let mut map = self.lock();
         let Some(entry) = map.get_mut(&user) else { return Delivered::No };
@@ -91,15 +171,124 @@ impl Sessions {
             entry.out.close();
             return Delivered::No;
         }
-        match entry.out.try_send(frame) {
-            Ok(()) => Delivered::Yes,
-            Err(SendError::Full) => {
-                tracing::warn!(user = %user, "outbound queue full; disconnecting a client that does not read");
-                entry.out.close();
-                Delivered::No
-            }
-            Err(SendError::Closed) => Delivered::No,
+        if entry.send(user, frame).is_some() { Delivered::Yes } else { Delivered::No }
+    }
+
+    /// Offers a logged message to `user`'s session, which pushes it only in its
+    /// conversation's order (see [`Inbox`]).
+    pub(crate) fn offer(&self, user: UserId, item: &Item) -> Offered {
+        let mut map = self.lock();
+        let Some(entry) = map.get_mut(&user) else { return Offered::NotHere };
+        if item.sender == user && item.conv.as_group().is_some() {
+            entry.inbox.own(item.conv, item.seq);
+            return Offered::Done;
         }
+        match entry.inbox.offer(item.conv, item.seq) {
+            Offer::Push => {
+                let frame = if entry.inbox.ext() { item.frame.clone() } else { item.original() };
+                if let Some(index) = entry.send(user, frame) {
+                    entry.inbox.mark(index, item.conv, item.seq);
+                }
+                Offered::Done
+            }
+            Offer::Skip | Offer::Defer { start: false } => Offered::Done,
+            Offer::Defer { start: true } => Offered::CatchUp(entry.conn),
+        }
+    }
+
+    /// `user` sent `seq` of `conv`.
+    pub(crate) fn own(&self, user: UserId, conv: ConvId, seq: i64) {
+        if let Some(entry) = self.lock().get_mut(&user) {
+            entry.inbox.own(conv, seq);
+        }
+    }
+
+    /// `user` joined `conv` when it stood at `seq`.
+    pub(crate) fn joined(&self, user: UserId, conv: ConvId, seq: i64) {
+        if let Some(entry) = self.lock().get_mut(&user) {
+            entry.inbox.joined(conv, seq);
+        }
+    }
+
+    /// An extension client's acknowledgements.
+    pub(crate) fn ack(&self, user: UserId, conn: u64, acks: &[(ConvId, i64)]) {
+        self.with(user, conn, |e| {
+            for &(conv, seq) in acks {
+                e.inbox.ack(conv, seq);
+            }
+        });
+    }
+
+    /// `user`'s cursors, per conversation.
+    pub(crate) fn cursors(&self, user: UserId) -> Vec<(ConvId, i64)> {
+        self.lock().get(&user).map(|e| e.inbox.cursors()).unwrap_or_default()
+    }
+
+    /// Every session's acknowledged cursors that are not in the database yet.
+    pub(crate) fn unsaved(&self) -> Vec<(UserId, ConvId, i64)> {
+        let mut map = self.lock();
+        let mut out = Vec::new();
+        for (&user, entry) in map.iter_mut() {
+            entry.inbox.written(entry.out.written());
+            out.extend(entry.inbox.unsaved().into_iter().map(|(c, s)| (user, c, s)));
+        }
+        out
+    }
+
+    /// These cursors are in the database now.
+    pub(crate) fn saved(&self, list: &[(UserId, ConvId, i64)]) {
+        let mut map = self.lock();
+        for &(user, conv, seq) in list {
+            if let Some(entry) = map.get_mut(&user) {
+                entry.inbox.saved(&[(conv, seq)]);
+            }
+        }
+    }
+
+    /// Every session may have missed messages: the sessions whose catch-up must start.
+    pub(crate) fn all_stale(&self) -> Vec<(UserId, u64)> {
+        let mut map = self.lock();
+        map.iter_mut().filter_map(|(&u, e)| e.inbox.all_stale().then_some((u, e.conn))).collect()
+    }
+
+    /// Starts a catch-up read: the stale conversations and where each stands, and the
+    /// connection's queue. `None` if the session is gone.
+    pub(crate) fn begin_fetch(&self, user: UserId, conn: u64) -> Option<(Vec<(ConvId, i64)>, Outbound)> {
+        self.with(user, conn, |e| (e.inbox.fetch_from(), e.out.clone()))
+    }
+
+    /// Pushes what a catch-up read found, in order, skipping what was delivered meanwhile
+    /// and the user's own messages. False if the session is gone or stopped reading.
+    pub(crate) fn push_fetched(&self, user: UserId, conn: u64, found: &[LoggedMessage]) -> bool {
+        self.with(user, conn, |e| {
+            for m in found {
+                if !e.inbox.fetched(m.conv, m.seq) || m.sender == user {
+                    continue;
+                }
+                let Some(index) = e.send(user, push_frame(m, e.inbox.ext())) else {
+                    e.inbox.fetch_abandoned();
+                    return false;
+                };
+                e.inbox.mark(index, m.conv, m.seq);
+            }
+            true
+        })
+        .unwrap_or(false)
+    }
+
+    /// A page was cut at its limit: those conversations need another read.
+    pub(crate) fn more(&self, user: UserId, conn: u64, from: &[(ConvId, i64)]) {
+        self.with(user, conn, |e| e.inbox.more(from));
+    }
+
+    /// A catch-up read is done: whether to read again.
+    pub(crate) fn end_fetch(&self, user: UserId, conn: u64) -> bool {
+        self.with(user, conn, |e| e.inbox.fetch_done()).unwrap_or(false)
+    }
+
+    /// A catch-up gave up.
+    pub(crate) fn abandon_fetch(&self, user: UserId, conn: u64) {
+        self.with(user, conn, |e| e.inbox.fetch_abandoned());
     }
 
     /// Whether `user` has a session here.

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use chat_broker::{LocalBroker, LocalHub};
 use chat_net::{Handler, Inbound, Outbound, OutboundRx};
-use chat_ports::Store;
 use chat_ports::memory::MemoryStore;
+use chat_ports::{Log, Store};
 use chat_service::{Conn, Delivery, HashCost, Service, ServiceConfig, Sessions};
 use serde_json::{Value, json};
 
@@ -25,15 +25,17 @@ fn config() -> ServiceConfig {
     }
 }
 
-fn node(hub: &Arc<LocalHub>, store: &Arc<dyn Store>) -> Node {
-    let delivery = Delivery::new(Sessions::new(64), store.clone());
+fn node(hub: &Arc<LocalHub>, db: &Arc<MemoryStore>) -> Node {
+    let store: Arc<dyn Store> = db.clone();
+    let log: Arc<dyn Log> = db.clone();
+    let delivery = Delivery::new(Sessions::new(64), store.clone(), log.clone());
     let broker = hub.node(delivery.clone());
-    let service = Arc::new(Service::new(store.clone(), broker.clone(), delivery, config()).expect("service"));
+    let service = Arc::new(Service::new(store, log, broker.clone(), delivery, config()).expect("service"));
     Node { service, broker }
 }
 
-fn single() -> (Node, Arc<dyn Store>) {
-    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+fn single() -> (Node, Arc<MemoryStore>) {
+    let store = Arc::new(MemoryStore::new());
     (node(&LocalHub::new(), &store), store)
 }
 
@@ -403,7 +405,7 @@ async fn a_disconnect_logs_out_and_later_messages_are_stored() {
 #[tokio::test]
 async fn cross_node_routing_and_a_crashed_node() {
     let hub = LocalHub::new();
-    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let store = Arc::new(MemoryStore::new());
     let n1 = node(&hub, &store);
     let n2 = node(&hub, &store);
     let mut a = Client::new(&n1);
@@ -435,7 +437,7 @@ async fn cross_node_routing_and_a_crashed_node() {
 #[tokio::test]
 async fn a_join_on_another_node_reaches_the_group_member_cache() {
     let hub = LocalHub::new();
-    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let store = Arc::new(MemoryStore::new());
     let n1 = node(&hub, &store);
     let n2 = node(&hub, &store);
     let mut a = Client::new(&n1);

@@ -1,11 +1,36 @@
-//! Register, login and logout.
+//! Register, login, resume and logout.
 
-use chat_proto::{LoginOk, MAX_NAME_CHARS, MAX_PASSWORD_CHARS, UserId, reg_ok};
+use chat_ports::LoggedMessage;
+use chat_proto::{ConvId, LoginOk, MAX_NAME_CHARS, MAX_PASSWORD_CHARS, Peer, UserId, reg_ok};
+use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
-use super::{check_name, check_text};
+use super::{Clock, check_name, check_text};
 use crate::dispatch::{Conn, Reply, SessionUser};
+use crate::durable::push_frame;
 use crate::{Service, ServiceError};
+
+/// A resume token: 32 random bytes, hex. Only its SHA-256 is stored.
+fn new_token() -> Result<String, ServiceError> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| {
+        tracing::error!(error = %e, "no randomness for a resume token");
+        ServiceError::Internal
+    })?;
+    Ok(hex(&bytes))
+}
+
+fn token_hash(token: &str) -> String {
+    hex(&Sha256::digest(token.as_bytes()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
 
 impl Service {
     pub(crate) async fn register(&self, name: String, password: String) -> Result<Reply, ServiceError> {
@@ -47,10 +72,51 @@ impl Service {
         }
         self.login_failures.succeeded(id);
         let Some(record) = record else { return Err(ServiceError::InvalidCredentials) };
+        let token = if conn.ext {
+            let token = new_token()?;
+            let expires = Clock::now_ms().saturating_add(self.config.resume_ttl.as_millis() as i64);
+            self.log.put_token(&token_hash(&token), id, expires).await?;
+            Some(token)
+        } else {
+            None
+        };
+        self.start_session(conn, SessionUser { id, name: record.name }, token, &[]).await
+    }
 
+    /// RESUME: a session again from a resume token (no password, so no hashing), with what
+    /// the client says it has.
+    pub(crate) async fn resume(
+        &self,
+        conn: &mut Conn,
+        token: String,
+        acks: &[(Peer, i64)],
+    ) -> Result<Reply, ServiceError> {
+        if conn.user.is_some() {
+            return Err(ServiceError::AlreadyLoggedIn);
+        }
+        conn.ext = true;
+        let Some(id) = self.log.token_user(&token_hash(&token), Clock::now_ms()).await? else {
+            return Err(ServiceError::BadToken);
+        };
+        let Some(record) = self.store.find_user(id).await? else { return Err(ServiceError::BadToken) };
+        let claims: Vec<(ConvId, i64)> =
+            acks.iter().map(|&(peer, seq)| (ConvId::of(id, peer), seq)).collect();
+        self.start_session(conn, SessionUser { id, name: record.name }, Some(token), &claims).await
+    }
+
+    /// Everything a login and a resume share, once the user is known: claim the user here and
+    /// in the cluster, subscribe, read the lists and the conversations, answer, then replay.
+    async fn start_session(
+        &self,
+        conn: &mut Conn,
+        user: SessionUser,
+        token: Option<String>,
+        claims: &[(ConvId, i64)],
+    ) -> Result<Reply, ServiceError> {
+        let id = user.id;
         // One session per user: this node first (atomic under the sessions lock),
         // then the cluster (atomic in the broker).
-        if !self.sessions().try_insert(id, conn.id, conn.out.clone()) {
+        if !self.sessions().try_insert(id, conn.id, conn.out.clone(), conn.ext) {
             return Err(ServiceError::InUse);
         }
         match self.broker.claim(id).await {
@@ -64,20 +130,14 @@ impl Service {
                 return Err(e.into());
             }
         }
-        // Subscribed (and confirmed) before the ack: nothing published after the ack is missed.
+        // Subscribed (and confirmed) before the conversations are read: whatever is stored
+        // after the read is also published to us, and what came before is in the read.
         if let Err(e) = self.broker.subscribe(id).await {
             self.abandon_login(id, conn.id, true).await;
             return Err(e.into());
         }
-        let loaded = async {
-            self.store.set_online(&[id], true).await?;
-            let friends = self.store.friends(id).await?;
-            let groups = self.store.groups_of(id).await?;
-            let offline = self.store.offline_messages(id).await?;
-            Ok::<_, ServiceError>((friends, groups, offline))
-        }
-        .await;
-        let (friends, groups, offline) = match loaded {
+        let loaded = self.load_session(conn, id, claims).await;
+        let (friends, groups, legacy, included, unread) = match loaded {
             Ok(lists) => lists,
             Err(e) => {
                 self.abandon_login(id, conn.id, true).await;
@@ -85,22 +145,21 @@ impl Service {
                 return Err(e);
             }
         };
-
-        let up_to = offline.last().map(|m| m.id);
-        let ack = LoginOk {
-            id,
-            name: record.name.clone(),
-            friends,
-            groups,
-            offline: offline.into_iter().map(|m| m.payload).collect(),
-        };
-        conn.user = Some(SessionUser { id, name: record.name });
+        let legacy_up_to = legacy.last().map(|m| m.id);
+        let mut offline: Vec<String> = legacy.into_iter().map(|m| m.payload).collect();
+        offline.extend(included.iter().map(|m| String::from_utf8_lossy(&push_frame(m, false)).into_owned()));
+        let ack = LoginOk { id, name: user.name.clone(), friends, groups, offline, resume: token, unread };
+        conn.token = ack.resume.as_deref().map(token_hash);
+        conn.user = Some(user);
         info!(user = %id, "logged in");
-        // The ack goes first; what arrived for the user meanwhile follows it.
-        let ack_sent = conn.out.try_send(ack.encode(conn.ext).into()).is_ok();
-        self.sessions().activate(id, conn.id);
-        if let (true, Some(up_to)) = (ack_sent, up_to) {
-            // Stored messages are removed only once they reached the client's socket.
+        // The ack goes first; the replay and what arrived meanwhile follow it.
+        let ack_index = conn.out.try_send_indexed(ack.encode(conn.ext).into()).ok();
+        let replay = self.sessions().activate(id, conn.id, ack_index.unwrap_or(u64::MAX), &included);
+        if replay {
+            self.delivery.start_catch_up(id, conn.id);
+        }
+        if let (Some(_), Some(up_to)) = (ack_index, legacy_up_to) {
+            // Rows older versions stored are removed only once they reached the client's socket.
             let written = tokio::time::timeout(std::time::Duration::from_secs(30), conn.out.flushed()).await;
             if matches!(written, Ok(true))
                 && let Err(e) = self.store.delete_offline(id, up_to).await
@@ -108,10 +167,51 @@ impl Service {
                 warn!(user = %id, error = %e, "could not delete delivered offline messages; they will come again");
             }
         }
-        if !ack_sent {
+        if ack_index.is_none() {
             conn.out.close();
         }
         Ok(Reply::Silent)
+    }
+
+    /// The login's reads: lists, conversations (into the session's inbox), the rows older
+    /// versions stored offline, and either the original client's offline messages (from
+    /// the log, for its ack) or the extension's unread counts.
+    #[allow(clippy::type_complexity)]
+    async fn load_session(
+        &self,
+        conn: &Conn,
+        id: UserId,
+        claims: &[(ConvId, i64)],
+    ) -> Result<
+        (
+            Vec<chat_proto::FriendEntry>,
+            Vec<chat_proto::GroupEntry>,
+            Vec<chat_ports::OfflineMessage>,
+            Vec<LoggedMessage>,
+            Vec<chat_proto::Unread>,
+        ),
+        ServiceError,
+    > {
+        self.store.set_online(&[id], true).await?;
+        let friends = self.store.friends(id).await?;
+        let groups = self.store.groups_of(id).await?;
+        let legacy = self.store.offline_messages(id).await?;
+        let states = self.log.conversations(id).await?;
+        let behind = self.sessions().load(id, conn.id, &states, claims);
+        if conn.ext {
+            // Extension clients get the backlog as pushes after the ack (the replay).
+            let unread = self.unread(id, &behind).await?;
+            return Ok((friends, groups, legacy, Vec::new(), unread));
+        }
+        // The original client reads its backlog from the ack's `offlinemsg`; the rest, if
+        // there is more than fits, follows as pushes.
+        let mut included = if behind.is_empty() {
+            Vec::new()
+        } else {
+            self.log.after(&behind, self.config.offline_in_ack).await?
+        };
+        included.retain(|m| m.sender != id);
+        Ok((friends, groups, legacy, included, Vec::new()))
     }
 
     /// Undoes a login that got as far as the session registry (and maybe the broker).
@@ -124,22 +224,30 @@ impl Service {
         self.drop_session(id, conn).await;
     }
 
-    /// Removes the session; frames held back for it go to the offline store.
+    /// Removes the session; unsequenced frames held back for it go to the offline store,
+    /// its acknowledged cursors to the log.
     async fn drop_session(&self, id: UserId, conn: u64) {
-        if let Some(held) = self.sessions().remove(id, conn) {
+        if let Some(removed) = self.sessions().remove(id, conn) {
             self.delivery.store_later(
-                held.into_iter().map(|f| (id, String::from_utf8_lossy(&f).into_owned())).collect(),
+                removed.held.into_iter().map(|f| (id, String::from_utf8_lossy(&f).into_owned())).collect(),
             );
+            self.delivery.save_cursors_later(id, removed.cursors);
         }
     }
 
-    /// Ends the connection's login, if any: as LOGINOUT, or when the connection is gone.
+    /// Ends the connection's login, if any: as LOGINOUT (`forget_token`: the resume token
+    /// goes too), or when the connection is gone (it stays, for the client to resume).
     ///
     /// The session entry goes last: until it is gone no new login for the user can start on
     /// this node, so this logout's release can never drop a claim that a newer login made.
-    pub(crate) async fn logout(&self, conn: &mut Conn) {
+    pub(crate) async fn logout(&self, conn: &mut Conn, forget_token: bool) {
         let Some(user) = conn.user.take() else { return };
         conn.unauth_since = std::time::Instant::now();
+        if let (true, Some(hash)) = (forget_token, conn.token.take())
+            && let Err(e) = self.log.drop_token(&hash).await
+        {
+            warn!(user = %user.id, error = %e, "could not forget the resume token; it expires by itself");
+        }
         if let Err(e) = self.broker.unsubscribe(user.id).await {
             warn!(user = %user.id, error = %e, "unsubscribe failed");
         }

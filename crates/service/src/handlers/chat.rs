@@ -1,30 +1,67 @@
-//! One-to-one and group chat.
+//! One-to-one and group chat, history and acknowledgements. Chats are stored
+//! before they are acknowledged (`journal.rs`); these handlers check the request
+//! and say who receives it.
 
-use bytes::Bytes;
-use chat_proto::{ChatPush, GroupChatPush, GroupId, MsgId, TIME_FORMAT, UserId, encode};
+use std::sync::Arc;
 
-use crate::delivery::route;
-use crate::dispatch::{Reply, SessionUser};
+use chat_ports::{LoggedMessage, NewMessage};
+use chat_proto::{ConvId, GroupId, HistoryFrom, Peer, Unread, UserId};
+
+use crate::dispatch::{Conn, Reply, SessionUser};
+use crate::durable::push_frame;
+use crate::journal::Recipients;
 use crate::{Service, ServiceError};
 
 /// The server's clock in the original's `YYYY-MM-DD HH:MM:SS` form, formatted once a
 /// second rather than once a message (formatting showed in profiles).
 #[derive(Default)]
 pub(crate) struct Clock {
-    last: std::sync::Mutex<(u64, String)>,
+    last: std::sync::Mutex<(i64, String)>,
 }
 
 impl Clock {
-    pub(crate) fn now(&self) -> String {
-        let secs = std::time::SystemTime::now()
+    /// Now, in unix milliseconds.
+    pub(crate) fn now_ms() -> i64 {
+        std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or_default();
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    }
+
+    /// `ms` (unix milliseconds) as text, server local time.
+    pub(crate) fn text_at(&self, ms: i64) -> String {
+        let secs = ms.div_euclid(1000);
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
         if last.0 != secs || last.1.is_empty() {
-            *last = (secs, chrono::Local::now().format(TIME_FORMAT).to_string());
+            *last = (secs, crate::durable::time_text(ms));
         }
         last.1.clone()
+    }
+}
+
+/// Conversations this node knows the log holds (so a chat opens its conversation once).
+#[derive(Default)]
+pub(crate) struct Opened {
+    set: std::sync::Mutex<std::collections::HashSet<ConvId>>,
+}
+
+impl Opened {
+    /// Conversations remembered before the set starts afresh (bounds memory).
+    const CAPACITY: usize = 1_000_000;
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<ConvId>> {
+        self.set.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn contains(&self, conv: ConvId) -> bool {
+        self.lock().contains(&conv)
+    }
+
+    fn insert(&self, conv: ConvId) {
+        let mut set = self.lock();
+        if set.len() >= Self::CAPACITY {
+            set.clear();
+        }
+        set.insert(conv);
     }
 }
 
@@ -42,38 +79,43 @@ impl Service {
         Ok(())
     }
 
+    /// Makes sure the log holds `conv` (once per node and conversation).
+    async fn open_conv(&self, conv: ConvId) -> Result<(), ServiceError> {
+        if self.opened.contains(conv) {
+            return Ok(());
+        }
+        self.log.open(conv).await?;
+        self.opened.insert(conv);
+        Ok(())
+    }
+
+    fn new_message(&self, me: &SessionUser, conv: ConvId, msg: String, cid: Option<String>) -> NewMessage {
+        NewMessage {
+            conv,
+            sender: me.id,
+            sender_name: me.name.clone(),
+            cid,
+            body: msg,
+            created_at: crate::handlers::Clock::now_ms(),
+        }
+    }
+
     pub(crate) async fn send_one(
         &self,
         me: &SessionUser,
         to: UserId,
         msg: String,
+        cid: Option<String>,
     ) -> Result<Reply, ServiceError> {
         self.check_message(&msg)?;
-        let push = ChatPush {
-            id: me.id,
-            msg,
-            msgid: MsgId::OneChat.number(),
-            name: me.name.clone(),
-            time: self.clock.now(),
-            to,
-        };
-        let frame = Bytes::from(encode(&push));
-        let offline = route(self.sessions(), self.broker.as_ref(), [to], &frame).await;
-        if offline.is_empty() {
-            return Ok(Reply::Done);
-        }
-        // Nobody holds the recipient: keep it for them, if they exist at all.
-        if !self.store.user_exists(to).await? {
+        if to.0 <= 0 {
             return Err(ServiceError::UnknownUser);
         }
-        if self.mailbox_full(&[to]).await?.contains(&to) {
-            return Err(ServiceError::LimitReached(format!(
-                "the recipient's offline mailbox is full ({} messages)",
-                self.config.max_offline_per_user
-            )));
-        }
-        self.store.store_offline(&[(to, push_text(&frame))]).await?;
-        Ok(Reply::Done)
+        let conv = ConvId::direct(me.id, to);
+        self.open_conv(conv).await?;
+        let stored =
+            self.journal.append(self.new_message(me, conv, msg, cid.clone()), Recipients::One(to)).await?;
+        Ok(Reply::Stored { cid, mid: stored.message.mid, seq: stored.message.seq })
     }
 
     pub(crate) async fn send_group(
@@ -81,65 +123,101 @@ impl Service {
         me: &SessionUser,
         group: GroupId,
         msg: String,
+        cid: Option<String>,
     ) -> Result<Reply, ServiceError> {
         self.check_message(&msg)?;
         let members = self.members(group).await?;
         if !members.contains(&me.id) {
             return Err(ServiceError::NotMember);
         }
-        let push = GroupChatPush {
-            groupid: group,
-            id: me.id,
-            msg,
-            msgid: MsgId::GroupChat.number(),
-            name: me.name.clone(),
-            time: self.clock.now(),
-        };
-        let frame = Bytes::from(encode(&push));
-        let others = members.iter().copied().filter(|m| *m != me.id);
-        let offline = route(self.sessions(), self.broker.as_ref(), others, &frame).await;
-        if !offline.is_empty() {
-            let full = self.mailbox_full(&offline).await?;
-            if !full.is_empty() {
-                tracing::info!(group = %group, skipped = full.len(), "offline mailboxes full; message not stored for them");
-            }
-            let text = push_text(&frame);
-            let rows: Vec<_> =
-                offline.into_iter().filter(|m| !full.contains(m)).map(|m| (m, text.clone())).collect();
-            self.store.store_offline(&rows).await?;
-        }
-        Ok(Reply::Done)
+        let conv = ConvId::group(group);
+        self.open_conv(conv).await?;
+        let message = self.new_message(me, conv, msg, cid.clone());
+        let stored = self.journal.append(message, Recipients::Members(members)).await?;
+        Ok(Reply::Stored { cid, mid: stored.message.mid, seq: stored.message.seq })
     }
 
     /// A group's members: from the cache, or from the store (then cached).
-    async fn members(&self, group: GroupId) -> Result<std::sync::Arc<[UserId]>, ServiceError> {
+    pub(crate) async fn members(&self, group: GroupId) -> Result<Arc<[UserId]>, ServiceError> {
         let cache = self.delivery.groups();
         if let Some(members) = cache.get(group) {
             return Ok(members);
         }
-        let members: std::sync::Arc<[UserId]> =
+        let members: Arc<[UserId]> =
             self.store.group_members(group).await?.ok_or(ServiceError::UnknownGroup)?.into();
-        cache.put(group, std::sync::Arc::clone(&members));
+        cache.put(group, Arc::clone(&members));
         Ok(members)
     }
 
-    /// Which of `users` have a full offline mailbox.
-    async fn mailbox_full(&self, users: &[UserId]) -> Result<Vec<UserId>, ServiceError> {
-        let counts = self.store.offline_counts(users).await?;
+    /// The conversation `me` names `peer`, if `me` may read it.
+    async fn readable(&self, me: &SessionUser, peer: Peer) -> Result<ConvId, ServiceError> {
+        if let Peer::Group(group) = peer
+            && !self.members(group).await?.contains(&me.id)
+        {
+            return Err(ServiceError::NotMember);
+        }
+        Ok(ConvId::of(me.id, peer))
+    }
+
+    pub(crate) async fn history(
+        &self,
+        me: &SessionUser,
+        peer: Peer,
+        from: HistoryFrom,
+        limit: Option<u32>,
+    ) -> Result<Reply, ServiceError> {
+        let conv = self.readable(me, peer).await?;
+        let cap = self.config.history_page_max.max(1);
+        let limit = limit.map_or(cap, |n| (n as usize).clamp(1, cap));
+        // One more than asked tells whether there is more in the page's direction.
+        let mut page = self.log.history(conv, from, limit + 1).await?;
+        let more = page.len() > limit;
+        if more {
+            match from {
+                HistoryFrom::After(_) => page.truncate(limit),
+                HistoryFrom::Latest | HistoryFrom::Before(_) => {
+                    page.remove(0);
+                }
+            }
+        }
+        let frames: Vec<String> = page
+            .iter()
+            .map(|m: &LoggedMessage| String::from_utf8_lossy(&push_frame(m, true)).into_owned())
+            .collect();
+        Ok(Reply::Frame(chat_proto::history_ack(&frames, more)))
+    }
+
+    /// RECEIVED: the client has these conversations up to these seqs.
+    pub(crate) fn received(&self, conn: &Conn, acks: &[(Peer, i64)]) -> Result<Reply, ServiceError> {
+        let me = conn.user()?;
+        let acks: Vec<(ConvId, i64)> =
+            acks.iter().map(|&(peer, seq)| (ConvId::of(me.id, peer), seq)).collect();
+        self.sessions().ack(me.id, conn.id, &acks);
+        Ok(Reply::Silent)
+    }
+
+    /// Unread counts from `cursors` (conversation, cursor), as `me` names the conversations.
+    pub(crate) async fn unread(
+        &self,
+        me: UserId,
+        cursors: &[(ConvId, i64)],
+    ) -> Result<Vec<Unread>, ServiceError> {
+        if cursors.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut counts = self.log.unread(me, cursors).await?;
+        counts.sort();
         Ok(counts
             .into_iter()
-            .filter(|(_, n)| *n >= self.config.max_offline_per_user)
-            .map(|(u, _)| u)
+            .filter(|(_, n)| *n > 0)
+            .filter_map(|(conv, count)| conv.peer_of(me).map(|peer| Unread { peer, count }))
             .collect())
     }
 
     pub(crate) async fn lists(&self, me: &SessionUser) -> Result<Reply, ServiceError> {
         let friends = self.store.friends(me.id).await?;
         let groups = self.store.groups_of(me.id).await?;
-        Ok(Reply::Frame(chat_proto::list_ack(&friends, &groups)))
+        let unread = self.unread(me.id, &self.sessions().cursors(me.id)).await?;
+        Ok(Reply::Frame(chat_proto::list_ack(&friends, &groups, &unread)))
     }
-}
-
-fn push_text(frame: &Bytes) -> String {
-    String::from_utf8_lossy(frame).into_owned()
 }

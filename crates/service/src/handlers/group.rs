@@ -1,6 +1,6 @@
 //! Creating and joining groups.
 
-use chat_proto::{GroupId, MAX_DESC_CHARS, MAX_NAME_CHARS};
+use chat_proto::{ConvId, GroupId, MAX_DESC_CHARS, MAX_NAME_CHARS};
 use tracing::info;
 
 use super::{check_name, check_text};
@@ -33,7 +33,13 @@ impl Service {
                 self.config.max_group_members
             )));
         }
+        // The group's conversation as it stands before the join: a new member receives what
+        // comes after (read first, so nothing sent during the join is skipped).
+        let conv = ConvId::group(group);
+        let joined_at = self.log.last_seq(conv).await?;
         self.store.join_group(group, me.id).await?;
+        self.sessions().joined(me.id, conv, joined_at);
+        self.log.save_cursors(&[(me.id, conv, joined_at)]).await?;
         let groups = self.delivery.groups();
         groups.forget(group);
         if let Err(e) = self.broker.announce(crate::delivery::GroupCache::changed_event(group)).await {

@@ -1,0 +1,119 @@
+//! The message log port: every chat, one-to-one or group, stored once with its
+//! place (`seq`) in its conversation, the recipients' cursors, resume tokens,
+//! and retention. The service's delivery guarantee rests on it (ARCHITECTURE.md,
+//! "The message log"); adapters are `chat-model` (SQL) and [`crate::memory`].
+
+use async_trait::async_trait;
+use chat_proto::{ConvId, HistoryFrom, UserId};
+
+use crate::StoreError;
+
+/// A chat to append.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMessage {
+    /// Its conversation (opened with [`Log::open`] first).
+    pub conv: ConvId,
+    /// Who sent it (the session's user).
+    pub sender: UserId,
+    /// The sender's name, as pushes carry it.
+    pub sender_name: String,
+    /// The client's own id for it: a second message with the same sender and `cid` is a duplicate.
+    pub cid: Option<String>,
+    /// The text.
+    pub body: String,
+    /// When the server accepted it, unix milliseconds.
+    pub created_at: i64,
+}
+
+/// A message as the log keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggedMessage {
+    /// Its id, unique in the log; within a conversation it grows with `seq`.
+    pub mid: i64,
+    /// Its conversation.
+    pub conv: ConvId,
+    /// Its place in the conversation: 1, 2, 3, … with no gaps (until retention removes old ones).
+    pub seq: i64,
+    /// Who sent it.
+    pub sender: UserId,
+    /// The sender's name.
+    pub sender_name: String,
+    /// The text.
+    pub body: String,
+    /// When it was accepted, unix milliseconds.
+    pub created_at: i64,
+}
+
+/// What [`Log::append`] did with one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    /// The stored message: the new one, or for a duplicate the one stored first.
+    pub message: LoggedMessage,
+    /// The sender had sent this `cid` before: nothing new was stored.
+    pub duplicate: bool,
+}
+
+/// One conversation of a user: how far it goes and how far the user acknowledged it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvState {
+    /// The conversation.
+    pub conv: ConvId,
+    /// Its newest seq (0: no message yet).
+    pub last_seq: i64,
+    /// The user's cursor: everything up to it was acknowledged (0: nothing).
+    pub cursor: i64,
+}
+
+/// The message log, cursors and resume tokens.
+#[async_trait]
+pub trait Log: Send + Sync + 'static {
+    /// Makes sure the log holds `conv`: a one-to-one conversation between two existing
+    /// users (`UnknownUser` otherwise) or an existing group's (`UnknownGroup`). Idempotent.
+    async fn open(&self, conv: ConvId) -> Result<(), StoreError>;
+
+    /// Appends `batch` in one transaction, in order: each new message gets the next seq of
+    /// its conversation. A message whose `(sender, cid)` was stored before (or earlier in
+    /// the batch) is a duplicate and stores nothing. The answer is in `batch`'s order.
+    async fn append(&self, batch: &[NewMessage]) -> Result<Vec<Appended>, StoreError>;
+
+    /// `user`'s conversations (one-to-one ones with any message, and their groups'),
+    /// with the newest seq and the user's cursor.
+    async fn conversations(&self, user: UserId) -> Result<Vec<ConvState>, StoreError>;
+
+    /// The newest seq of `conv` (0 if it has none or does not exist).
+    async fn last_seq(&self, conv: ConvId) -> Result<i64, StoreError>;
+
+    /// Messages with a seq above the given one in each conversation, by `mid` (oldest
+    /// first), at most `limit`. Conversations not listed are not read.
+    async fn after(&self, from: &[(ConvId, i64)], limit: usize) -> Result<Vec<LoggedMessage>, StoreError>;
+
+    /// How many messages from others than `user` each conversation holds above the given seq
+    /// (conversations with none may be left out).
+    async fn unread(&self, user: UserId, from: &[(ConvId, i64)]) -> Result<Vec<(ConvId, u64)>, StoreError>;
+
+    /// A page of `conv`: the newest `limit` messages, or those just before or after a `mid`;
+    /// oldest first either way.
+    async fn history(
+        &self,
+        conv: ConvId,
+        from: HistoryFrom,
+        limit: usize,
+    ) -> Result<Vec<LoggedMessage>, StoreError>;
+
+    /// Moves cursors forward (never back): `(user, conv, seq)`.
+    async fn save_cursors(&self, cursors: &[(UserId, ConvId, i64)]) -> Result<(), StoreError>;
+
+    /// Keeps a resume token (its hash) for `user` until `expires_at` (unix ms).
+    async fn put_token(&self, hash: &str, user: UserId, expires_at: i64) -> Result<(), StoreError>;
+
+    /// The user of an unexpired token, if any; `now` in unix ms.
+    async fn token_user(&self, hash: &str, now: i64) -> Result<Option<UserId>, StoreError>;
+
+    /// Forgets a token (logout).
+    async fn drop_token(&self, hash: &str) -> Result<(), StoreError>;
+
+    /// Retention: deletes messages accepted before `older_than` (unix ms), and in each
+    /// conversation all but the newest `keep_per_conv`; forgets tokens expired by `now`.
+    /// Returns how many messages went.
+    async fn purge(&self, older_than: i64, keep_per_conv: i64, now: i64) -> Result<u64, StoreError>;
+}

@@ -1,0 +1,243 @@
+//! The contract every [`Log`] must meet, as async checks that panic with a message
+//! on the first violation. Run [`run_all`] against each adapter (the in-memory one
+//! here, SQLite and MySQL in `chat-model`), on a database that may hold data from
+//! other runs: every user and group is new, and no check assumes particular ids.
+
+use std::collections::HashSet;
+
+use chat_proto::{ConvId, HistoryFrom, UserId};
+
+use crate::contract::{HASH, Names, new_user, ok, tricky_texts};
+use crate::{Log, LoggedMessage, NewMessage, Store, StoreError};
+
+/// Runs every check, in sequence. `store` and `log` must share one database.
+pub async fn run_all(store: &dyn Store, log: &dyn Log) {
+    open_checks_the_parties(store, log).await;
+    sequences_per_conversation(store, log).await;
+    client_ids_are_idempotent(store, log).await;
+    after_and_unread(store, log).await;
+    history_pages(store, log).await;
+    cursors_only_move_forward(store, log).await;
+    texts_round_trip(store, log).await;
+    tokens_expire(store, log).await;
+    retention(store, log).await;
+    concurrent_appends_share_one_sequence(store, log).await;
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn msg(conv: ConvId, sender: UserId, body: &str, cid: Option<&str>) -> NewMessage {
+    NewMessage {
+        conv,
+        sender,
+        sender_name: format!("n{}", sender.0),
+        cid: cid.map(str::to_owned),
+        body: body.to_owned(),
+        created_at: now_ms(),
+    }
+}
+
+async fn append(log: &dyn Log, batch: &[NewMessage]) -> Vec<LoggedMessage> {
+    ok("append", log.append(batch).await).into_iter().map(|a| a.message).collect()
+}
+
+async fn direct(store: &dyn Store, log: &dyn Log, names: &Names) -> (UserId, UserId, ConvId) {
+    let (a, _) = new_user(store, names, "la").await;
+    let (b, _) = new_user(store, names, "lb").await;
+    let conv = ConvId::direct(a, b);
+    ok("open", log.open(conv).await);
+    (a, b, conv)
+}
+
+/// open refuses conversations with unknown users or groups, and may be repeated.
+pub async fn open_checks_the_parties(store: &dyn Store, log: &dyn Log) {
+    let names = Names::new();
+    let (a, _) = new_user(store, &names, "lo").await;
+    assert_eq!(log.open(ConvId::direct(a, UserId(i32::MAX - 3))).await, Err(StoreError::UnknownUser));
+    assert_eq!(
+        log.open(ConvId::group(chat_proto::GroupId(i32::MAX - 3))).await,
+        Err(StoreError::UnknownGroup)
+    );
+    let (_, _, conv) = direct(store, log, &names).await;
+    ok("open again", log.open(conv).await);
+    let group = ok("create_group", store.create_group(a, &names.name("lg"), "").await);
+    ok("open group", log.open(ConvId::group(group)).await);
+    assert_eq!(ok("last_seq", log.last_seq(ConvId::group(group)).await), 0);
+}
+
+/// Each conversation counts 1, 2, 3 … in batch order; mids grow.
+pub async fn sequences_per_conversation(store: &dyn Store, log: &dyn Log) {
+    let names = Names::new();
+    let (a, b, one) = direct(store, log, &names).await;
+    let (c, _, two) = direct(store, log, &names).await;
+    let batch =
+        [msg(one, a, "1", None), msg(two, c, "x", None), msg(one, b, "2", None), msg(one, a, "3", None)];
+    let stored = append(log, &batch).await;
+    let seqs: Vec<(ConvId, i64)> = stored.iter().map(|m| (m.conv, m.seq)).collect();
+    assert_eq!(seqs, [(one, 1), (two, 1), (one, 2), (one, 3)]);
+    assert!(stored.windows(2).all(|w| w[0].mid < w[1].mid), "mids grow in batch order: {stored:?}");
+    let more = append(log, &[msg(one, b, "4", None)]).await;
+    assert_eq!(more[0].seq, 4);
+    assert_eq!(ok("last_seq", log.last_seq(one).await), 4);
+    assert_eq!(stored[0].body, "1");
+    assert_eq!(stored[0].sender_name, format!("n{}", a.0));
+    let err =
+        log.append(&[msg(ConvId::direct(UserId(i32::MAX - 5), UserId(i32::MAX - 4)), a, "x", None)]).await;
+    assert!(err.is_err(), "a conversation that was never opened is refused");
+}
+
+/// A (sender, cid) stored once answers every later copy with the first message.
+pub async fn client_ids_are_idempotent(store: &dyn Store, log: &dyn Log) {
+    let names = Names::new();
+    let (a, b, conv) = direct(store, log, &names).await;
+    let first = ok("append", log.append(&[msg(conv, a, "hello", Some("c1"))]).await);
+    assert!(!first[0].duplicate);
+    let again = ok(
+        "append",
+        log.append(&[
+            msg(conv, a, "hello (resent)", Some("c1")),
+            msg(conv, b, "same cid, other sender", Some("c1")),
+            msg(conv, a, "new", Some("c2")),
+            msg(conv, a, "new (twice in one batch)", Some("c2")),
+        ])
+        .await,
+    );
+    assert!(again[0].duplicate && again[0].message == first[0].message, "{again:?}");
+    assert!(!again[1].duplicate && again[1].message.seq == 2);
+    assert!(!again[2].duplicate && again[2].message.seq == 3);
+    assert!(again[3].duplicate && again[3].message == again[2].message);
+    assert_eq!(ok("last_seq", log.last_seq(conv).await), 3, "duplicates take no seq");
+}
+
+/// after reads above per-conversation seqs, oldest first; unread leaves out own messages.
+pub async fn after_and_unread(store: &dyn Store, log: &dyn Log) {
+    let names = Names::new();
+    let (a, b, one) = direct(store, log, &names).await;
+    let (c, _, _) = direct(store, log, &names).await;
+    let group = ok("create_group", store.create_group(c, &names.name("lu"), "").await);
+    ok("join", store.join_group(group, a).await);
+    let g = ConvId::group(group);
+    ok("open", log.open(g).await);
+    append(log, &[msg(one, b, "b1", None), msg(g, c, "c1", None), msg(one, a, "a1", None)]).await;
+    append(log, &[msg(g, c, "c2", None), msg(one, b, "b2", None)]).await;
+    let got = ok("after", log.after(&[(one, 1), (g, 0)], 100).await);
+    let bodies: Vec<&str> = got.iter().map(|m| m.body.as_str()).collect();
+    assert_eq!(bodies, ["c1", "a1", "c2", "b2"]);
+    let limited = ok("after", log.after(&[(one, 1), (g, 0)], 2).await);
+    assert_eq!(limited.len(), 2);
+    assert_eq!(limited[0].body, "c1");
+    let mut unread = ok("unread", log.unread(a, &[(one, 0), (g, 1)]).await);
+    unread.sort();
+    let mut want = vec![(one, 2), (g, 1)];
+    want.sort();
+    assert_eq!(unread, want, "own messages are never unread");
+    let convs = ok("conversations", log.conversations(a).await);
+    let mine: HashSet<ConvId> = convs.iter().map(|s| s.conv).collect();
+    assert!(mine.contains(&one) && mine.contains(&g), "{convs:?}");
+    assert!(convs.iter().all(|s| s.conv == one || s.conv == g), "only a's conversations: {convs:?}");
+    assert!(convs.iter().any(|s| s.conv == one && s.last_seq == 3 && s.cursor == 0));
+    let c_convs = ok("conversations", log.conversations(c).await);
+    assert!(!c_convs.iter().any(|s| s.conv == one), "c is not in a's one-to-one");
+}
+
+/// History pages backwards and forwards from a mid, oldest first, capped.
+pub async fn history_pages(store: &dyn Store, log: &dyn Log) {
+    let names = Names::new();
+    let (a, _, conv) = direct(store, log, &names).await;
+    let batch: Vec<NewMessage> = (1..=10).map(|i| msg(conv, a, &i.to_string(), None)).collect();
+    let stored = append(log, &batch).await;
+    let bodies = |page: Vec<LoggedMessage>| page.into_iter().map(|m| m.body).collect::<Vec<_>>();
+    assert_eq!(bodies(ok("history", log.history(conv, HistoryFrom::Latest, 3).await)), ["8", "9", "10"]);
+    let before = HistoryFrom::Before(stored[7].mid);
+    assert_eq!(bodies(ok("history", log.history(conv, before, 3).await)), ["5", "6", "7"]);
+    let after = HistoryFrom::After(stored[1].mid);
+    assert_eq!(bodies(ok("history", log.history(conv, after, 3).await)), ["3", "4", "5"]);
+    assert!(ok("history", log.history(conv, HistoryFrom::Before(stored[0].mid), 3).await).is_empty());
+}
+
+/// Cursors move forward only, and show in conversations().
+pub async fn cursors_only_move_forward(store: &dyn Store, log: &dyn Log) {
+    let names = Names::new();
+    let (a, b, conv) = direct(store, log, &names).await;
+    append(log, &[msg(conv, b, "1", None), msg(conv, b, "2", None), msg(conv, b, "3", None)]).await;
+    ok("save", log.save_cursors(&[(a, conv, 2)]).await);
+    ok("save", log.save_cursors(&[(a, conv, 1), (b, conv, 3)]).await);
+    let cursor = |user| async move {
+        ok("conversations", log.conversations(user).await)
+            .into_iter()
+            .find(|s| s.conv == conv)
+            .map(|s| s.cursor)
+    };
+    assert_eq!(cursor(a).await, Some(2), "a cursor never moves back");
+    assert_eq!(cursor(b).await, Some(3));
+    ok("save", log.save_cursors(&[]).await);
+}
+
+/// Texts come back byte for byte.
+pub async fn texts_round_trip(store: &dyn Store, log: &dyn Log) {
+    let names = Names::new();
+    let (a, _, conv) = direct(store, log, &names).await;
+    for (what, text) in tricky_texts() {
+        let stored = append(log, &[msg(conv, a, &text, Some(what))]).await;
+        let back = ok("history", log.history(conv, HistoryFrom::After(stored[0].mid - 1), 1).await);
+        assert_eq!(back.first().map(|m| &m.body), Some(&text), "{what} did not round-trip");
+    }
+}
+
+/// A token names its user until it expires or is dropped.
+pub async fn tokens_expire(store: &dyn Store, log: &dyn Log) {
+    let names = Names::new();
+    let (a, _) = new_user(store, &names, "lt").await;
+    let live = names.name("tok-live-");
+    let old = names.name("tok-old-");
+    let now = now_ms();
+    ok("put", log.put_token(&live, a, now + 60_000).await);
+    ok("put", log.put_token(&old, a, now - 1).await);
+    assert_eq!(ok("token_user", log.token_user(&live, now).await), Some(a));
+    assert_eq!(ok("token_user", log.token_user(&old, now).await), None, "an expired token is refused");
+    assert_eq!(ok("token_user", log.token_user(HASH, now).await), None);
+    ok("drop", log.drop_token(&live).await);
+    assert_eq!(ok("token_user", log.token_user(&live, now).await), None);
+}
+
+/// Retention removes by age and keeps the newest per conversation; seqs continue.
+pub async fn retention(store: &dyn Store, log: &dyn Log) {
+    let names = Names::new();
+    let (a, _, conv) = direct(store, log, &names).await;
+    let (_, _, old_conv) = direct(store, log, &names).await;
+    let batch: Vec<NewMessage> = (1..=5).map(|i| msg(conv, a, &i.to_string(), None)).collect();
+    append(log, &batch).await;
+    let mut ancient = msg(old_conv, a, "ancient", None);
+    ancient.created_at = 1_000;
+    append(log, &[ancient]).await;
+    ok("purge", log.purge(2_000, 2, now_ms()).await);
+    let left = ok("after", log.after(&[(conv, 0), (old_conv, 0)], 100).await);
+    let bodies: Vec<&str> = left.iter().map(|m| m.body.as_str()).collect();
+    assert_eq!(bodies, ["4", "5"], "the two newest of conv stay; the old one goes");
+    let next = append(log, &[msg(conv, a, "6", None)]).await;
+    assert_eq!(next[0].seq, 6, "seqs continue after a purge");
+}
+
+/// Appends from many tasks at once to one conversation: every seq once, no gap.
+pub async fn concurrent_appends_share_one_sequence(store: &dyn Store, log: &dyn Log) {
+    let names = Names::new();
+    let (a, _, conv) = direct(store, log, &names).await;
+    let tasks = (0..8).map(|t| async move {
+        let mut seqs = Vec::new();
+        for i in 0..5 {
+            let batch = [msg(conv, a, &format!("{t}.{i}"), None), msg(conv, a, "pair", None)];
+            match log.append(&batch).await {
+                Ok(done) => seqs.extend(done.into_iter().map(|d| d.message.seq)),
+                Err(e) => panic!("concurrent append failed: {e}"),
+            }
+        }
+        seqs
+    });
+    let mut seqs: Vec<i64> = futures::future::join_all(tasks).await.into_iter().flatten().collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=80).collect::<Vec<i64>>());
+}

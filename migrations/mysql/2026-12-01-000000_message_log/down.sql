@@ -1,0 +1,4 @@
+DROP TABLE `ResumeToken`;
+DROP TABLE `ConvCursor`;
+DROP TABLE `Message`;
+DROP TABLE `Conversation`;
