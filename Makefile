@@ -15,11 +15,13 @@ run:
 build:
 	$(CARGO) build --workspace --all-targets
 
-# Brings up what the tests need: a clean MariaDB test database and a running Redis.
+# Brings up what the tests need: a clean MariaDB test database, a running Redis,
+# nginx, and the terminal tools (tmux, script) the console tests drive the client with.
 test-services:
 	bash deploy/db-setup.sh --reset-test
 	bash deploy/redis-setup.sh
 	bash deploy/nginx-setup.sh
+	bash deploy/tools-setup.sh
 
 test: test-services build
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \

@@ -3,9 +3,8 @@
 //! arriving while a line is half typed printed above it with the line
 //! redrawn, history on the Up arrow, and Ctrl-D logging out and exiting 0.
 //!
-//! Keys are typed one at a time, as a person types: rustyline 17 with an
-//! external printer acts on the last of several bytes that arrive in one read
-//! only at the next key (kkawakam/rustyline#976, fixed in rustyline 19).
+//! Keys are typed one at a time, at a person's pace; keys that arrive in
+//! bursts (a paste, an input method) while chats arrive are in console_burst.rs.
 
 #[path = "console_support.rs"]
 mod support;
