@@ -224,6 +224,15 @@ impl Sessions {
         self.lock().get(&user).map(|e| e.inbox.cursors()).unwrap_or_default()
     }
 
+    /// `user`'s acknowledged cursors that are not in the database yet (the session on `conn`).
+    pub(crate) fn unsaved_of(&self, user: UserId, conn: u64) -> Vec<(ConvId, i64)> {
+        self.with(user, conn, |e| {
+            e.inbox.written(e.out.written());
+            e.inbox.unsaved()
+        })
+        .unwrap_or_default()
+    }
+
     /// Every session's acknowledged cursors that are not in the database yet.
     pub(crate) fn unsaved(&self) -> Vec<(UserId, ConvId, i64)> {
         let mut map = self.lock();

@@ -159,7 +159,11 @@ async fn chat_stamps_the_real_sender_and_server_time() {
     assert_eq!(got["msg"], "hi \"you\" 你好 😀");
     assert_eq!(got["msgid"], 6);
     assert_eq!(got["to"], idb);
-    assert_eq!(a.recv().await, json!({"errno":0,"msgid":11,"re":6}), "the extension acks the chat");
+    assert_eq!(
+        a.recv().await,
+        json!({"errno":0,"mid":got["mid"],"msgid":11,"re":6,"seq":1}),
+        "the extension acks the chat with its ids"
+    );
     let time = got["time"].as_str().expect("time");
     assert_ne!(time, "1999-01-01 00:00:00");
     assert_eq!(time.len(), 19);
@@ -181,7 +185,7 @@ async fn offline_messages_arrive_in_order_at_next_login_and_only_once() {
     a.login(ida, true).await;
     for i in 0..5 {
         a.send(json!({"msgid":6,"to":idb,"msg":format!("m{i} ' \\ \n")})).await;
-        assert_eq!(a.recv().await, json!({"errno":0,"msgid":11,"re":6}));
+        assert_eq!(a.recv().await["seq"], i + 1);
     }
     let mut b = Client::new(&node);
     let ack = b.login(idb, false).await;
@@ -193,9 +197,9 @@ async fn offline_messages_arrive_in_order_at_next_login_and_only_once() {
         assert_eq!(frame["msg"], format!("m{i} ' \\ \n"));
         assert_eq!(frame["id"], ida);
     }
-    // Deleted only after the ack was written: the store is empty now.
-    assert!(store.offline_messages(chat_proto::UserId(idb as i32)).await.expect("store").is_empty());
+    assert!(offline.iter().all(|t| !t.as_str().unwrap_or_default().contains("seq")), "original shape");
     b.close().await;
+    let _ = &store;
     let mut b2 = Client::new(&node);
     let again = b2.login(idb, false).await;
     assert!(again.get("offlinemsg").is_none(), "{again}");
@@ -219,8 +223,11 @@ async fn undelivered_offline_messages_stay_when_the_ack_is_not_written() {
         .frame(&mut conn, Inbound::Frame(br#"{"msgid":1,"id":IDB,"password":"pw"}"#.replace_id(idb)))
         .await;
     node.service.close(conn, Vec::new()).await;
-    let left = store.offline_messages(chat_proto::UserId(idb as i32)).await.expect("store");
-    assert_eq!(left.len(), 1, "message kept for the next login");
+    let _ = &store;
+    let mut b = Client::new(&node);
+    let ack = b.login(idb, false).await;
+    let offline = ack["offlinemsg"].as_array().cloned().unwrap_or_default();
+    assert_eq!(offline.len(), 1, "message kept for the next login: {ack}");
 }
 
 trait ReplaceId {
@@ -242,9 +249,11 @@ async fn extension_answers_every_request_and_errors() {
     a.send(json!({"msgid":6,"to":1,"msg":"x"})).await;
     assert_eq!(a.recv().await, json!({"errmsg":"not logged in","errno":3,"msgid":11,"re":6}));
     let login = a.login(ida, true).await;
+    let token = login["resume"].as_str().expect("a resume token").to_owned();
+    assert_eq!(token.len(), 64);
     assert_eq!(
         login,
-        json!({"errno":0,"friends":[],"groups":[],"id":ida,"msgid":2,"name":"a","offlinemsg":[]})
+        json!({"errno":0,"friends":[],"groups":[],"id":ida,"msgid":2,"name":"a","offlinemsg":[],"resume":token,"unread":[]})
     );
     a.send(json!({"msgid":6,"to":424242,"msg":"x"})).await;
     assert_eq!(a.recv().await["errno"], 5, "unknown user");
@@ -374,14 +383,17 @@ async fn group_chat_reaches_members_live_and_offline() {
     let got = b.recv().await;
     assert_eq!(
         got,
-        json!({"groupid":gid,"id":ida,"msg":"hello team","msgid":10,"name":"a","time":got["time"]})
+        json!({"groupid":gid,"id":ida,"mid":got["mid"],"msg":"hello team","msgid":10,"name":"a","seq":1,"time":got["time"]})
     );
     a.silent().await;
     outsider.silent().await;
     let mut c2 = Client::new(&node);
     let ack = c2.login(idc, true).await;
-    assert_eq!(ack["offlinemsg"][0]["msg"], "hello team");
     assert_eq!(ack["groups"][0]["users"].as_array().map(Vec::len), Some(3));
+    assert_eq!(ack["unread"], json!([{"count":1,"groupid":gid}]));
+    let replayed = c2.recv().await;
+    assert_eq!(replayed["msg"], "hello team", "the replay follows the ack");
+    assert_eq!(replayed["mid"], got["mid"]);
 }
 
 #[tokio::test]
@@ -399,7 +411,7 @@ async fn a_disconnect_logs_out_and_later_messages_are_stored() {
     let mut b2 = Client::new(&node);
     let ack = b2.login(idb, true).await;
     assert_eq!(ack["errno"], 0, "can log in again after a disconnect");
-    assert_eq!(ack["offlinemsg"][0]["msg"], "after you left");
+    assert_eq!(b2.recv().await["msg"], "after you left");
 }
 
 #[tokio::test]
@@ -431,7 +443,11 @@ async fn cross_node_routing_and_a_crashed_node() {
     let mut b_again = Client::new(&n1);
     let ack = b_again.login(idb, true).await;
     assert_eq!(ack["errno"], 0, "presence of a dead node does not block: {ack}");
-    assert_eq!(ack["offlinemsg"][0]["msg"], "while you were gone");
+    // b never acknowledged "across": it comes again first (the client drops it by its mid).
+    assert_eq!(b_again.recv().await["msg"], "across");
+    let replayed = b_again.recv().await;
+    assert_eq!(replayed["msg"], "while you were gone", "{replayed}");
+    assert_eq!(replayed["seq"], 3, "after \"across\" (1) and \"back\" (2)");
 }
 
 #[tokio::test]
@@ -456,4 +472,149 @@ async fn a_join_on_another_node_reaches_the_group_member_cache() {
     a.send(json!({"msgid":10,"groupid":gid,"msg":"welcome"})).await;
     assert_eq!(a.recv().await["errno"], 0);
     assert_eq!(b.recv().await["msg"], "welcome", "node 1 learned of the join on node 2");
+}
+
+/// Logs in with the extension and returns the resume token.
+async fn ext_login(c: &mut Client, id: i64) -> String {
+    let ack = c.login(id, true).await;
+    assert_eq!(ack["errno"], 0, "{ack}");
+    ack["resume"].as_str().expect("resume token").to_owned()
+}
+
+#[tokio::test]
+async fn a_resent_cid_is_stored_and_delivered_once_and_answered_with_the_first_ack() {
+    let (node, _) = single();
+    let mut a = Client::new(&node);
+    let mut b = Client::new(&node);
+    let ida = a.register("a").await;
+    let idb = b.register("b").await;
+    ext_login(&mut a, ida).await;
+    ext_login(&mut b, idb).await;
+    a.send(json!({"msgid":6,"to":idb,"msg":"once","cid":"c-1"})).await;
+    let first = a.recv().await;
+    assert_eq!(first["cid"], "c-1");
+    assert_eq!(b.recv().await["msg"], "once");
+    a.send(json!({"msgid":6,"to":idb,"msg":"once (resent)","cid":"c-1"})).await;
+    assert_eq!(a.recv().await, first, "the first ack again");
+    b.silent().await;
+    a.send(json!({"msgid":6,"to":idb,"msg":"next","cid":"c-2"})).await;
+    assert_eq!(a.recv().await["seq"], 2, "the duplicate took no seq");
+    assert_eq!(b.recv().await["seq"], 2);
+}
+
+#[tokio::test]
+async fn resume_replays_after_the_acknowledged_cursor_then_goes_live() {
+    let (node, _) = single();
+    let mut a = Client::new(&node);
+    let mut b = Client::new(&node);
+    let ida = a.register("a").await;
+    let idb = b.register("b").await;
+    ext_login(&mut a, ida).await;
+    let token = ext_login(&mut b, idb).await;
+    for i in 1..=5 {
+        a.send(json!({"msgid":6,"to":idb,"msg":format!("m{i}")})).await;
+        assert_eq!(a.recv().await["errno"], 0);
+        assert_eq!(b.recv().await["seq"], i);
+    }
+    b.send(json!({"msgid":18,"acks":[{"id":ida,"seq":3}]})).await;
+    b.silent().await;
+    b.close().await;
+    a.send(json!({"msgid":6,"to":idb,"msg":"m6"})).await;
+    a.recv().await;
+
+    let mut b2 = Client::new(&node);
+    b2.send(json!({"msgid":17,"token":"not a token"})).await;
+    assert_eq!(b2.recv().await["errno"], 17, "an unknown token is refused clearly");
+    // It has 4 (acked 3 on the old connection, got 4 and 5 but never acked 5).
+    b2.send(json!({"msgid":17,"token":token,"acks":[{"id":ida,"seq":4}]})).await;
+    let ack = b2.recv().await;
+    assert_eq!(ack["errno"], 0, "{ack}");
+    assert_eq!(ack["resume"], token.as_str());
+    assert_eq!(ack["unread"], json!([{"count":2,"id":ida}]));
+    assert_eq!(b2.recv().await["msg"], "m5");
+    assert_eq!(b2.recv().await["msg"], "m6");
+    a.send(json!({"msgid":6,"to":idb,"msg":"m7"})).await;
+    a.recv().await;
+    assert_eq!(b2.recv().await["seq"], 7, "live after the replay, no gap");
+    b2.silent().await;
+
+    // LOGINOUT ends the token.
+    b2.send(json!({"msgid":3})).await;
+    assert_eq!(b2.recv().await["errno"], 0);
+    b2.send(json!({"msgid":17,"token":token})).await;
+    assert_eq!(b2.recv().await["errno"], 17);
+}
+
+#[tokio::test]
+async fn history_pages_a_conversation_and_members_only_read_groups() {
+    let (node, _) = single();
+    let mut a = Client::new(&node);
+    let mut b = Client::new(&node);
+    let ida = a.register("a").await;
+    let idb = b.register("b").await;
+    ext_login(&mut a, ida).await;
+    ext_login(&mut b, idb).await;
+    for i in 1..=7 {
+        a.send(json!({"msgid":6,"to":idb,"msg":format!("h{i}")})).await;
+        a.recv().await;
+        b.recv().await;
+    }
+    b.send(json!({"msgid":19,"id":ida,"limit":3})).await;
+    let page = b.recv().await;
+    let texts =
+        |p: &Value| p["messages"].as_array().map(|m| m.iter().map(|x| x["msg"].clone()).collect::<Vec<_>>());
+    assert_eq!(texts(&page), Some(vec![json!("h5"), json!("h6"), json!("h7")]));
+    assert_eq!(page["more"], true);
+    let oldest = page["messages"][0]["mid"].clone();
+    b.send(json!({"msgid":19,"id":ida,"limit":3,"before":oldest})).await;
+    assert_eq!(texts(&b.recv().await), Some(vec![json!("h2"), json!("h3"), json!("h4")]));
+    a.send(json!({"msgid":19,"id":idb,"after":oldest,"limit":100})).await;
+    let forward = a.recv().await;
+    assert_eq!(texts(&forward), Some(vec![json!("h6"), json!("h7")]), "the sender reads its own messages");
+    assert_eq!(forward["more"], false);
+
+    a.send(json!({"msgid":8,"groupname":"g","groupdesc":""})).await;
+    let gid = a.recv().await["groupid"].as_i64().expect("groupid");
+    a.send(json!({"msgid":10,"groupid":gid,"msg":"before b joined"})).await;
+    a.recv().await;
+    b.send(json!({"msgid":19,"groupid":gid})).await;
+    assert_eq!(b.recv().await["errno"], 7, "not a member");
+    b.send(json!({"msgid":9,"groupid":gid})).await;
+    assert_eq!(b.recv().await["errno"], 0);
+    b.silent().await;
+    b.send(json!({"msgid":19,"groupid":gid})).await;
+    assert_eq!(texts(&b.recv().await), Some(vec![json!("before b joined")]));
+    b.send(json!({"msgid":15})).await;
+    assert_eq!(
+        b.recv().await["unread"],
+        json!([{"count":7,"id":ida}]),
+        "nothing acknowledged yet; the group's old message is not unread"
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_loses_nothing_it_did_not_acknowledge() {
+    let (node, _) = single();
+    let mut a = Client::new(&node);
+    let ida = a.register("a").await;
+    let idb = a.register("b").await;
+    ext_login(&mut a, ida).await;
+    // b's connection takes frames but nothing reads them (a phone that lost its network).
+    let (out, rx) = Outbound::channel(8);
+    let mut conn = node.service.open(999_002, "127.0.0.1:1".parse().expect("addr"), out);
+    node.service
+        .frame(&mut conn, Inbound::Frame(br#"{"msgid":1,"id":IDB,"password":"pw","ext":1}"#.replace_id(idb)))
+        .await;
+    for i in 1..=20 {
+        a.send(json!({"msgid":6,"to":idb,"msg":format!("n{i}")})).await;
+        assert_eq!(a.recv().await["errno"], 0, "the sender is never slowed down");
+    }
+    drop(rx);
+    node.service.close(conn, Vec::new()).await;
+    let mut b = Client::new(&node);
+    ext_login(&mut b, idb).await;
+    for i in 1..=20 {
+        assert_eq!(b.recv().await["msg"], format!("n{i}"), "every message, in order");
+    }
+    b.silent().await;
 }

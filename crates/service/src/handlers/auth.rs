@@ -248,6 +248,15 @@ impl Service {
         {
             warn!(user = %user.id, error = %e, "could not forget the resume token; it expires by itself");
         }
+        // Cursors before the release: the user's next login, anywhere, reads them.
+        let cursors = self.sessions().unsaved_of(user.id, conn.id);
+        if !cursors.is_empty() {
+            let list: Vec<_> = cursors.iter().map(|&(c, s)| (user.id, c, s)).collect();
+            match self.log.save_cursors(&list).await {
+                Ok(()) => self.sessions().saved(&list),
+                Err(e) => warn!(user = %user.id, error = %e, "saving cursors at logout failed; retrying"),
+            }
+        }
         if let Err(e) = self.broker.unsubscribe(user.id).await {
             warn!(user = %user.id, error = %e, "unsubscribe failed");
         }
