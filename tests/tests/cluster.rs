@@ -83,9 +83,7 @@ async fn through_nginx_users_on_two_nodes_chat_both_ways() {
     let mut c = WireClient::connect(lb.addr).await;
     let ack = login_within(&mut c, idc, Duration::from_secs(5)).await;
     assert_eq!(ack["errno"], 0, "{ack}");
-    let msgs: Vec<&str> =
-        ack["offlinemsg"].as_array().expect("list").iter().filter_map(|m| m["msg"].as_str()).collect();
-    assert_eq!(msgs, vec!["to all from a", "to all from b", "one-to-one while away"]);
+    assert_eq!(c.replayed_texts(&ack).await, vec!["to all from a", "to all from b", "one-to-one while away"]);
 }
 
 #[tokio::test]
@@ -107,7 +105,7 @@ async fn sigkill_a_node_and_its_users_recover_within_the_lease() {
     let ack = login_within(&mut b2, idb, Duration::from_secs(lease + 5)).await;
     assert_eq!(ack["errno"], 0, "{ack}");
     assert!(killed.elapsed() < Duration::from_secs(lease + 5), "within the lease");
-    assert_eq!(ack["offlinemsg"][0]["msg"], "after the crash");
+    assert_eq!(b2.replayed_texts(&ack).await, vec!["after the crash"]);
 }
 
 #[tokio::test]
@@ -183,13 +181,7 @@ async fn a_recipient_that_leaves_while_messages_are_in_flight_gets_them_next_tim
     let mut b2 = WireClient::connect(n1.addr).await;
     let ack = login_within(&mut b2, idb, Duration::from_secs(5)).await;
     assert_eq!(ack["errno"], 0);
-    let got: Vec<String> = ack["offlinemsg"]
-        .as_array()
-        .expect("list")
-        .iter()
-        .filter_map(|m| m["msg"].as_str().map(String::from))
-        .collect();
-    assert_eq!(got, burst, "every message, in order, none twice");
+    assert_eq!(b2.replayed_texts(&ack).await, burst, "every message, in order, none twice");
 }
 
 #[tokio::test]
@@ -220,6 +212,7 @@ async fn restarting_redis_loses_nothing_and_cross_node_delivery_resumes() {
     // Cross-node delivery resumes without a restart of the nodes.
     let deadline = Instant::now() + Duration::from_secs(15);
     let mut live: Vec<String> = Vec::new();
+    let mut live_seqs: BTreeSet<i64> = BTreeSet::new();
     let mut resumed = false;
     let mut probe = 0;
     while Instant::now() < deadline && !resumed {
@@ -232,28 +225,31 @@ async fn restarting_redis_loses_nothing_and_cross_node_delivery_resumes() {
             let msg = frame["msg"].as_str().unwrap_or_default().to_owned();
             resumed |= msg == m;
             live.push(msg);
+            assert!(
+                live_seqs.insert(frame["seq"].as_i64().unwrap_or_default()),
+                "a seq twice on one connection"
+            );
         }
     }
     assert!(resumed, "cross-node delivery resumed after Redis came back");
     // Presence survived the restart too: a, on n1, cannot log in a second time on n2.
     let mut dup = WireClient::connect(n2.addr).await;
     assert_eq!(dup.login(ida, true).await["errno"], 2, "one session per user after a Redis restart");
-    // b logs in again: whatever did not arrive live is waiting, none twice.
+    // b acknowledges what it has without a gap and logs in again: whatever did not
+    // arrive live is waiting; what came both ways is dropped by its mid, as clients do.
+    let contiguous = (1..).take_while(|s| live_seqs.contains(s)).last().unwrap_or(0);
+    b.send(&json!({"msgid":18,"acks":[{"id":ida,"seq":contiguous}]})).await;
     drop(b);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut b2 = WireClient::connect(n1.addr).await;
     let ack = login_within(&mut b2, idb, Duration::from_secs(10)).await;
     assert_eq!(ack["errno"], 0, "{ack}");
-    let stored: Vec<String> = ack["offlinemsg"]
-        .as_array()
-        .expect("list")
-        .iter()
-        .filter_map(|m| m["msg"].as_str().map(String::from))
-        .collect();
-    let mut all: Vec<String> = live.clone();
-    all.extend(stored.iter().cloned());
-    let unique_all: BTreeSet<&String> = all.iter().collect();
-    assert_eq!(unique_all.len(), all.len(), "no message twice");
-    let expected: BTreeSet<&String> = sent.iter().collect();
-    assert_eq!(unique_all, expected, "every message arrived, live or stored");
+    let replayed = b2.replay(&ack).await;
+    let seqs: Vec<i64> = replayed.iter().filter_map(|m| m["seq"].as_i64()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "the replay is in order, none twice: {seqs:?}");
+    assert!(seqs.first().is_none_or(|&s| s == contiguous + 1), "the replay starts after the ack");
+    let mut all: BTreeSet<String> = live.iter().cloned().collect();
+    all.extend(replayed.iter().filter_map(|m| m["msg"].as_str().map(String::from)));
+    let expected: BTreeSet<String> = sent.iter().cloned().collect();
+    assert_eq!(all, expected, "every message arrived, live or replayed");
 }

@@ -27,10 +27,11 @@ async fn mysql_down_gives_clear_errors_and_service_recovers_by_itself() {
     assert_eq!(b.login(idb, true).await["errno"], 0);
 
     proxy.set_up(false);
-    // Online delivery needs no database.
-    a.send(&json!({"msgid":6,"to":idb,"msg":"no db needed"})).await;
-    assert_eq!(a.recv().await["errno"], 0);
-    assert_eq!(b.recv().await["msg"], "no db needed");
+    // A chat is stored before it is acknowledged: without the database it is refused
+    // (errno 13, for the client to send again later) and reaches nobody.
+    a.send(&json!({"msgid":6,"to":idb,"msg":"not without the db","cid":"x1"})).await;
+    assert_eq!(a.recv().await["errno"], 13);
+    b.expect_silence(Duration::from_millis(300)).await;
     // What needs it gets errno 13, quickly, and nothing crashes.
     let started = Instant::now();
     let mut c = WireClient::connect(s.addr).await;
@@ -54,6 +55,9 @@ async fn mysql_down_gives_clear_errors_and_service_recovers_by_itself() {
     }
     a.send(&json!({"msgid":8,"groupname":unique("g"),"groupdesc":""})).await;
     assert_eq!(a.recv().await["errno"], 0, "recovered without a restart");
+    a.send(&json!({"msgid":6,"to":idb,"msg":"not without the db","cid":"x1"})).await;
+    assert_eq!(a.recv().await["errno"], 0, "the resend is stored");
+    assert_eq!(b.recv().await["msg"], "not without the db");
 }
 
 #[tokio::test]
@@ -73,7 +77,7 @@ async fn redis_down_local_users_are_still_served_and_logins_say_why() {
     assert_eq!(a.recv().await["errno"], 0);
     assert_eq!(b.recv().await["msg"], "same node, no redis");
     a.send(&json!({"msgid":6,"to":idc,"msg":"offline, no redis"})).await;
-    assert_eq!(a.recv().await["errno"], 0, "stored offline");
+    assert_eq!(a.recv().await["errno"], 0, "stored");
     let mut c = WireClient::connect(n1.addr).await;
     let refused = c.login(idc, true).await;
     assert_eq!(refused["errno"], 13, "cannot check cluster presence: {refused}");
@@ -87,5 +91,5 @@ async fn redis_down_local_users_are_still_served_and_logins_say_why() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
     assert_eq!(ack["errno"], 0, "{ack}");
-    assert_eq!(ack["offlinemsg"][0]["msg"], "offline, no redis");
+    assert_eq!(c.replayed_texts(&ack).await, vec!["offline, no redis"]);
 }

@@ -134,6 +134,16 @@ impl Outbound {
         self.push(Out::Frame(frame), true)
     }
 
+    /// The most frames the queue holds.
+    pub fn capacity(&self) -> usize {
+        self.shared.capacity
+    }
+
+    /// How many more frames the queue takes now.
+    pub fn room(&self) -> usize {
+        self.shared.capacity.saturating_sub(self.shared.lock().frames)
+    }
+
     /// How many frames have been written to the socket so far (frames go out in queue order).
     pub fn written(&self) -> u64 {
         self.shared.written.load(Ordering::Acquire)

@@ -13,7 +13,7 @@ use chat_proto::{ConvId, GroupId, UserId};
 use tracing::{debug, error, warn};
 
 use crate::durable::Item;
-use crate::sessions::{Delivered, Offered, Sessions};
+use crate::sessions::{Delivered, Fetched, Offered, Sessions};
 
 /// Messages one catch-up read takes (then it waits for the client's socket to take them).
 const CATCH_UP_PAGE: usize = 256;
@@ -85,17 +85,19 @@ impl Delivery {
                 match self.log.after(&from, CATCH_UP_PAGE).await {
                     Ok(found) => {
                         wait = Duration::from_millis(100);
-                        let cut = found.len() >= CATCH_UP_PAGE;
-                        if cut {
-                            self.sessions.more(user, conn, &from);
-                        }
                         debug!(user = %user, count = found.len(), "catching up from the log");
-                        if !self.sessions.push_fetched(user, conn, &found) {
+                        let pushed = self.sessions.push_fetched(user, conn, &found);
+                        if pushed == Fetched::Gone {
                             return;
                         }
-                        if cut && !out.flushed().await {
-                            self.sessions.abandon_fetch(user, conn);
-                            return;
+                        // Cut at the page's end or at the queue's room: read those again
+                        // (from where delivery stands now) once the socket took what is queued.
+                        if pushed == Fetched::Full || found.len() >= CATCH_UP_PAGE {
+                            self.sessions.more(user, conn, &from);
+                            if !out.flushed().await {
+                                self.sessions.abandon_fetch(user, conn);
+                                return;
+                            }
                         }
                     }
                     Err(e) => {

@@ -171,6 +171,11 @@ impl Inbox {
         self.stale.extend(from.iter().map(|(c, _)| *c));
     }
 
+    /// The highest seq of `conv` pushed (or skipped) so far.
+    pub(crate) fn delivered(&self, conv: ConvId) -> i64 {
+        self.convs.get(&conv).map_or(0, |t| t.delivered)
+    }
+
     /// A message read from the log: whether to push it (it is past what was delivered).
     pub(crate) fn fetched(&mut self, conv: ConvId, seq: i64) -> bool {
         let track = self.convs.entry(conv).or_default();

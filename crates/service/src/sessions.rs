@@ -59,6 +59,17 @@ pub(crate) enum Offered {
     CatchUp(u64),
 }
 
+/// What [`Sessions::push_fetched`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fetched {
+    /// Everything is queued.
+    Done,
+    /// The queue has no room for the rest: wait for the socket, then read again.
+    Full,
+    /// The session is gone or stopped reading.
+    Gone,
+}
+
 /// A session's end: what it held back and its last cursors.
 pub(crate) struct Removed {
     /// Unsequenced frames held for a login that never completed.
@@ -267,22 +278,29 @@ impl Sessions {
     }
 
     /// Pushes what a catch-up read found, in order, skipping what was delivered meanwhile
-    /// and the user's own messages. False if the session is gone or stopped reading.
-    pub(crate) fn push_fetched(&self, user: UserId, conn: u64, found: &[LoggedMessage]) -> bool {
+    /// and the user's own messages, while the connection's queue has room for it beside
+    /// live traffic (half of it).
+    pub(crate) fn push_fetched(&self, user: UserId, conn: u64, found: &[LoggedMessage]) -> Fetched {
         self.with(user, conn, |e| {
+            let mut room = e.out.room().saturating_sub(e.out.capacity() / 2);
             for m in found {
-                if !e.inbox.fetched(m.conv, m.seq) || m.sender == user {
+                let to_push = m.sender != user && m.seq > e.inbox.delivered(m.conv);
+                if to_push && room == 0 {
+                    return Fetched::Full;
+                }
+                if !e.inbox.fetched(m.conv, m.seq) || !to_push {
                     continue;
                 }
+                room -= 1;
                 let Some(index) = e.send(user, push_frame(m, e.inbox.ext())) else {
                     e.inbox.fetch_abandoned();
-                    return false;
+                    return Fetched::Gone;
                 };
                 e.inbox.mark(index, m.conv, m.seq);
             }
-            true
+            Fetched::Done
         })
-        .unwrap_or(false)
+        .unwrap_or(Fetched::Gone)
     }
 
     /// A page was cut at its limit: those conversations need another read.
