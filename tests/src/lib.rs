@@ -512,3 +512,22 @@ impl Drop for TcpProxy {
         self.task.abort();
     }
 }
+
+impl WireClient {
+    /// After an extension LOGIN or RESUME ack: the replayed messages that follow it, as many
+    /// as its `unread` counts say (messages from others after the cursor), in order.
+    pub async fn replay(&mut self, ack: &Value) -> Vec<Value> {
+        let count: u64 =
+            ack["unread"].as_array().map_or(0, |list| list.iter().filter_map(|u| u["count"].as_u64()).sum());
+        let mut got = Vec::new();
+        for _ in 0..count {
+            got.push(self.recv().await);
+        }
+        got
+    }
+
+    /// The `msg` texts of [`WireClient::replay`].
+    pub async fn replayed_texts(&mut self, ack: &Value) -> Vec<String> {
+        self.replay(ack).await.iter().filter_map(|m| m["msg"].as_str().map(String::from)).collect()
+    }
+}
