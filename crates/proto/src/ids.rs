@@ -70,7 +70,7 @@ impl ConvId {
 
     /// The two users, lower id first, if this is a one-to-one conversation.
     pub fn users(self) -> Option<(UserId, UserId)> {
-        (self.0 > 0).then(|| (UserId((self.0 >> 32) as i32), UserId(self.0 as u32 as i32)))
+        (self.0 > 0).then_some((UserId((self.0 >> 32) as i32), UserId(self.0 as u32 as i32)))
     }
 
     /// How `me` names this conversation (the other user, or the group).

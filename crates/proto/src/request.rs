@@ -139,7 +139,7 @@ pub fn decode_request(frame: &[u8]) -> Result<Request, DecodeError> {
             };
             let limit =
                 fields.optional_i64("limit")?.map(|n| u32::try_from(n.clamp(0, 1 << 20)).unwrap_or(0));
-            Request::History { peer: peer(&fields.obj, &fields)?, from, limit }
+            Request::History { peer: peer(fields.obj, &fields)?, from, limit }
         }
         _ => return Err(DecodeError::new(Some(number), format!("msgid {number} is not a request"))),
     };

@@ -160,7 +160,7 @@ impl Sessions {
     /// and its last cursors (an original client's counting what reached its socket).
     pub(crate) fn remove(&self, user: UserId, conn: u64) -> Option<Removed> {
         let mut map = self.lock();
-        if !map.get(&user).is_some_and(|e| e.conn == conn) {
+        if map.get(&user).is_none_or(|e| e.conn != conn) {
             return None;
         }
         let mut entry = map.remove(&user)?;
