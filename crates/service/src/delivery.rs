@@ -27,12 +27,25 @@ pub struct Delivery {
     groups: GroupCache,
     /// Itself, for the tasks it starts from `&self` (the broker's receive loop calls in).
     me: Weak<Delivery>,
+    /// This node among the nodes that hear its announcements (random per start).
+    instance: u64,
 }
 
 impl Delivery {
     /// Delivery over this node's sessions, the store and the message log.
     pub fn new(sessions: Sessions, store: Arc<dyn Store>, log: Arc<dyn Log>) -> Arc<Delivery> {
-        Arc::new_cyclic(|me| Delivery { sessions, store, log, groups: GroupCache::default(), me: me.clone() })
+        let mut bytes = [0u8; 8];
+        // Without randomness two nodes might share an instance; takeovers then only wait longer.
+        let _ = getrandom::fill(&mut bytes);
+        let instance = u64::from_le_bytes(bytes);
+        Arc::new_cyclic(|me| Delivery {
+            sessions,
+            store,
+            log,
+            groups: GroupCache::default(),
+            me: me.clone(),
+            instance,
+        })
     }
 
     /// The group member cache.
@@ -207,6 +220,10 @@ impl Sink for Delivery {
     fn event(&self, event: Bytes) {
         if let Some(group) = GroupCache::parse_changed(&event) {
             self.groups.forget(group);
+        } else if let Some((user, from)) = parse_takeover(&event)
+            && from != self.instance
+        {
+            self.sessions.disconnect(user);
         }
     }
 
@@ -222,6 +239,20 @@ impl Sink for Delivery {
             self.start_catch_up(user, conn);
         }
     }
+}
+
+impl Delivery {
+    /// The announcement that `user` resumes on this node: another node still holding a
+    /// session for it (a connection that died without that node noticing) closes it.
+    pub(crate) fn takeover_event(&self, user: UserId) -> Bytes {
+        Bytes::from(format!("takeover:{user}:{}", self.instance))
+    }
+}
+
+fn parse_takeover(event: &[u8]) -> Option<(UserId, u64)> {
+    let text = std::str::from_utf8(event).ok()?;
+    let (user, from) = text.strip_prefix("takeover:")?.split_once(':')?;
+    Some((UserId(user.parse().ok()?), from.parse().ok()?))
 }
 
 /// Members of recently used groups, so a group chat to online members needs no database

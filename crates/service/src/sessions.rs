@@ -318,6 +318,13 @@ impl Sessions {
         self.with(user, conn, |e| e.inbox.fetch_abandoned());
     }
 
+    /// Closes `user`'s connection here, if any (its close logs it out as a disconnect does).
+    pub(crate) fn disconnect(&self, user: UserId) {
+        if let Some(entry) = self.lock().get(&user) {
+            entry.out.close();
+        }
+    }
+
     /// Whether `user` has a session here.
     pub fn contains(&self, user: UserId) -> bool {
         self.lock().contains_key(&user)

@@ -618,3 +618,31 @@ async fn a_client_that_stops_reading_loses_nothing_it_did_not_acknowledge() {
     }
     b.silent().await;
 }
+
+#[tokio::test]
+async fn a_resume_takes_over_a_session_whose_connection_died_unnoticed() {
+    let (node, _) = single();
+    let mut a = Client::new(&node);
+    let mut b = Client::new(&node);
+    let ida = a.register("a").await;
+    let idb = b.register("b").await;
+    ext_login(&mut a, ida).await;
+    let token = ext_login(&mut b, idb).await;
+    // b's old connection: the node would notice its death only at the next ping.
+    // Here its close runs once the node closes it, as chat-net's would.
+    let old = tokio::spawn(async move {
+        while b.rx.recv().await.is_some() {}
+        b.close().await;
+    });
+    let mut b2 = Client::new(&node);
+    b2.send(json!({"msgid":17,"token":token})).await;
+    let ack = b2.recv().await;
+    assert_eq!(ack["errno"], 0, "the token takes the session over: {ack}");
+    tokio::time::timeout(Duration::from_secs(5), old).await.expect("old connection closed").expect("task");
+    a.send(json!({"msgid":6,"to":idb,"msg":"to the new connection"})).await;
+    a.recv().await;
+    assert_eq!(b2.recv().await["msg"], "to the new connection");
+    // A password login does not take over: the original's errno 2 stays.
+    let mut b3 = Client::new(&node);
+    assert_eq!(b3.login(idb, true).await["errno"], 2);
+}

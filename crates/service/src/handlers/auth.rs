@@ -10,6 +10,11 @@ use crate::dispatch::{Conn, Reply, SessionUser};
 use crate::durable::push_frame;
 use crate::{Service, ServiceError};
 
+/// How long a RESUME waits for a session it took over to end (a dead node's lease can
+/// take longer: then the client gets errno 2 and retries).
+const TAKEOVER_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+const TAKEOVER_STEP: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// A resume token: 32 random bytes, hex. Only its SHA-256 is stored.
 fn new_token() -> Result<String, ServiceError> {
     let mut bytes = [0u8; 32];
@@ -101,7 +106,26 @@ impl Service {
         let Some(record) = self.store.find_user(id).await? else { return Err(ServiceError::BadToken) };
         let claims: Vec<(ConvId, i64)> =
             acks.iter().map(|&(peer, seq)| (ConvId::of(id, peer), seq)).collect();
-        self.start_session(conn, SessionUser { id, name: record.name }, Some(token), &claims).await
+        let user = SessionUser { id, name: record.name };
+        // The token proves the user: a session still held for it (a connection that died
+        // without its node noticing, as XEP-0198 resumption assumes) is taken over.
+        let mut waited = std::time::Duration::ZERO;
+        loop {
+            match self.start_session(conn, user.clone(), Some(token.clone()), &claims).await {
+                Err(ServiceError::InUse) if waited < TAKEOVER_WAIT => {
+                    if waited.is_zero() {
+                        info!(user = %id, "resume takes over a session still held");
+                        self.sessions().disconnect(id);
+                        if let Err(e) = self.broker.announce(self.delivery.takeover_event(id)).await {
+                            warn!(user = %id, error = %e, "could not announce the takeover");
+                        }
+                    }
+                    tokio::time::sleep(TAKEOVER_STEP).await;
+                    waited += TAKEOVER_STEP;
+                }
+                outcome => return outcome,
+            }
+        }
     }
 
     /// Everything a login and a resume share, once the user is known: claim the user here and
