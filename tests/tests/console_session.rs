@@ -121,8 +121,11 @@ fn register_login_every_command_and_logout() {
     alice.expect_out(&format!("sent to user {bob_id}"));
     bob.lines(&["1", &bob_id, "pw-b"]);
     bob.expect_out(&format!("current login user => id:{bob_id} name:bob"));
-    bob.expect_out(&format!(" [{alice_id}]alice said: while you were out\n"));
+    // The extension login ack counts it unread; the message itself follows the ack
+    // (the replay), so it is printed after the command list.
+    bob.expect_out(&format!("(1 unread from user {alice_id})\n"));
     bob.expect_out("show command list >>>");
+    bob.expect_out(&format!(" [{alice_id}]alice said: while you were out\n"));
 
     alice.lines(&["loginout", "3"]);
     alice.expect_out("logged out");

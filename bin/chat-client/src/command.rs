@@ -7,11 +7,17 @@
 
 use std::fmt;
 
-use chat_proto::{GroupId, MAX_DESC_CHARS, MAX_NAME_CHARS, MAX_PASSWORD_CHARS, MsgId, UserId};
+use chat_proto::{
+    GroupId, HistoryFrom, MAX_DESC_CHARS, MAX_NAME_CHARS, MAX_PASSWORD_CHARS, MsgId, Peer, UserId,
+};
 
 /// Longest line the client accepts, in bytes. The server reads frames of up
 /// to 64 KiB; this leaves room for the JSON around a message.
 pub const MAX_INPUT_BYTES: usize = 60 * 1024;
+
+/// Messages in a history page when the command names no page size: about a
+/// screenful. The server caps pages at its own `history_page_max` (100).
+pub const DEFAULT_HISTORY_PAGE: u32 = 20;
 
 /// A choice at the top menu.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +68,16 @@ pub enum Command {
     },
     /// `lists`: show the friend and group lists again.
     Lists,
+    /// `history:<userid>` or `history:g<groupid>`, optionally `:before:<mid>`
+    /// or `:after:<mid>`, optionally `:<pagesize>`.
+    History {
+        /// The conversation.
+        peer: Peer,
+        /// Where the page starts.
+        from: HistoryFrom,
+        /// At most this many messages.
+        limit: u32,
+    },
     /// `loginout`: log out and go back to the menu.
     Loginout,
 }
@@ -77,6 +93,7 @@ impl Command {
             Command::AddGroup { .. } => MsgId::AddGroup,
             Command::GroupChat { .. } => MsgId::GroupChat,
             Command::Lists => MsgId::List,
+            Command::History { .. } => MsgId::History,
             Command::Loginout => MsgId::Loginout,
         })
     }
@@ -112,6 +129,8 @@ pub enum InputError {
     PasswordTooLong,
     /// A chat message is empty or only blanks.
     EmptyMessage,
+    /// A message id (in `history:...:before:<mid>`) is not a positive number.
+    BadMessageId(String),
     /// A known command without the `:` parts it needs.
     Usage {
         /// The command name.
@@ -151,6 +170,9 @@ impl fmt::Display for InputError {
                 write!(f, "invalid input! the password is too long (at most {MAX_PASSWORD_CHARS} characters)")
             }
             InputError::EmptyMessage => write!(f, "invalid input! the message is empty"),
+            InputError::BadMessageId(text) => {
+                write!(f, "invalid input! a message id must be a positive number, not `{}`", excerpt(text))
+            }
             InputError::Usage { command, usage } => write!(f, "{command} command invalid! format: {usage}"),
             InputError::UnknownCommand { name, spaced: Some(usage) } => write!(
                 f,
@@ -256,6 +278,8 @@ const ADDFRIEND_USAGE: &str = "addfriend:friendid";
 const CREATEGROUP_USAGE: &str = "creategroup:groupname:groupdesc";
 const ADDGROUP_USAGE: &str = "addgroup:groupid";
 const GROUPCHAT_USAGE: &str = "groupchat:groupid:message";
+const HISTORY_USAGE: &str =
+    "history:userid or history:ggroupid, then :before:mid or :after:mid and :pagesize if you like";
 
 /// The format of a command that takes arguments, by its name.
 fn usage_of(name: &str) -> Option<&'static str> {
@@ -265,8 +289,39 @@ fn usage_of(name: &str) -> Option<&'static str> {
         "creategroup" => CREATEGROUP_USAGE,
         "addgroup" => ADDGROUP_USAGE,
         "groupchat" => GROUPCHAT_USAGE,
+        "history" => HISTORY_USAGE,
         _ => return None,
     })
+}
+
+/// The arguments of `history:`: `<target>[:before:<mid>|:after:<mid>][:<pagesize>]`,
+/// where the target is a userid or `g` and a groupid.
+fn parse_history(arg: &str) -> Result<Command, InputError> {
+    let usage = InputError::Usage { command: "history", usage: HISTORY_USAGE };
+    let parts: Vec<&str> = arg.split(':').map(str::trim).collect();
+    let (target, rest) = parts.split_first().ok_or(usage.clone())?;
+    let peer = match target.strip_prefix(['g', 'G']) {
+        Some(group) => Peer::Group(GroupId(parse_id(group, "groupid")?)),
+        None => Peer::User(UserId(parse_id(target, "userid")?)),
+    };
+    let mid = |text: &str| match text.parse::<i64>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(InputError::BadMessageId(text.to_owned())),
+    };
+    let (from, rest) = match rest {
+        [word, at, rest @ ..] if word.eq_ignore_ascii_case("before") => (HistoryFrom::Before(mid(at)?), rest),
+        [word, at, rest @ ..] if word.eq_ignore_ascii_case("after") => (HistoryFrom::After(mid(at)?), rest),
+        [word] if word.eq_ignore_ascii_case("before") || word.eq_ignore_ascii_case("after") => {
+            return Err(usage);
+        }
+        rest => (HistoryFrom::Latest, rest),
+    };
+    let limit = match rest {
+        [] => DEFAULT_HISTORY_PAGE,
+        [size] => parse_id(size, "page size")?.unsigned_abs(),
+        _ => return Err(usage),
+    };
+    Ok(Command::History { peer, from, limit })
 }
 
 /// A command line after login. The line is split at its first `:` into the
@@ -286,6 +341,7 @@ pub fn parse_command(line: &str) -> Result<Command, InputError> {
         ("help", _) => Ok(Command::Help),
         ("loginout", _) => Ok(Command::Loginout),
         ("lists", _) => Ok(Command::Lists),
+        ("history", Some(arg)) => parse_history(arg),
         ("chat", Some(arg)) => {
             let (to, msg) = arg.split_once(':').ok_or(usage("chat", CHAT_USAGE))?;
             Ok(Command::Chat { to: UserId(parse_id(to, "friendid")?), msg: parse_message(msg)? })
@@ -309,6 +365,7 @@ pub fn parse_command(line: &str) -> Result<Command, InputError> {
         ("creategroup", None) => Err(usage("creategroup", CREATEGROUP_USAGE)),
         ("addgroup", None) => Err(usage("addgroup", ADDGROUP_USAGE)),
         ("groupchat", None) => Err(usage("groupchat", GROUPCHAT_USAGE)),
+        ("history", None) => Err(usage("history", HISTORY_USAGE)),
         (other, _) => {
             // `chat 2 hello`: a known command followed by a blank instead of `:`.
             let first = other.split_whitespace().next().unwrap_or_default();
@@ -318,8 +375,17 @@ pub fn parse_command(line: &str) -> Result<Command, InputError> {
 }
 
 /// What Tab completes after login: the command names, with their `:`.
-const COMPLETIONS: [&str; 8] =
-    ["help", "chat:", "addfriend:", "creategroup:", "addgroup:", "groupchat:", "lists", "loginout"];
+const COMPLETIONS: [&str; 9] = [
+    "help",
+    "chat:",
+    "addfriend:",
+    "creategroup:",
+    "addgroup:",
+    "groupchat:",
+    "lists",
+    "history:",
+    "loginout",
+];
 
 /// Completions for the text before the cursor (byte `pos`), replacing the
 /// line from its start: command names that begin with what is typed, while
@@ -425,6 +491,39 @@ mod tests {
         assert_eq!(ok("groupchat:2:x").msgid(), Some(MsgId::GroupChat));
         assert_eq!(ok("lists").msgid(), Some(MsgId::List));
         assert_eq!(ok("loginout").msgid(), Some(MsgId::Loginout));
+        assert_eq!(ok("history:2").msgid(), Some(MsgId::History));
+    }
+
+    #[test]
+    fn history_commands() {
+        let history = |peer, from, limit| Command::History { peer, from, limit };
+        let (bob, devs) = (Peer::User(UserId(2)), Peer::Group(GroupId(5)));
+        assert_eq!(ok("history:2"), history(bob, HistoryFrom::Latest, DEFAULT_HISTORY_PAGE));
+        assert_eq!(ok("history:g5"), history(devs, HistoryFrom::Latest, DEFAULT_HISTORY_PAGE));
+        assert_eq!(ok("HISTORY: G5 "), history(devs, HistoryFrom::Latest, DEFAULT_HISTORY_PAGE));
+        assert_eq!(ok("history:2:50"), history(bob, HistoryFrom::Latest, 50));
+        assert_eq!(
+            ok("history:2:before:1042"),
+            history(bob, HistoryFrom::Before(1042), DEFAULT_HISTORY_PAGE)
+        );
+        assert_eq!(ok("history:g5:before:1042:10"), history(devs, HistoryFrom::Before(1042), 10));
+        assert_eq!(ok("history:2:after:7"), history(bob, HistoryFrom::After(7), DEFAULT_HISTORY_PAGE));
+        assert_eq!(ok("history:2:After:7:3"), history(bob, HistoryFrom::After(7), 3));
+
+        let usage = InputError::Usage { command: "history", usage: HISTORY_USAGE };
+        assert_eq!(err("history"), usage);
+        assert_eq!(err("history:2:before"), usage);
+        assert_eq!(err("history:2:10:20"), usage);
+        assert_eq!(err("history:2:before:9:10:11"), usage);
+        assert_eq!(err("history:"), InputError::Empty { what: "userid" });
+        assert_eq!(err("history:g"), InputError::Empty { what: "groupid" });
+        assert_eq!(err("history:bob"), InputError::BadId { what: "userid", text: "bob".into() });
+        assert_eq!(err("history:gx"), InputError::BadId { what: "groupid", text: "x".into() });
+        assert_eq!(err("history:2:0"), InputError::BadId { what: "page size", text: "0".into() });
+        assert_eq!(err("history:2:before:x"), InputError::BadMessageId("x".into()));
+        assert_eq!(err("history:2:after:-1"), InputError::BadMessageId("-1".into()));
+        assert!(err("history:2:before:x").to_string().contains("message id must be a positive number"));
+        assert!(err("history").to_string().starts_with("history command invalid! format: history:userid"));
     }
 
     #[test]
@@ -478,7 +577,8 @@ mod tests {
     fn completion_of_command_names() {
         assert_eq!(complete_command("ch", 2), vec!["chat:".to_owned()]);
         assert_eq!(complete_command("add", 3), vec!["addfriend:".to_owned(), "addgroup:".to_owned()]);
-        assert_eq!(complete_command("", 0).len(), 8);
+        assert_eq!(complete_command("", 0).len(), 9);
+        assert_eq!(complete_command("hi", 2), vec!["history:".to_owned()]);
         assert!(complete_command("chat:2", 6).is_empty());
         assert!(complete_command("zz", 2).is_empty());
         assert_eq!(complete_command("lo", 99), vec!["loginout".to_owned()]);

@@ -7,11 +7,12 @@
 //! that it can neither fake extra lines nor send escape codes to a terminal.
 
 use std::fmt::Write as _;
+use std::time::Duration;
 
-use chat_proto::{GroupId, UserId};
+use chat_proto::{GroupId, HistoryFrom, MsgId, Peer, UserId};
 
-use crate::command::Command;
-use crate::incoming::{ChatLine, GroupLine, Incoming, Lists, LoginInfo, ServerError};
+use crate::command::{Command, DEFAULT_HISTORY_PAGE};
+use crate::incoming::{ChatLine, GroupLine, HistoryPage, Incoming, Lists, LoginInfo, ServerError};
 
 /// The top menu, printed before each choice.
 pub const MENU: &str = "========================\n1. login\n2. register\n3. quit\n========================";
@@ -47,23 +48,44 @@ pub fn group_line(g: &GroupLine) -> String {
     format!("群消息[{}]:{} [{}]{} said: {}", g.group, clean(&g.time), g.from, clean(&g.name), clean(&g.msg))
 }
 
-/// The friend and group sections of the login screen, also shown by `lists`.
+/// ` (3 unread)` after a friend or group with unread messages, else nothing.
+fn unread_mark(lists: &Lists, peer: Peer) -> String {
+    match lists.unread.iter().find(|u| u.peer == peer) {
+        Some(u) if u.count > 0 => format!(" ({} unread)", u.count),
+        _ => String::new(),
+    }
+}
+
+/// The friend and group sections of the login screen, also shown by `lists`,
+/// with unread counts next to the friends and groups that have some, and on
+/// lines of their own for conversations with people who are not friends.
 pub fn lists(lists: &Lists) -> String {
     let mut out = String::from("----------------------friend list---------------------\n");
     if lists.friends.is_empty() {
         out.push_str("(no friends yet: addfriend:friendid)\n");
     }
     for f in &lists.friends {
-        let _ = writeln!(out, "{} {} {}", f.id, clean(&f.name), clean(&f.state));
+        let unread = unread_mark(lists, Peer::User(f.id));
+        let _ = writeln!(out, "{} {} {}{unread}", f.id, clean(&f.name), clean(&f.state));
     }
     out.push_str("----------------------group list----------------------\n");
     if lists.groups.is_empty() {
         out.push_str("(no groups yet: creategroup:groupname:groupdesc or addgroup:groupid)\n");
     }
     for g in &lists.groups {
-        let _ = writeln!(out, "{} {} {}", g.id, clean(&g.name), clean(&g.desc));
+        let unread = unread_mark(lists, Peer::Group(g.id));
+        let _ = writeln!(out, "{} {} {}{unread}", g.id, clean(&g.name), clean(&g.desc));
         for m in &g.members {
             let _ = writeln!(out, "    {} {} {} {}", m.id, clean(&m.name), clean(&m.state), clean(&m.role));
+        }
+    }
+    for u in lists.unread.iter().filter(|u| u.count > 0) {
+        let listed = match u.peer {
+            Peer::User(id) => lists.friends.iter().any(|f| f.id == id),
+            Peer::Group(id) => lists.groups.iter().any(|g| g.id == id),
+        };
+        if !listed {
+            let _ = writeln!(out, "({} unread from {})", u.count, conversation(u.peer));
         }
     }
     for why in &lists.unreadable {
@@ -71,6 +93,110 @@ pub fn lists(lists: &Lists) -> String {
     }
     out.push_str("======================================================");
     out
+}
+
+/// A conversation for people: `user 2` or `group 5`.
+pub fn conversation(peer: Peer) -> String {
+    match peer {
+        Peer::User(id) => format!("user {id}"),
+        Peer::Group(id) => format!("group {id}"),
+    }
+}
+
+/// A conversation as `history:` takes it: `2` or `g5`.
+fn history_target(peer: Peer) -> String {
+    match peer {
+        Peer::User(id) => id.to_string(),
+        Peer::Group(id) => format!("g{id}"),
+    }
+}
+
+/// A page of history: a header, the messages oldest first in the format of
+/// incoming messages, and what to type for the next page in the same direction.
+pub fn history(peer: Peer, from: HistoryFrom, limit: u32, page: &HistoryPage) -> String {
+    let mut out = format!("----- history with {}, oldest first -----\n", conversation(peer));
+    let mut mids = Vec::new();
+    for message in &page.messages {
+        match message {
+            Incoming::Chat(c) => {
+                mids.extend(c.logged.map(|l| l.mid));
+                let _ = writeln!(out, "{}", chat_line(c));
+            }
+            Incoming::GroupChat(g) => {
+                mids.extend(g.logged.map(|l| l.mid));
+                let _ = writeln!(out, "{}", group_line(g));
+            }
+            other => {
+                let _ = writeln!(out, "(could not read a message: {})", clean(&format!("{other:?}")));
+            }
+        }
+    }
+    if page.messages.is_empty() {
+        out.push_str("(no messages)\n");
+    }
+    let size = if limit == DEFAULT_HISTORY_PAGE { String::new() } else { format!(":{limit}") };
+    let target = history_target(peer);
+    let next = match from {
+        HistoryFrom::After(_) => {
+            mids.last().map(|mid| ("newer", format!("history:{target}:after:{mid}{size}")))
+        }
+        HistoryFrom::Latest | HistoryFrom::Before(_) => {
+            mids.first().map(|mid| ("older", format!("history:{target}:before:{mid}{size}")))
+        }
+    };
+    match next {
+        Some((which, command)) if page.more => {
+            let _ = write!(out, "----- {which} messages: {command} -----");
+        }
+        _ if matches!(from, HistoryFrom::After(_)) => out.push_str("----- no newer messages -----"),
+        _ => out.push_str("----- no older messages -----"),
+    }
+    out
+}
+
+/// The connection of a logged-in user was lost (`why`); the client gets it back by itself.
+pub fn connection_lost(why: &str) -> String {
+    format!("{why}; reconnecting (commands wait for the connection; the server keeps your messages)")
+}
+
+/// The connection is back: the session resumed (`resumed`) or a new login was made.
+pub fn reconnected(resumed: bool) -> String {
+    let how = if resumed { "session resumed" } else { "logged in again" };
+    format!("connected to the server again ({how})")
+}
+
+/// A command waits for the lost connection to come back.
+pub const WAITING: &str = "not connected: the command waits until the connection is back (Ctrl-C quits)";
+
+/// The account is still held by the node that went away.
+pub const STILL_HELD: &str =
+    "the server still holds the session that was lost (errno 2); trying again until it lets go";
+
+/// The resume token was refused; the client logs in with the password instead.
+pub fn token_refused(e: &ServerError) -> String {
+    format!(
+        "the server did not resume the session: {} (errno {}); logging in again",
+        clean(&e.errmsg),
+        e.errno
+    )
+}
+
+/// The lost session cannot be had again without the user.
+pub fn session_over(e: &ServerError) -> String {
+    format!("could not log in again: {} (errno {}); log in again from the menu", clean(&e.errmsg), e.errno)
+}
+
+/// Giving up on a lost connection after `window`.
+pub fn gave_up(window: Duration, why: &str) -> String {
+    format!(
+        "could not get the connection to the server back within {} s ({why}); the server keeps your messages for your next login",
+        window.as_secs()
+    )
+}
+
+/// A request whose answer was lost with the connection.
+pub fn lost_before_answer(what: &str) -> String {
+    format!("the connection was lost before the answer to {what}: it may or may not have been done")
 }
 
 /// The screen after a successful login, as the original printed it: the
@@ -87,14 +213,21 @@ pub fn login_screen(info: &LoginInfo) -> String {
 
 /// The help list, in English, with each command's format.
 pub fn help() -> String {
-    const COMMANDS: [(&str, &str, &str); 8] = [
+    const COMMANDS: [(&str, &str, &str); 11] = [
         ("help", "show this command list", "help"),
         ("chat", "send a message to a user", "chat:friendid:message"),
         ("addfriend", "add a friend", "addfriend:friendid"),
         ("creategroup", "create a group (you get its id)", "creategroup:groupname:groupdesc"),
         ("addgroup", "join a group", "addgroup:groupid"),
         ("groupchat", "send a message to a group", "groupchat:groupid:message"),
-        ("lists", "show your friend and group lists again", "lists"),
+        ("lists", "show your friend and group lists again (with unread counts)", "lists"),
+        (
+            "history",
+            "the latest messages with a user, oldest first",
+            "history:userid or history:userid:pagesize",
+        ),
+        ("history", "the same in a group", "history:ggroupid or history:ggroupid:pagesize"),
+        ("history", "the page before (or after) a message id", "history:userid:before:mid (or :after:mid)"),
         ("loginout", "log out and go back to the menu", "loginout"),
     ];
     let mut out = String::from("show command list >>> \n");
@@ -137,7 +270,7 @@ pub fn success(cmd: &Command, groupid: Option<GroupId>) -> String {
         },
         Command::AddGroup { group } => format!("joined group {group} (lists shows your lists)"),
         Command::Loginout => "logged out".to_owned(),
-        Command::Lists | Command::Help => "ok".to_owned(),
+        Command::Lists | Command::History { .. } | Command::Help => "ok".to_owned(),
     }
 }
 
@@ -151,7 +284,25 @@ pub fn command_name(cmd: &Command) -> &'static str {
         Command::AddGroup { .. } => "addgroup",
         Command::GroupChat { .. } => "groupchat",
         Command::Lists => "lists",
+        Command::History { .. } => "history",
         Command::Loginout => "loginout",
+    }
+}
+
+/// The name of a request in messages, by the msgid it was sent with.
+pub fn request_name(sent: MsgId) -> &'static str {
+    match sent {
+        MsgId::Login => "login",
+        MsgId::Reg => "register",
+        MsgId::OneChat => "chat",
+        MsgId::AddFriend => "addfriend",
+        MsgId::CreateGroup => "creategroup",
+        MsgId::AddGroup => "addgroup",
+        MsgId::GroupChat => "groupchat",
+        MsgId::List => "lists",
+        MsgId::History => "history",
+        MsgId::Loginout => "loginout",
+        _ => "the request",
     }
 }
 
@@ -171,14 +322,14 @@ pub fn unsolicited(frame: &Incoming) -> Option<Result<String, String>> {
         Incoming::TooLong => Err("a message from the server was too long and was skipped".to_owned()),
         // The server's answer to our keepalive replies; nothing to tell.
         Incoming::Ping | Incoming::Ack { re: 13, .. } => return None,
-        Incoming::Ack { re: 0, outcome: Err(e) } => {
+        Incoming::Ack { re: 0, outcome: Err(e), .. } => {
             Err(format!("the server could not read a request: {} (errno {})", clean(&e.errmsg), e.errno))
         }
-        Incoming::Ack { re, outcome: Err(e) } => {
+        Incoming::Ack { re, outcome: Err(e), .. } => {
             Err(format!("late error for request {re}: {} (errno {})", clean(&e.errmsg), e.errno))
         }
-        Incoming::Ack { re, outcome: Ok(_) } => Err(format!("late success reply for request {re}")),
-        Incoming::LoginAck(_) | Incoming::RegAck(_) | Incoming::ListAck(_) => {
+        Incoming::Ack { re, outcome: Ok(_), .. } => Err(format!("late success reply for request {re}")),
+        Incoming::LoginAck(_) | Incoming::RegAck(_) | Incoming::ListAck(_) | Incoming::HistoryAck(_) => {
             Err("ignored a late reply from the server".to_owned())
         }
     })
@@ -200,10 +351,10 @@ pub fn offline(frame: &Incoming) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::incoming::{Friend, Group, Member, decode};
+    use crate::incoming::{Friend, Group, Logged, Member, Unread, decode};
 
     fn info(lists: Lists) -> LoginInfo {
-        LoginInfo { id: UserId(1), name: "alice".into(), lists, offline: vec![] }
+        LoginInfo { id: UserId(1), name: "alice".into(), lists, offline: vec![], resume: None }
     }
 
     #[test]
@@ -232,6 +383,7 @@ mod tests {
                     },
                 ],
             }],
+            unread: vec![],
             unreadable: vec![],
         };
         assert_eq!(
@@ -275,9 +427,11 @@ mod tests {
     fn chat_lines_in_the_original_formats() {
         let c = ChatLine {
             from: UserId(1),
+            to: Some(UserId(2)),
             name: "a".into(),
             time: "2024-01-01 12:00:00".into(),
             msg: "hi".into(),
+            logged: Some(Logged { mid: 9, seq: 3 }),
         };
         assert_eq!(chat_line(&c), "2024-01-01 12:00:00 [1]a said: hi");
         let g = GroupLine {
@@ -286,6 +440,7 @@ mod tests {
             name: "a".into(),
             time: "2024-01-01 12:00:00".into(),
             msg: "hi: all".into(),
+            logged: None,
         };
         assert_eq!(group_line(&g), "群消息[3]:2024-01-01 12:00:00 [1]a said: hi: all");
     }
@@ -298,9 +453,11 @@ mod tests {
         assert_eq!(clean("a\tb\r\u{7f}\u{9b}"), "a\\tb\\r\\u{7f}\\u{9b}");
         let c = ChatLine {
             from: UserId(1),
+            to: None,
             name: "x\n[9]admin".into(),
             time: "t".into(),
             msg: "m\n2024 [9]admin said: give me your password".into(),
+            logged: None,
         };
         assert!(!chat_line(&c).contains('\n'));
     }
@@ -374,8 +531,92 @@ mod tests {
             "format loginout",
             "format lists",
             "format help",
+            "history:userid",
+            "history:ggroupid",
+            "history:userid:before:mid",
         ] {
             assert!(h.contains(format), "help lacks {format}");
         }
+    }
+
+    #[test]
+    fn unread_counts_next_to_friends_and_groups() {
+        let lists = Lists {
+            friends: vec![
+                Friend { id: UserId(2), name: "bob".into(), state: "online".into() },
+                Friend { id: UserId(4), name: "dan".into(), state: "offline".into() },
+            ],
+            groups: vec![Group { id: GroupId(3), name: "g".into(), desc: "d".into(), members: vec![] }],
+            unread: vec![
+                Unread { peer: Peer::User(UserId(2)), count: 3 },
+                Unread { peer: Peer::Group(GroupId(3)), count: 1 },
+                Unread { peer: Peer::User(UserId(7)), count: 2 },
+                Unread { peer: Peer::Group(GroupId(9)), count: 5 },
+                Unread { peer: Peer::User(UserId(4)), count: 0 },
+            ],
+            unreadable: vec![],
+        };
+        assert_eq!(
+            super::lists(&lists),
+            "----------------------friend list---------------------\n\
+             2 bob online (3 unread)\n\
+             4 dan offline\n\
+             ----------------------group list----------------------\n\
+             3 g d (1 unread)\n\
+             (2 unread from user 7)\n\
+             (5 unread from group 9)\n\
+             ======================================================"
+        );
+    }
+
+    #[test]
+    fn history_pages_and_the_next_command() {
+        let page = |frames: &[&str], more| HistoryPage {
+            messages: frames.iter().map(|f| decode(f.as_bytes())).collect(),
+            more,
+        };
+        let two = [
+            r#"{"id":1,"mid":40,"msg":"hi","msgid":6,"name":"alice","seq":1,"time":"t1","to":2}"#,
+            r#"{"id":2,"mid":41,"msg":"hello","msgid":6,"name":"bob","seq":2,"time":"t2","to":1}"#,
+        ];
+        let bob = Peer::User(UserId(2));
+        assert_eq!(
+            history(bob, HistoryFrom::Latest, DEFAULT_HISTORY_PAGE, &page(&two, true)),
+            "----- history with user 2, oldest first -----\n\
+             t1 [1]alice said: hi\n\
+             t2 [2]bob said: hello\n\
+             ----- older messages: history:2:before:40 -----"
+        );
+        let shown = history(bob, HistoryFrom::Before(40), 2, &page(&two, false));
+        assert!(shown.ends_with("t2 [2]bob said: hello\n----- no older messages -----"), "{shown}");
+        let shown = history(bob, HistoryFrom::After(10), 2, &page(&two, true));
+        assert!(shown.ends_with("----- newer messages: history:2:after:41:2 -----"), "{shown}");
+        let shown = history(bob, HistoryFrom::After(41), 2, &page(&[], false));
+        assert!(shown.ends_with("(no messages)\n----- no newer messages -----"), "{shown}");
+        let group =
+            [r#"{"groupid":5,"id":2,"mid":50,"msg":"all","msgid":10,"name":"bob","seq":7,"time":"t"}"#];
+        assert_eq!(
+            history(Peer::Group(GroupId(5)), HistoryFrom::Latest, 1, &page(&group, true)),
+            "----- history with group 5, oldest first -----\n\
+             群消息[5]:t [2]bob said: all\n\
+             ----- older messages: history:g5:before:50:1 -----"
+        );
+    }
+
+    #[test]
+    fn status_lines() {
+        assert!(
+            connection_lost("the server closed the connection")
+                .starts_with("the server closed the connection; reconnecting")
+        );
+        assert_eq!(reconnected(true), "connected to the server again (session resumed)");
+        assert_eq!(reconnected(false), "connected to the server again (logged in again)");
+        let e = ServerError { errno: 17, errmsg: "unknown token".into() };
+        assert!(token_refused(&e).contains("(errno 17); logging in again"));
+        assert!(
+            gave_up(Duration::from_secs(300), "connection refused")
+                .contains("within 300 s (connection refused)")
+        );
+        assert!(lost_before_answer("addgroup").contains("addgroup: it may or may not have been done"));
     }
 }

@@ -3,9 +3,12 @@
 //! Pure and forgiving: any byte string gives some `Incoming`, at worst
 //! [`Incoming::Malformed`] with a reason. Both shapes of the login ack are
 //! read (the original's lists of JSON *strings*, absent when empty, and the
-//! extension's lists of objects). Printing is `format`'s business.
+//! extension's lists of objects). The extension's delivery fields (`mid`
+//! and `seq` on pushes, `cid` on acks, `resume` and `unread` on the login
+//! ack) are read when present and simply absent otherwise. Printing is
+//! `format`'s business.
 
-use chat_proto::{GroupId, MsgId, UserId};
+use chat_proto::{GroupId, MsgId, Peer, UserId};
 use serde_json::{Map, Value};
 
 /// An error the server reported (`errno` ≠ 0 with `errmsg`).
@@ -54,6 +57,15 @@ pub struct Group {
     pub members: Vec<Member>,
 }
 
+/// How many messages of one conversation wait unread (extension).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unread {
+    /// The conversation.
+    pub peer: Peer,
+    /// Messages from others the server has not had acknowledged.
+    pub count: u64,
+}
+
 /// The friend and group lists.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Lists {
@@ -61,6 +73,8 @@ pub struct Lists {
     pub friends: Vec<Friend>,
     /// Groups with their members.
     pub groups: Vec<Group>,
+    /// Unread counts per conversation (extension; empty from the original server).
+    pub unread: Vec<Unread>,
     /// Why some entries could not be read (they are left out above).
     pub unreadable: Vec<String>,
 }
@@ -76,6 +90,17 @@ pub struct LoginInfo {
     pub lists: Lists,
     /// Messages stored while offline, oldest first, each decoded like a live frame.
     pub offline: Vec<Incoming>,
+    /// The token to RESUME this session with after a lost connection (extension).
+    pub resume: Option<String>,
+}
+
+/// Where a message sits in the server's log (extension pushes and history carry it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Logged {
+    /// The message's id in the log: unique, growing.
+    pub mid: i64,
+    /// Its place in its conversation: 1, 2, 3, ...
+    pub seq: i64,
 }
 
 /// A one-to-one chat.
@@ -83,12 +108,16 @@ pub struct LoginInfo {
 pub struct ChatLine {
     /// The sender.
     pub from: UserId,
+    /// The recipient, when the frame names one (the original's frames do).
+    pub to: Option<UserId>,
     /// The sender's name.
     pub name: String,
     /// Server time as sent.
     pub time: String,
     /// The text.
     pub msg: String,
+    /// Its place in the log, when the server sent `mid` and `seq`.
+    pub logged: Option<Logged>,
 }
 
 /// A group chat.
@@ -104,6 +133,17 @@ pub struct GroupLine {
     pub time: String,
     /// The text.
     pub msg: String,
+    /// Its place in the log, when the server sent `mid` and `seq`.
+    pub logged: Option<Logged>,
+}
+
+/// One page of a conversation's history (extension HISTORY_ACK).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryPage {
+    /// The messages, oldest first, each decoded like a push.
+    pub messages: Vec<Incoming>,
+    /// Whether the page was cut at its limit (there is more in its direction).
+    pub more: bool,
 }
 
 /// One frame from the server.
@@ -119,9 +159,13 @@ pub enum Incoming {
         re: i64,
         /// Success (with a group id for CREATE_GROUP) or the error.
         outcome: Result<Option<GroupId>, ServerError>,
+        /// A chat's client message id, echoed (extension).
+        cid: Option<String>,
     },
     /// LIST_ACK (16).
     ListAck(Result<Lists, ServerError>),
+    /// HISTORY_ACK (20).
+    HistoryAck(Result<HistoryPage, ServerError>),
     /// A forwarded ONE_CHAT (6).
     Chat(ChatLine),
     /// A forwarded GROUP_CHAT (10).
@@ -151,12 +195,13 @@ impl Incoming {
     /// An error ack with `re` 0 answers whatever was sent: the server could not
     /// even read the frame.
     pub fn answers(&self, sent: MsgId) -> bool {
-        let re_zero_error = matches!(self, Incoming::Ack { re: 0, outcome: Err(_) });
+        let re_zero_error = matches!(self, Incoming::Ack { re: 0, outcome: Err(_), .. });
         re_zero_error
             || match (sent, self) {
                 (MsgId::Login, Incoming::LoginAck(_)) => true,
                 (MsgId::Reg, Incoming::RegAck(_)) => true,
                 (MsgId::List, Incoming::ListAck(_)) => true,
+                (MsgId::History, Incoming::HistoryAck(_)) => true,
                 (_, Incoming::Ack { re, .. }) => *re == i64::from(sent.number()),
                 _ => false,
             }
@@ -208,6 +253,16 @@ impl Obj<'_> {
             Some(Value::String(s)) => Ok(s.clone()),
             Some(_) => Err(format!("`{key}` is not a string")),
         }
+    }
+
+    /// An optional integer: absent, null or not an integer is `None`.
+    fn opt_int(&self, key: &str) -> Option<i64> {
+        self.0.get(key).and_then(integer)
+    }
+
+    /// `mid` and `seq`, when both are there.
+    fn logged(&self) -> Option<Logged> {
+        Some(Logged { mid: self.opt_int("mid")?, seq: self.opt_int("seq")? })
     }
 
     /// A string that may be missing (then empty); a number is shown as one.
@@ -265,10 +320,18 @@ fn decode_value(value: &Value, frame: &[u8]) -> Incoming {
         Some(MsgId::Ack) => obj.int("re").map(|re| Incoming::Ack {
             re,
             outcome: obj.error().map(|()| obj.id("groupid").ok().map(GroupId)),
+            cid: obj.string("cid").ok(),
         }),
         Some(MsgId::ListAck) => match obj.error() {
             Err(e) => Ok(Incoming::ListAck(Err(e))),
             Ok(()) => Ok(Incoming::ListAck(Ok(lists(&obj)))),
+        },
+        Some(MsgId::HistoryAck) => match obj.error() {
+            Err(e) => Ok(Incoming::HistoryAck(Err(e))),
+            Ok(()) => Ok(Incoming::HistoryAck(Ok(HistoryPage {
+                messages: array(&obj, "messages").iter().map(offline_item).collect(),
+                more: matches!(obj.0.get("more"), Some(Value::Bool(true))),
+            }))),
         },
         Some(MsgId::OneChat) => chat(&obj).map(Incoming::Chat),
         Some(MsgId::GroupChat) => group_chat(&obj).map(Incoming::GroupChat),
@@ -284,6 +347,7 @@ fn decode_value(value: &Value, frame: &[u8]) -> Incoming {
             6 => "chat message",
             10 => "group message",
             11 => "reply",
+            20 => "history reply",
             _ => "message",
         };
         malformed(format!("{what}: {reason}"), frame)
@@ -293,9 +357,11 @@ fn decode_value(value: &Value, frame: &[u8]) -> Incoming {
 fn chat(obj: &Obj<'_>) -> Result<ChatLine, String> {
     Ok(ChatLine {
         from: UserId(obj.id("id")?),
+        to: obj.id("to").ok().map(UserId),
         msg: obj.string("msg")?,
         name: obj.lenient("name"),
         time: obj.lenient("time"),
+        logged: obj.logged(),
     })
 }
 
@@ -306,6 +372,7 @@ fn group_chat(obj: &Obj<'_>) -> Result<GroupLine, String> {
         msg: obj.string("msg")?,
         name: obj.lenient("name"),
         time: obj.lenient("time"),
+        logged: obj.logged(),
     })
 }
 
@@ -317,7 +384,13 @@ fn login_ack(obj: &Obj<'_>) -> Result<Result<LoginInfo, ServerError>, String> {
         Some(Value::Array(items)) => items.iter().map(offline_item).collect(),
         _ => Vec::new(),
     };
-    Ok(Ok(LoginInfo { id: UserId(obj.id("id")?), name: obj.lenient("name"), lists: lists(obj), offline }))
+    Ok(Ok(LoginInfo {
+        id: UserId(obj.id("id")?),
+        name: obj.lenient("name"),
+        lists: lists(obj),
+        offline,
+        resume: obj.string("resume").ok().filter(|token| !token.is_empty()),
+    }))
 }
 
 /// One stored message: a forwarded frame as an object, or its text as a string.
@@ -364,7 +437,24 @@ fn lists(obj: &Obj<'_>) -> Lists {
             Err(reason) => lists.unreadable.push(format!("group: {reason}")),
         }
     }
+    for item in array(obj, "unread") {
+        match entry(item).and_then(|m| unread(&Obj(&m))) {
+            Ok(u) => lists.unread.push(u),
+            Err(reason) => lists.unreadable.push(format!("unread count: {reason}")),
+        }
+    }
     lists
+}
+
+/// `{"count":3,"id":2}` or `{"count":1,"groupid":5}`.
+fn unread(obj: &Obj<'_>) -> Result<Unread, String> {
+    let count = u64::try_from(obj.int("count")?).map_err(|_| "`count` is negative".to_owned())?;
+    let peer = match (obj.0.contains_key("id"), obj.0.contains_key("groupid")) {
+        (true, false) => Peer::User(UserId(obj.id("id")?)),
+        (false, true) => Peer::Group(GroupId(obj.id("groupid")?)),
+        _ => return Err("names neither one user nor one group".to_owned()),
+    };
+    Ok(Unread { peer, count })
 }
 
 fn friend(obj: &Obj<'_>) -> Result<Friend, String> {
@@ -424,12 +514,20 @@ mod tests {
                     role: "creator".into(),
                 }],
             }],
+            unread: vec![],
             unreadable: vec![],
         }
     }
 
     fn chat_x() -> Incoming {
-        Incoming::Chat(ChatLine { from: UserId(2), name: "b".into(), time: "t".into(), msg: "x".into() })
+        Incoming::Chat(ChatLine {
+            from: UserId(2),
+            to: Some(UserId(1)),
+            name: "b".into(),
+            time: "t".into(),
+            msg: "x".into(),
+            logged: None,
+        })
     }
 
     #[test]
@@ -477,16 +575,27 @@ mod tests {
         assert_eq!(d(r#"{"errno":0,"id":7,"msgid":5}"#), Incoming::RegAck(Ok(UserId(7))));
         assert_eq!(
             d(r#"{"errmsg":"no such user","errno":5,"msgid":11,"re":6}"#),
-            Incoming::Ack { re: 6, outcome: Err(ServerError { errno: 5, errmsg: "no such user".into() }) }
+            Incoming::Ack {
+                re: 6,
+                outcome: Err(ServerError { errno: 5, errmsg: "no such user".into() }),
+                cid: None
+            }
         );
-        assert_eq!(d(r#"{"errno":0,"msgid":11,"re":7}"#), Incoming::Ack { re: 7, outcome: Ok(None) });
+        assert_eq!(
+            d(r#"{"errno":0,"msgid":11,"re":7}"#),
+            Incoming::Ack { re: 7, outcome: Ok(None), cid: None }
+        );
         assert_eq!(
             d(r#"{"errno":0,"groupid":4,"msgid":11,"re":8}"#),
-            Incoming::Ack { re: 8, outcome: Ok(Some(GroupId(4))) }
+            Incoming::Ack { re: 8, outcome: Ok(Some(GroupId(4))), cid: None }
         );
         assert_eq!(
             d(r#"{"errno":9,"msgid":11,"re":6}"#),
-            Incoming::Ack { re: 6, outcome: Err(ServerError { errno: 9, errmsg: "error 9".into() }) }
+            Incoming::Ack {
+                re: 6,
+                outcome: Err(ServerError { errno: 9, errmsg: "error 9".into() }),
+                cid: None
+            }
         );
         assert_eq!(
             d(r#"{"errmsg":"bye","errno":15,"msgid":14}"#),
@@ -511,9 +620,11 @@ mod tests {
             d(r#"{"id":1,"msg":"hi","msgid":6,"name":"a","time":"2024-01-01 12:00:00","to":2}"#),
             Incoming::Chat(ChatLine {
                 from: UserId(1),
+                to: Some(UserId(2)),
                 name: "a".into(),
                 time: "2024-01-01 12:00:00".into(),
-                msg: "hi".into()
+                msg: "hi".into(),
+                logged: None,
             })
         );
         assert_eq!(
@@ -523,7 +634,8 @@ mod tests {
                 from: UserId(1),
                 name: "a".into(),
                 time: "t".into(),
-                msg: "hi".into()
+                msg: "hi".into(),
+                logged: None,
             })
         );
         // The original's client aborted on these; we name what is missing.
@@ -551,9 +663,11 @@ mod tests {
         assert_eq!(d(r#"{"msgid":6.0,"id":1.0,"msg":"m"}"#).clone(), {
             Incoming::Chat(ChatLine {
                 from: UserId(1),
+                to: None,
                 name: String::new(),
                 time: String::new(),
                 msg: "m".into(),
+                logged: None,
             })
         });
         assert!(matches!(d(&"[".repeat(100_000)), Incoming::Malformed { .. }));
@@ -566,8 +680,9 @@ mod tests {
 
     #[test]
     fn which_frame_answers_which_request() {
-        let ack = |re| Incoming::Ack { re, outcome: Ok(None) };
-        let err0 = Incoming::Ack { re: 0, outcome: Err(ServerError { errno: 4, errmsg: "bad".into() }) };
+        let ack = |re| Incoming::Ack { re, outcome: Ok(None), cid: None };
+        let err0 =
+            Incoming::Ack { re: 0, outcome: Err(ServerError { errno: 4, errmsg: "bad".into() }), cid: None };
         assert!(ack(6).answers(MsgId::OneChat));
         assert!(!ack(7).answers(MsgId::OneChat));
         assert!(!ack(0).answers(MsgId::OneChat), "a success with re 0 answers nothing");
@@ -581,5 +696,79 @@ mod tests {
         assert!(ack(1).answers(MsgId::Login));
         assert!(ack(3).answers(MsgId::Loginout));
         assert!(!chat_x().answers(MsgId::OneChat));
+        assert!(
+            Incoming::HistoryAck(Ok(HistoryPage { messages: vec![], more: false })).answers(MsgId::History)
+        );
+        assert!(ack(19).answers(MsgId::History));
+        assert!(
+            !Incoming::HistoryAck(Ok(HistoryPage { messages: vec![], more: false })).answers(MsgId::List)
+        );
+    }
+
+    #[test]
+    fn the_delivery_extension() {
+        // A push with its place in the log.
+        let Incoming::Chat(c) =
+            d(r#"{"id":1,"mid":1042,"msg":"hi","msgid":6,"name":"a","seq":9,"time":"t","to":2}"#)
+        else {
+            panic!("a chat")
+        };
+        assert_eq!((c.to, c.logged), (Some(UserId(2)), Some(Logged { mid: 1042, seq: 9 })));
+        let Incoming::GroupChat(g) =
+            d(r#"{"groupid":3,"id":1,"mid":1043,"msg":"hi all","msgid":10,"name":"a","seq":4,"time":"t"}"#)
+        else {
+            panic!("a group chat")
+        };
+        assert_eq!(g.logged, Some(Logged { mid: 1043, seq: 4 }));
+        // Half of it, or a mistyped one, is no place at all: shown, never deduplicated.
+        let Incoming::Chat(c) = d(r#"{"id":1,"mid":5,"msg":"x","msgid":6,"seq":"9"}"#) else { panic!() };
+        assert_eq!(c.logged, None);
+
+        // The ack of a stored chat echoes the cid.
+        assert_eq!(
+            d(r#"{"cid":"c-17","errno":0,"mid":1042,"msgid":11,"re":6,"seq":9}"#),
+            Incoming::Ack { re: 6, outcome: Ok(None), cid: Some("c-17".into()) }
+        );
+
+        // The extension login ack: the token and the unread counts.
+        let Incoming::LoginAck(Ok(info)) = d(
+            r#"{"errno":0,"friends":[],"groups":[],"id":1,"msgid":2,"name":"a","offlinemsg":[],"resume":"9f0c","unread":[{"count":3,"id":2},{"count":1,"groupid":5},{"count":-1,"id":4},{"count":1}]}"#,
+        ) else {
+            panic!("a login")
+        };
+        assert_eq!(info.resume.as_deref(), Some("9f0c"));
+        assert_eq!(
+            info.lists.unread,
+            vec![
+                Unread { peer: Peer::User(UserId(2)), count: 3 },
+                Unread { peer: Peer::Group(GroupId(5)), count: 1 }
+            ]
+        );
+        assert_eq!(info.lists.unreadable.len(), 2, "{:?}", info.lists.unreadable);
+        let Incoming::LoginAck(Ok(bare)) = d(r#"{"errno":0,"id":1,"msgid":2,"name":"a","resume":""}"#) else {
+            panic!()
+        };
+        assert_eq!(bare.resume, None, "an empty token is no token");
+
+        // A history page, its messages decoded like pushes.
+        let Incoming::HistoryAck(Ok(page)) = d(
+            r#"{"errno":0,"messages":[{"id":1,"mid":1042,"msg":"hi","msgid":6,"name":"a","seq":9,"time":"t","to":2},7],"more":true,"msgid":20}"#,
+        ) else {
+            panic!("a history page")
+        };
+        assert!(page.more);
+        assert_eq!(page.messages.len(), 2);
+        assert!(
+            matches!(&page.messages[0], Incoming::Chat(c) if c.logged == Some(Logged { mid: 1042, seq: 9 }))
+        );
+        assert!(matches!(page.messages[1], Incoming::Malformed { .. }));
+        assert_eq!(
+            d(r#"{"errmsg":"not a member","errno":7,"msgid":20}"#),
+            Incoming::HistoryAck(Err(ServerError { errno: 7, errmsg: "not a member".into() }))
+        );
+        assert_eq!(
+            d(r#"{"errno":0,"msgid":20}"#),
+            Incoming::HistoryAck(Ok(HistoryPage { messages: vec![], more: false }))
+        );
     }
 }

@@ -4,11 +4,14 @@
 //! then restores the terminal and exits with the console's status. The
 //! console's behaviour is in `console`; nothing here talks to the server.
 
+mod backoff;
 mod command;
 mod conn;
 mod console;
 mod format;
+mod inbox;
 mod incoming;
+mod random;
 mod request;
 mod terminal;
 
@@ -57,9 +60,20 @@ Commands after login:
   creategroup:groupname:groupdesc  create a group (prints its id)
   addgroup:groupid                 join a group
   groupchat:groupid:message        send a message to a group
-  lists                            show your friend and group lists again
+  lists                            show your friend and group lists again (with unread counts)
+  history:userid[:pagesize]        the latest messages with a user, oldest first (20 by default)
+  history:ggroupid[:pagesize]      the same in a group (`history:g5`)
+  history:ID:before:MID[:pagesize] the page before message MID (the page's last line says what to type)
+  history:ID:after:MID[:pagesize]  the page after message MID
   loginout                         log out and go back to the menu
 Ctrl-D or Ctrl-C logs out and quits.
+
+When the connection of a logged-in user is lost (the server or its node went
+away, the network dropped), the client says so on stderr and reconnects by
+itself, with backoff, resuming the session: no message is lost or shown
+twice, and a chat that was not acknowledged is sent again (the server stores
+it once). Commands typed meanwhile wait for the connection. After
+--reconnect-for seconds without it the client gives up and exits 1.
 
 On a terminal you get line editing, history and Tab completion of command
 names, and messages arriving while you type are printed above your line.
@@ -69,8 +83,9 @@ but output is printed (no prompts, no escape codes), and at the end of input
 the client logs out and exits with status 0.
 
 Exit status: 0 after quit, Ctrl-C/Ctrl-D or the end of input; 1 when the
-server cannot be reached, or closes the connection of a logged-in user (at
-the menu the client connects again for the next login); 2 for bad arguments.";
+server cannot be reached at start, or a lost connection cannot be had back
+within --reconnect-for seconds (at the menu the client connects again for the
+next login); 2 for bad arguments.";
 
 #[derive(Debug, Args)]
 struct ConsoleArgs {
@@ -86,6 +101,9 @@ struct ConsoleArgs {
     /// Seconds to wait for the server's answer to a request
     #[arg(long, value_name = "SECONDS", default_value_t = 10)]
     timeout: u64,
+    /// Seconds to keep trying to get a lost connection back before giving up (0: do not reconnect)
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    reconnect_for: u64,
 }
 
 /// `HOST:PORT` to connect to, from the one- or two-argument form.
@@ -145,8 +163,12 @@ fn console(args: ConsoleArgs) -> i32 {
             }
         };
         let (input, output, guard) = terminal::open(args.plain);
-        let settings =
-            console::Settings { addr: addr.clone(), connect_timeout: CONNECT_TIMEOUT, reply_timeout };
+        let settings = console::Settings {
+            addr: addr.clone(),
+            connect_timeout: CONNECT_TIMEOUT,
+            reply_timeout,
+            reconnect_for: Duration::from_secs(args.reconnect_for),
+        };
         (console::Console::new(settings, conn, input, output).run().await, Some(guard))
     });
     let terminal = guard.is_some_and(|guard| guard.restore());
