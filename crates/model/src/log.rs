@@ -17,6 +17,7 @@ use chat_proto::{ConvId, HistoryFrom, UserId};
 use diesel::dsl::count;
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel::sql_types::BigInt;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
 use crate::mysql::MysqlStore;
@@ -64,6 +65,32 @@ macro_rules! insert_rows {
         }
         n
     }};
+}
+
+/// Writes cursor rows, keeping the greater seq where a row exists: one statement for all
+/// of them on MySQL (`ON DUPLICATE KEY UPDATE`), one per row on SQLite (`ON CONFLICT`).
+/// The SQL fragments are constants; every value is a bound parameter.
+macro_rules! upsert_cursors {
+    (multi_row, $c:expr, $rows:expr) => {
+        diesel::insert_into(cursors::table)
+            .values($rows)
+            .on_conflict(diesel::dsl::DuplicatedKeys)
+            .do_update()
+            .set(cursors::seq.eq(diesel::dsl::sql::<BigInt>("GREATEST(seq, VALUES(seq))")))
+            .execute($c)
+            .await?
+    };
+    (row_by_row, $c:expr, $rows:expr) => {
+        for row in $rows {
+            diesel::insert_into(cursors::table)
+                .values(row)
+                .on_conflict((cursors::userid, cursors::conv))
+                .do_update()
+                .set(cursors::seq.eq(diesel::dsl::sql::<BigInt>("MAX(seq, excluded.seq)")))
+                .execute($c)
+                .await?;
+        }
+    };
 }
 
 /// Implements [`Log`] for `$store` (with `conn()`), whose boxed queries name `$backend`;
@@ -436,25 +463,14 @@ macro_rules! impl_log {
                     return Ok(());
                 }
                 let mut conn = self.conn().await?;
+                let rows: Vec<_> = list
+                    .iter()
+                    .map(|&(user, conv, seq)| {
+                        (cursors::userid.eq(user.0), cursors::conv.eq(conv.0), cursors::seq.eq(seq))
+                    })
+                    .collect();
                 conn.transaction::<_, Fail, _>(async |c| {
-                    let rows: Vec<_> = list
-                        .iter()
-                        .map(|&(user, conv, _)| {
-                            (cursors::userid.eq(user.0), cursors::conv.eq(conv.0), cursors::seq.eq(0_i64))
-                        })
-                        .collect();
-                    insert_rows!($rows, insert_or_ignore_into, c, cursors::table, rows);
-                    for &(user, conv, seq) in list {
-                        diesel::update(
-                            cursors::table
-                                .filter(cursors::userid.eq(user.0))
-                                .filter(cursors::conv.eq(conv.0))
-                                .filter(cursors::seq.lt(seq)),
-                        )
-                        .set(cursors::seq.eq(seq))
-                        .execute(c)
-                        .await?;
-                    }
+                    upsert_cursors!($rows, c, rows);
                     Ok(())
                 })
                 .await

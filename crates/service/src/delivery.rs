@@ -13,6 +13,7 @@ use chat_proto::{ConvId, GroupId, UserId};
 use tracing::{debug, error, warn};
 
 use crate::durable::Item;
+use crate::inbox::GAP_WAIT;
 use crate::sessions::{Delivered, Fetched, Offered, Sessions};
 
 /// Messages one catch-up read takes (then it waits for the client's socket to take them).
@@ -139,6 +140,18 @@ impl Delivery {
             Offered::Done => true,
             Offered::CatchUp(conn) => {
                 self.start_catch_up(user, conn);
+                true
+            }
+            Offered::Gap(conn, conv, generation) => {
+                if let Some(me) = self.me.upgrade() {
+                    tokio::spawn(async move {
+                        tokio::time::sleep(GAP_WAIT).await;
+                        if me.sessions.gap_expired(user, conn, conv, generation) {
+                            debug!(user = %user, conv = %conv, "a gap did not fill; reading the log");
+                            me.start_catch_up(user, conn);
+                        }
+                    });
+                }
                 true
             }
         }

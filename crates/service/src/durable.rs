@@ -60,7 +60,7 @@ pub(crate) fn push_frame(m: &LoggedMessage, ext: bool) -> Bytes {
 
 /// A logged message on its way to sessions: its place, its sender and its extension frame
 /// (which is also what travels between nodes).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Item {
     pub(crate) conv: ConvId,
     pub(crate) seq: i64,

@@ -5,15 +5,25 @@
 //!
 //! A message reaches a client only in its conversation's order: a live message
 //! with the next seq is pushed at once, an older one is a duplicate and dropped,
-//! and a newer one (something in between was missed: a lost publish, a race of
-//! two nodes) makes the conversation stale, to be read from the log instead.
-//! Because every message is stored before it is published, a read that starts
-//! after a message was seen live always finds it.
+//! and a newer one waits (briefly, bounded) for the ones before it: two nodes'
+//! publishes to one conversation race, and the user's own message may be counted
+//! a moment later. If the gap does not fill within [`GAP_WAIT`] (a lost publish),
+//! the conversation turns stale and is read from the log instead. Because every
+//! message is stored before it is published, a read that starts after a message
+//! was seen live always finds it.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::time::Duration;
 
 use chat_ports::ConvState;
 use chat_proto::ConvId;
+
+use crate::durable::Item;
+
+/// How long a message after a gap waits for the gap to fill before the log is read.
+pub(crate) const GAP_WAIT: Duration = Duration::from_millis(150);
+/// Messages a session holds back behind gaps, at most (beyond, it reads the log).
+const HELD_MAX: usize = 512;
 
 /// One conversation of a session.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -29,13 +39,16 @@ struct Track {
 }
 
 /// What to do with a live message offered to a session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Offer {
-    /// The next in its conversation: push it.
-    Push,
+    /// Push these, in order: the message, and those held back behind it.
+    Push(Vec<Item>),
     /// Already delivered: drop it.
     Skip,
-    /// Out of order or too early: it will come from the log. `start`: no catch-up runs yet, start one.
+    /// Held back behind a gap. `timer`: the gap is new; check it again after [`GAP_WAIT`]
+    /// (with this generation, see [`Inbox::gap_expired`]).
+    Hold { timer: Option<u64> },
+    /// It will come from the log. `start`: no catch-up runs yet, start one.
     Defer { start: bool },
 }
 
@@ -53,6 +66,12 @@ pub(crate) struct Inbox {
     catching_up: bool,
     /// Original clients: (frame index, conversation, seq) of frames queued but maybe not written.
     marks: VecDeque<(u64, ConvId, i64)>,
+    /// Live messages waiting behind a gap, by conversation and seq.
+    held: HashMap<ConvId, BTreeMap<i64, Item>>,
+    held_count: usize,
+    /// Open gaps: conversation → the generation of its timer.
+    gaps: HashMap<ConvId, u64>,
+    next_gap: u64,
 }
 
 impl Inbox {
@@ -65,6 +84,10 @@ impl Inbox {
             stale: HashSet::new(),
             catching_up: false,
             marks: VecDeque::new(),
+            held: HashMap::new(),
+            held_count: 0,
+            gaps: HashMap::new(),
+            next_gap: 0,
         }
     }
 
@@ -118,29 +141,94 @@ impl Inbox {
         true
     }
 
-    /// A live message `seq` of `conv`.
-    pub(crate) fn offer(&mut self, conv: ConvId, seq: i64) -> Offer {
-        let track = self.convs.entry(conv).or_default();
-        if seq <= track.delivered {
+    /// A live message.
+    pub(crate) fn offer(&mut self, item: &Item) -> Offer {
+        let (conv, seq) = (item.conv, item.seq);
+        let delivered = self.convs.entry(conv).or_default().delivered;
+        if seq <= delivered {
             return Offer::Skip;
         }
-        if self.live && seq == track.delivered + 1 {
-            track.delivered = seq;
-            return Offer::Push;
+        if !self.live || self.stale.contains(&conv) {
+            self.stale.insert(conv);
+            self.forget_held(conv);
+            return Offer::Defer { start: self.live && self.start_if_stale() };
         }
+        if seq == delivered + 1 {
+            let mut out = vec![item.clone()];
+            self.advance(conv, seq, &mut out);
+            return Offer::Push(out);
+        }
+        if self.held_count >= HELD_MAX {
+            return self.give_up_on(conv);
+        }
+        if self.held.entry(conv).or_default().insert(seq, item.clone()).is_none() {
+            self.held_count += 1;
+        }
+        if self.gaps.contains_key(&conv) {
+            return Offer::Hold { timer: None };
+        }
+        self.next_gap += 1;
+        self.gaps.insert(conv, self.next_gap);
+        Offer::Hold { timer: Some(self.next_gap) }
+    }
+
+    /// `conv` is delivered up to `seq`: move on through what was held behind it (into `out`).
+    fn advance(&mut self, conv: ConvId, seq: i64, out: &mut Vec<Item>) {
+        let mut delivered = seq;
+        if let Some(held) = self.held.get_mut(&conv) {
+            while let Some(next) = held.remove(&(delivered + 1)) {
+                self.held_count -= 1;
+                delivered += 1;
+                out.push(next);
+            }
+            // Anything left at or below `delivered` came twice.
+            let before = held.len();
+            held.retain(|&s, _| s > delivered);
+            self.held_count -= before - held.len();
+            if held.is_empty() {
+                self.held.remove(&conv);
+                self.gaps.remove(&conv);
+            }
+        }
+        if let Some(t) = self.convs.get_mut(&conv) {
+            t.delivered = delivered;
+        }
+    }
+
+    fn forget_held(&mut self, conv: ConvId) {
+        if let Some(held) = self.held.remove(&conv) {
+            self.held_count -= held.len();
+        }
+        self.gaps.remove(&conv);
+    }
+
+    /// Reads `conv` from the log instead of waiting for its gap.
+    fn give_up_on(&mut self, conv: ConvId) -> Offer {
+        self.forget_held(conv);
         self.stale.insert(conv);
-        if !self.live {
-            return Offer::Defer { start: false };
-        }
         Offer::Defer { start: self.start_if_stale() }
     }
 
-    /// The user sent `seq` in `conv` themselves: nothing to push, but the conversation moves on.
-    pub(crate) fn own(&mut self, conv: ConvId, seq: i64) {
+    /// The gap timer `generation` of `conv` ran out: if that gap is still open, read the log.
+    /// Returns whether a catch-up must start.
+    pub(crate) fn gap_expired(&mut self, conv: ConvId, generation: u64) -> bool {
+        if self.gaps.get(&conv) != Some(&generation) {
+            return false;
+        }
+        matches!(self.give_up_on(conv), Offer::Defer { start: true })
+    }
+
+    /// The user sent `seq` in `conv` themselves: nothing to push for it, but the
+    /// conversation moves on; returns what was held behind it.
+    pub(crate) fn own(&mut self, conv: ConvId, seq: i64) -> Vec<Item> {
+        let mut out = Vec::new();
         let track = self.convs.entry(conv).or_default();
-        if track.delivered + 1 == seq {
+        if track.delivered + 1 == seq && self.live && !self.stale.contains(&conv) {
+            self.advance(conv, seq, &mut out);
+        } else if track.delivered + 1 == seq {
             track.delivered = seq;
         }
+        out
     }
 
     /// The user joined `conv` at `seq`: what came before is not theirs to receive.
@@ -156,6 +244,9 @@ impl Inbox {
     /// Returns whether a catch-up must start.
     pub(crate) fn all_stale(&mut self) -> bool {
         self.stale.extend(self.convs.keys().copied());
+        self.held.clear();
+        self.held_count = 0;
+        self.gaps.clear();
         self.live && self.start_if_stale()
     }
 
@@ -260,25 +351,52 @@ mod tests {
         inbox
     }
 
+    fn item(conv: ConvId, seq: i64) -> Item {
+        Item { conv, seq, sender: chat_proto::UserId(99), frame: bytes::Bytes::from(format!("{seq}")) }
+    }
+
+    fn seqs(offer: Offer) -> Vec<i64> {
+        match offer {
+            Offer::Push(items) => items.iter().map(|i| i.seq).collect(),
+            other => panic!("expected a push, got {other:?}"),
+        }
+    }
+
     #[test]
-    fn in_order_pushes_duplicates_skip_gaps_defer_once() {
+    fn in_order_pushes_duplicates_skip_gaps_wait_then_read_the_log() {
         let mut inbox = live(true, &[(A, 0, 0)]);
         assert!(!inbox.go_live(), "nothing to replay");
-        assert_eq!(inbox.offer(A, 1), Offer::Push);
-        assert_eq!(inbox.offer(A, 1), Offer::Skip);
-        assert_eq!(inbox.offer(A, 3), Offer::Defer { start: true });
-        assert_eq!(inbox.offer(A, 4), Offer::Defer { start: false }, "one catch-up at a time");
-        assert_eq!(inbox.fetch_from(), vec![(A, 1)]);
-        assert!(inbox.fetched(A, 2) && inbox.fetched(A, 3) && inbox.fetched(A, 4));
-        assert!(!inbox.fetched(A, 3));
+        assert_eq!(seqs(inbox.offer(&item(A, 1))), [1]);
+        assert_eq!(inbox.offer(&item(A, 1)), Offer::Skip);
+        assert_eq!(inbox.offer(&item(A, 3)), Offer::Hold { timer: Some(1) });
+        assert_eq!(inbox.offer(&item(A, 4)), Offer::Hold { timer: None }, "one timer per gap");
+        assert_eq!(seqs(inbox.offer(&item(A, 2))), [2, 3, 4], "the gap filled in time");
+        assert_eq!(inbox.offer(&item(A, 6)), Offer::Hold { timer: Some(2) });
+        assert!(!inbox.gap_expired(A, 1), "an old timer does nothing");
+        assert!(inbox.gap_expired(A, 2), "the gap stayed open: read the log");
+        assert_eq!(inbox.offer(&item(A, 7)), Offer::Defer { start: false }, "one catch-up at a time");
+        assert_eq!(inbox.fetch_from(), vec![(A, 4)]);
+        assert!(inbox.fetched(A, 5) && inbox.fetched(A, 6) && inbox.fetched(A, 7));
+        assert!(!inbox.fetched(A, 6));
         assert!(!inbox.fetch_done());
-        assert_eq!(inbox.offer(A, 5), Offer::Push, "live again after the catch-up");
+        assert_eq!(seqs(inbox.offer(&item(A, 8))), [8], "live again after the catch-up");
+    }
+
+    #[test]
+    fn held_messages_are_bounded() {
+        let mut inbox = live(true, &[(A, 0, 0)]);
+        inbox.go_live();
+        for seq in 2..(2 + HELD_MAX as i64) {
+            assert!(matches!(inbox.offer(&item(A, seq)), Offer::Hold { .. }));
+        }
+        assert_eq!(inbox.offer(&item(A, 9999)), Offer::Defer { start: true }, "past the bound: read the log");
+        assert_eq!(inbox.held_count, 0);
     }
 
     #[test]
     fn a_loading_session_defers_everything_and_replays_from_its_cursor() {
         let mut inbox = live(true, &[(A, 10, 4), (G, 3, 3)]);
-        assert_eq!(inbox.offer(G, 4), Offer::Defer { start: false });
+        assert_eq!(inbox.offer(&item(G, 4)), Offer::Defer { start: false });
         assert_eq!(inbox.behind(), vec![(A, 4)]);
         assert!(inbox.go_live());
         let mut from = inbox.fetch_from();
@@ -292,7 +410,7 @@ mod tests {
         inbox.load(&[ConvState { conv: A, last_seq: 10, cursor: 2 }], &[(A, 99)]);
         assert_eq!(inbox.cursors(), vec![(A, 10)]);
         assert!(!inbox.go_live());
-        assert_eq!(inbox.offer(A, 11), Offer::Push);
+        assert_eq!(seqs(inbox.offer(&item(A, 11))), [11]);
     }
 
     #[test]
@@ -300,7 +418,7 @@ mod tests {
         let mut inbox = live(true, &[(A, 0, 0)]);
         inbox.go_live();
         for seq in 1..=5 {
-            assert_eq!(inbox.offer(A, seq), Offer::Push);
+            assert_eq!(seqs(inbox.offer(&item(A, seq))), [seq]);
         }
         inbox.ack(A, 3);
         inbox.ack(A, 2);
@@ -316,7 +434,7 @@ mod tests {
         let mut inbox = live(false, &[(A, 0, 0)]);
         inbox.go_live();
         for (index, seq) in [(1, 1), (2, 2), (3, 3)] {
-            assert_eq!(inbox.offer(A, seq), Offer::Push);
+            assert_eq!(seqs(inbox.offer(&item(A, seq))), [seq]);
             inbox.mark(index, A, seq);
         }
         inbox.ack(A, 3);
@@ -328,10 +446,16 @@ mod tests {
     fn own_messages_and_joins_move_delivery() {
         let mut inbox = live(true, &[(G, 0, 0)]);
         inbox.go_live();
-        inbox.own(G, 1);
-        assert_eq!(inbox.offer(G, 2), Offer::Push);
+        assert!(inbox.own(G, 1).is_empty());
+        assert_eq!(seqs(inbox.offer(&item(G, 2))), [2]);
+        assert!(matches!(inbox.offer(&item(G, 4)), Offer::Hold { .. }));
+        assert_eq!(
+            inbox.own(G, 3).iter().map(|i| i.seq).collect::<Vec<_>>(),
+            [4],
+            "own message fills the gap"
+        );
         inbox.joined(ConvId(-9), 40);
-        assert_eq!(inbox.offer(ConvId(-9), 41), Offer::Push);
+        assert_eq!(seqs(inbox.offer(&item(ConvId(-9), 41))), [41]);
         assert!(inbox.all_stale());
         assert_eq!(inbox.fetch_from().len(), 2);
     }

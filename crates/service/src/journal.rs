@@ -68,7 +68,7 @@ impl Journal {
     ) -> Journal {
         let (jobs, queued) = mpsc::channel(QUEUE);
         let (committed, to_route) = mpsc::channel(FANOUT_QUEUE);
-        tokio::spawn(commit_loop(queued, log, committed, limits));
+        tokio::spawn(commit_loop(queued, log, delivery.clone(), committed, limits));
         tokio::spawn(fanout_loop(to_route, broker, delivery, clock));
         Journal { jobs }
     }
@@ -86,6 +86,7 @@ impl Journal {
 async fn commit_loop(
     mut queued: mpsc::Receiver<Job>,
     log: Arc<dyn Log>,
+    delivery: Arc<Delivery>,
     committed: mpsc::Sender<Committed>,
     limits: BatchLimits,
 ) {
@@ -105,6 +106,16 @@ async fn commit_loop(
         messages.clear();
         messages.extend(jobs.iter_mut().map(|j| std::mem::replace(&mut j.message, placeholder())));
         let result = log.append(&messages).await;
+        if let Ok(appended) = &result {
+            // The senders' sessions move past their own messages at once: a recipient's reply
+            // may be published by another node before this batch's fan-out runs.
+            for (a, job) in appended.iter().zip(&jobs) {
+                let m = &a.message;
+                if !matches!(job.to, Recipients::One(to) if to == m.sender) {
+                    delivery.sessions().own(m.sender, m.conv, m.seq);
+                }
+            }
+        }
         if committed.send((result, jobs)).await.is_err() {
             return;
         }
@@ -151,15 +162,9 @@ async fn fanout_loop(
                 }
             };
             match &job.to {
-                Recipients::One(to) => {
-                    if *to != m.sender {
-                        delivery.sessions().own(m.sender, m.conv, m.seq);
-                    }
-                    route(*to);
-                }
+                Recipients::One(to) => route(*to),
                 Recipients::Members(members) => {
-                    delivery.sessions().own(m.sender, m.conv, m.seq);
-                    members.iter().copied().filter(|u| *u != m.sender).for_each(route);
+                    members.iter().copied().filter(|u| *u != m.sender).for_each(route)
                 }
             }
         }

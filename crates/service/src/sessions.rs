@@ -24,6 +24,17 @@ struct Entry {
 }
 
 impl Entry {
+    /// Pushes live messages, in order, each in the client's form.
+    fn push_items(&mut self, user: UserId, items: &[Item]) {
+        for item in items {
+            let frame = if self.inbox.ext() { item.frame.clone() } else { item.original() };
+            match self.send(user, frame) {
+                Some(index) => self.inbox.mark(index, item.conv, item.seq),
+                None => return,
+            }
+        }
+    }
+
     /// Queues a frame; a client whose queue is full is not reading and is disconnected.
     /// Returns the frame's index, if queued.
     fn send(&self, user: UserId, frame: Bytes) -> Option<u64> {
@@ -57,6 +68,9 @@ pub(crate) enum Offered {
     Done,
     /// Left to a catch-up that the caller must start for this session.
     CatchUp(u64),
+    /// Held behind a new gap: the caller checks it again after `GAP_WAIT`
+    /// ([`Sessions::gap_expired`] with the connection, conversation and generation).
+    Gap(u64, ConvId, u64),
 }
 
 /// What [`Sessions::push_fetched`] did.
@@ -191,26 +205,31 @@ impl Sessions {
         let mut map = self.lock();
         let Some(entry) = map.get_mut(&user) else { return Offered::NotHere };
         if item.sender == user && item.conv.as_group().is_some() {
-            entry.inbox.own(item.conv, item.seq);
+            let released = entry.inbox.own(item.conv, item.seq);
+            entry.push_items(user, &released);
             return Offered::Done;
         }
-        match entry.inbox.offer(item.conv, item.seq) {
-            Offer::Push => {
-                let frame = if entry.inbox.ext() { item.frame.clone() } else { item.original() };
-                if let Some(index) = entry.send(user, frame) {
-                    entry.inbox.mark(index, item.conv, item.seq);
-                }
+        match entry.inbox.offer(item) {
+            Offer::Push(items) => {
+                entry.push_items(user, &items);
                 Offered::Done
             }
-            Offer::Skip | Offer::Defer { start: false } => Offered::Done,
+            Offer::Skip | Offer::Hold { timer: None } | Offer::Defer { start: false } => Offered::Done,
+            Offer::Hold { timer: Some(generation) } => Offered::Gap(entry.conn, item.conv, generation),
             Offer::Defer { start: true } => Offered::CatchUp(entry.conn),
         }
+    }
+
+    /// A gap's wait ran out: whether a catch-up must start for the session on `conn`.
+    pub(crate) fn gap_expired(&self, user: UserId, conn: u64, conv: ConvId, generation: u64) -> bool {
+        self.with(user, conn, |e| e.inbox.gap_expired(conv, generation)).unwrap_or(false)
     }
 
     /// `user` sent `seq` of `conv`.
     pub(crate) fn own(&self, user: UserId, conv: ConvId, seq: i64) {
         if let Some(entry) = self.lock().get_mut(&user) {
-            entry.inbox.own(conv, seq);
+            let released = entry.inbox.own(conv, seq);
+            entry.push_items(user, &released);
         }
     }
 
