@@ -207,6 +207,13 @@ impl FakeServer {
         FakeServer { listener, addr }
     }
 
+    /// Listens on `addr` (e.g. where an earlier fake server listened, to come back there).
+    pub fn start_on(addr: SocketAddr) -> FakeServer {
+        let listener = TcpListener::bind(addr).unwrap_or_else(|e| panic!("bind {addr}: {e}"));
+        listener.set_nonblocking(true).expect("nonblocking");
+        FakeServer { listener, addr }
+    }
+
     /// The next connection, or panics after [`WAIT`].
     pub fn accept(&self) -> FakeConn {
         let deadline = Instant::now() + WAIT;
