@@ -24,6 +24,14 @@ pub const MAX_FRAME: usize = 16 * 1024 * 1024;
 const OUTGOING_QUEUE: usize = 64;
 /// Decoded frames waiting for the console; when full, reading pauses.
 const EVENT_QUEUE: usize = 1024;
+/// A connection silent this long is probed by TCP keepalive...
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
+/// ...every this long, and given up after this many unanswered probes...
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+const KEEPALIVE_PROBES: u32 = 3;
+/// ...and data written but not acknowledged by the peer for this long ends it too.
+#[cfg(target_os = "linux")]
+const UNACKED_WRITE_LIMIT: Duration = Duration::from_secs(30);
 
 /// What the connection tells the console.
 #[derive(Debug)]
@@ -50,6 +58,18 @@ pub async fn connect(addr: &str, timeout: Duration) -> std::io::Result<Connectio
     };
     // Chat frames are small and interactive.
     let _ = stream.set_nodelay(true);
+    // A peer that vanished without a FIN or RST (a node powered off, a network
+    // gone) would otherwise be noticed only after minutes of retransmissions; the
+    // protocol has no client-to-server ping. Best effort: without these the
+    // connection still works.
+    let sock = socket2::SockRef::from(&stream);
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(KEEPALIVE_IDLE)
+        .with_interval(KEEPALIVE_INTERVAL)
+        .with_retries(KEEPALIVE_PROBES);
+    let _ = sock.set_tcp_keepalive(&keepalive);
+    #[cfg(target_os = "linux")]
+    let _ = sock.set_tcp_user_timeout(Some(UNACKED_WRITE_LIMIT));
     let (read, write) = stream.into_split();
     let (outgoing, outgoing_rx) = mpsc::channel(OUTGOING_QUEUE);
     let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
