@@ -36,6 +36,8 @@ pub struct Conn {
     pub(crate) user: Option<SessionUser>,
     /// The SHA-256 of the session's resume token (forgotten at LOGINOUT).
     pub(crate) token: Option<String>,
+    /// Fires once the connection's last chat was answered (see `journal.rs`).
+    pub(crate) inflight: Option<tokio::sync::oneshot::Receiver<()>>,
     /// Request rate limit.
     bucket: TokenBucket,
     /// Requests refused by the rate limit in a row.
@@ -70,8 +72,7 @@ pub(crate) enum Reply {
     Done,
     /// A new group (the extension's ACK carries its id).
     GroupCreated(GroupId),
-    /// A chat stored in the log (the extension's ACK carries its ids).
-    Stored { cid: Option<String>, mid: i64, seq: i64 },
+
     /// Nothing at all, for anybody (PONG).
     Silent,
 }
@@ -86,6 +87,7 @@ impl Handler for Service {
             ext: false,
             user: None,
             token: None,
+            inflight: None,
             bucket: TokenBucket::new(self.config.rate_burst),
             refused_in_row: 0,
             failed_logins: 0,
@@ -131,6 +133,11 @@ impl Handler for Service {
             }
         };
         let kind = request.msgid();
+        // A refused chat's ACK echoes its cid, as a stored one's does.
+        let chat_cid = match &request {
+            Request::OneChat { cid, .. } | Request::GroupChat { cid, .. } => cid.clone(),
+            _ => None,
+        };
         // Debug level: a span per request costs real time at tens of thousands of requests a second.
         let span = debug_span!("request", kind = ?kind, user = conn.user.as_ref().map(|u| u.id.0));
         let outcome = self.dispatch(conn, request).instrument(span).await;
@@ -143,7 +150,7 @@ impl Handler for Service {
                 flow = Flow::Close;
             }
         }
-        self.answer(conn, kind, outcome);
+        self.answer(conn, kind, outcome, chat_cid);
         flow
     }
 
@@ -216,6 +223,13 @@ fn is_unlogged_chat(frame: &[u8]) -> bool {
 
 impl Service {
     async fn dispatch(&self, conn: &mut Conn, request: Request) -> Result<Reply, ServiceError> {
+        // Chats pipeline; anything else first waits for the connection's chats to be answered,
+        // so it sees them (a HISTORY, a LOGINOUT) and is answered after them.
+        if !matches!(request, Request::OneChat { .. } | Request::GroupChat { .. } | Request::Pong)
+            && let Some(inflight) = conn.inflight.take()
+        {
+            let _ = inflight.await;
+        }
         match request {
             Request::Login { id, password, ext } => {
                 conn.ext |= ext;
@@ -232,8 +246,8 @@ impl Service {
                 self.logout(conn, true).await;
                 Ok(Reply::Done)
             }
-            Request::OneChat { to, msg, cid } => self.send_one(conn.user()?, to, msg, cid).await,
-            Request::GroupChat { group, msg, cid } => self.send_group(conn.user()?, group, msg, cid).await,
+            Request::OneChat { to, msg, cid } => self.send_one(conn, to, msg, cid).await,
+            Request::GroupChat { group, msg, cid } => self.send_group(conn, group, msg, cid).await,
             Request::Received { acks } => self.received(conn, &acks),
             Request::History { peer, from, limit } => self.history(conn.user()?, peer, from, limit).await,
             Request::AddFriend { friend } => self.add_friend(conn.user()?, friend).await,
@@ -243,7 +257,13 @@ impl Service {
         }
     }
 
-    fn answer(&self, conn: &Conn, kind: MsgId, outcome: Result<Reply, ServiceError>) {
+    fn answer(
+        &self,
+        conn: &Conn,
+        kind: MsgId,
+        outcome: Result<Reply, ServiceError>,
+        chat_cid: Option<String>,
+    ) {
         let re = i64::from(kind.number());
         match outcome {
             Ok(Reply::Frame(frame)) => conn.send(frame),
@@ -252,9 +272,7 @@ impl Service {
             Ok(Reply::GroupCreated(group)) if conn.ext => {
                 conn.send(encode(&Ack { groupid: Some(group), ..Ack::ok(kind) }))
             }
-            Ok(Reply::Stored { cid, mid, seq }) if conn.ext => {
-                conn.send(encode(&Ack { cid, mid: Some(mid), seq: Some(seq), ..Ack::ok(kind) }))
-            }
+
             Ok(_) => {}
             Err(e) => {
                 let (code, text) = e.wire();
@@ -265,7 +283,7 @@ impl Service {
                         conn.send(ack_error(MsgId::RegAck, ErrorCode::Invalid, chat_proto::ERRMSG_REG_FAILED))
                     }
                     MsgId::Reg => conn.send(ack_error(MsgId::RegAck, code, &text)),
-                    _ if conn.ext => conn.send(encode(&Ack::error(re, code, text))),
+                    _ if conn.ext => conn.send(encode(&Ack { cid: chat_cid, ..Ack::error(re, code, text) })),
                     _ => debug!(error = %e, "request refused (client has no extension; no reply)"),
                 }
                 if matches!(e, ServiceError::Internal) {

@@ -1,16 +1,18 @@
 //! Store first, then deliver: the node's group commit. Chat handlers hand their
-//! message to the [`Journal`] and wait; one task appends everything that queued
-//! meanwhile in one transaction (a batch grows with the load, so there is no
-//! timer to tune), and a second task, in batch order, routes each stored message
-//! to its recipients (this node's sessions, or a publish to the recipient's
-//! channel) and only then answers the senders. A message is acknowledged only
-//! once it is in the database and was handed to every recipient's route.
+//! message to the [`Journal`] and go on reading (a connection's chats pipeline);
+//! one task appends everything that queued meanwhile in one transaction (a batch
+//! grows with the load, so there is no timer to tune), and a second task, in
+//! batch order, routes each stored message to its recipients (this node's
+//! sessions, or a publish to the recipient's channel) and only then answers the
+//! sender. A message is acknowledged only once it is in the database and was
+//! handed to every recipient's route.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
+use chat_net::Outbound;
 use chat_ports::{Appended, Broker, Log, NewMessage, StoreError};
-use chat_proto::UserId;
+use chat_proto::{Ack, MsgId, UserId, encode};
 use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
@@ -33,11 +35,49 @@ pub(crate) enum Recipients {
     Members(Arc<[UserId]>),
 }
 
+/// Who is answered for a chat, and how.
+pub(crate) struct Answer {
+    /// The sender's connection.
+    pub(crate) out: Outbound,
+    /// An extension connection gets an ACK; the original client gets nothing.
+    pub(crate) ext: bool,
+    /// ONE_CHAT or GROUP_CHAT.
+    pub(crate) kind: MsgId,
+    /// The client's message id, echoed.
+    pub(crate) cid: Option<String>,
+}
+
+impl Answer {
+    fn send(&self, outcome: Result<&Appended, &ServiceError>) {
+        if !self.ext {
+            return;
+        }
+        let ack = match outcome {
+            Ok(a) => Ack {
+                cid: self.cid.clone(),
+                mid: Some(a.message.mid),
+                seq: Some(a.message.seq),
+                ..Ack::ok(self.kind)
+            },
+            Err(e) => {
+                let (code, text) = e.wire();
+                Ack { cid: self.cid.clone(), ..Ack::error(self.kind.number().into(), code, text) }
+            }
+        };
+        // A full queue here means the client does not read its own replies.
+        if self.out.try_send(encode(&ack).into()).is_err() {
+            self.out.close();
+        }
+    }
+}
+
 /// One message waiting to be stored and routed.
 struct Job {
     message: NewMessage,
     to: Recipients,
-    done: oneshot::Sender<Result<Appended, ServiceError>>,
+    answer: Answer,
+    /// Fired once the sender was answered (the connection's next non-chat request waits for it).
+    done: oneshot::Sender<()>,
 }
 
 /// A committed batch: the append's answer and the jobs, in the same order.
@@ -73,13 +113,19 @@ impl Journal {
         Journal { jobs }
     }
 
-    /// Stores `message`, routes it to `to`, and answers with what was stored (for a resent
-    /// `cid`, the message stored the first time; it is routed again, and sessions that
-    /// have it drop it).
-    pub(crate) async fn append(&self, message: NewMessage, to: Recipients) -> Result<Appended, ServiceError> {
-        let (done, answer) = oneshot::channel();
-        self.jobs.send(Job { message, to, done }).await.map_err(|_| ServiceError::Internal)?;
-        answer.await.map_err(|_| ServiceError::Internal)?
+    /// Queues `message` to be stored, routed to `to`, and answered on `answer` with what was
+    /// stored (for a resent `cid`, the message stored the first time; it is routed again,
+    /// and sessions that have it drop it). Waits only while the queue is full. The receiver
+    /// fires once the sender was answered; jobs are answered in the order they were queued.
+    pub(crate) async fn submit(
+        &self,
+        message: NewMessage,
+        to: Recipients,
+        answer: Answer,
+    ) -> Result<oneshot::Receiver<()>, ServiceError> {
+        let (done, answered) = oneshot::channel();
+        self.jobs.send(Job { message, to, answer, done }).await.map_err(|_| ServiceError::Internal)?;
+        Ok(answered)
     }
 }
 
@@ -146,7 +192,8 @@ async fn fanout_loop(
             Err(e) => {
                 let e = ServiceError::from(e);
                 for job in jobs {
-                    let _ = job.done.send(Err(e.clone()));
+                    job.answer.send(Err(&e));
+                    let _ = job.done.send(());
                 }
                 continue;
             }
@@ -183,8 +230,9 @@ async fn fanout_loop(
             warn!(count = failed.len(), error = %e, "publishes failed; the messages are stored and will be published again");
         }
         delivery.republish_later(broker.clone(), failed);
-        for (a, job) in appended.into_iter().zip(jobs) {
-            let _ = job.done.send(Ok(a));
+        for (a, job) in appended.iter().zip(jobs) {
+            job.answer.send(Ok(a));
+            let _ = job.done.send(());
         }
     }
 }

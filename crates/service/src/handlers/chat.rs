@@ -5,11 +5,11 @@
 use std::sync::Arc;
 
 use chat_ports::{LoggedMessage, NewMessage};
-use chat_proto::{ConvId, GroupId, HistoryFrom, Peer, Unread, UserId};
+use chat_proto::{ConvId, GroupId, HistoryFrom, MsgId, Peer, Unread, UserId};
 
 use crate::dispatch::{Conn, Reply, SessionUser};
 use crate::durable::push_frame;
-use crate::journal::Recipients;
+use crate::journal::{Answer, Recipients};
 use crate::{Service, ServiceError};
 
 /// The server's clock in the original's `YYYY-MM-DD HH:MM:SS` form, formatted once a
@@ -100,31 +100,46 @@ impl Service {
         }
     }
 
+    /// Hands a checked chat to the journal; its ACK comes from there, once it is stored and
+    /// routed. The connection goes on reading meanwhile (its chats pipeline).
+    async fn submit(
+        &self,
+        conn: &mut Conn,
+        message: NewMessage,
+        to: Recipients,
+    ) -> Result<Reply, ServiceError> {
+        let kind = if matches!(to, Recipients::One(_)) { MsgId::OneChat } else { MsgId::GroupChat };
+        let answer = Answer { out: conn.out.clone(), ext: conn.ext, kind, cid: message.cid.clone() };
+        conn.inflight = Some(self.journal.submit(message, to, answer).await?);
+        Ok(Reply::Silent)
+    }
+
     pub(crate) async fn send_one(
         &self,
-        me: &SessionUser,
+        conn: &mut Conn,
         to: UserId,
         msg: String,
         cid: Option<String>,
     ) -> Result<Reply, ServiceError> {
+        let me = conn.user()?.clone();
         self.check_message(&msg)?;
         if to.0 <= 0 {
             return Err(ServiceError::UnknownUser);
         }
         let conv = ConvId::direct(me.id, to);
         self.open_conv(conv).await?;
-        let stored =
-            self.journal.append(self.new_message(me, conv, msg, cid.clone()), Recipients::One(to)).await?;
-        Ok(Reply::Stored { cid, mid: stored.message.mid, seq: stored.message.seq })
+        let message = self.new_message(&me, conv, msg, cid);
+        self.submit(conn, message, Recipients::One(to)).await
     }
 
     pub(crate) async fn send_group(
         &self,
-        me: &SessionUser,
+        conn: &mut Conn,
         group: GroupId,
         msg: String,
         cid: Option<String>,
     ) -> Result<Reply, ServiceError> {
+        let me = conn.user()?.clone();
         self.check_message(&msg)?;
         let members = self.members(group).await?;
         if !members.contains(&me.id) {
@@ -132,9 +147,8 @@ impl Service {
         }
         let conv = ConvId::group(group);
         self.open_conv(conv).await?;
-        let message = self.new_message(me, conv, msg, cid.clone());
-        let stored = self.journal.append(message, Recipients::Members(members)).await?;
-        Ok(Reply::Stored { cid, mid: stored.message.mid, seq: stored.message.seq })
+        let message = self.new_message(&me, conv, msg, cid);
+        self.submit(conn, message, Recipients::Members(members)).await
     }
 
     /// A group's members: from the cache, or from the store (then cached).
