@@ -5,6 +5,8 @@
 //! (`make test` builds them); a test that needs MySQL, Redis or nginx and cannot
 //! reach them fails and says what is missing.
 
+pub mod drill;
+
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
