@@ -230,11 +230,16 @@ fn a_cut_connection_under_a_receiving_console_loses_nothing_and_repeats_nothing(
     std::thread::sleep(OUTAGE);
     let back_at = acked.load(Ordering::SeqCst);
     proxy.set_up(true);
+    let up = Instant::now();
     assert!(back_at > cut_at, "chats were stored while the console was away ({cut_at} -> {back_at})");
+    console.expect_err("connected to the server again");
+    let resumed_after = up.elapsed();
     rt.block_on(sender).expect("sender");
 
     let out = finish(&mut console);
-    println!("proxy cut after chat {cut_at}, back after chat {back_at}");
+    println!(
+        "proxy cut after chat {cut_at}, back after chat {back_at}; resumed {resumed_after:?} after the proxy was up"
+    );
     assert_every_chat_once_in_order("connection cut", &console, &out);
 }
 
@@ -285,10 +290,16 @@ fn a_server_killed_and_restarted_under_a_receiving_console_loses_nothing_and_rep
     assert!(first.wait_exit(Duration::from_secs(10)).is_some(), "the server did not die");
     std::thread::sleep(OUTAGE);
     let second = server_on(addr, &db, tempdir::TempDir::new("chat-resume-second"));
+    let up = Instant::now();
+    console.expect_err("connected to the server again");
+    let resumed_after = up.elapsed();
     let sender_reconnects = rt.block_on(sender).expect("sender");
 
     let out = finish(&mut console);
-    println!("server killed after chat {killed_at}; the sender connected again {sender_reconnects} time(s)");
+    println!(
+        "server killed after chat {killed_at}; the sender connected again {sender_reconnects} time(s); \
+         the console resumed {resumed_after:?} after the new server listened"
+    );
     assert_every_chat_once_in_order("server killed and restarted", &console, &out);
     drop(second);
 }
