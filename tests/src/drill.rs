@@ -453,7 +453,7 @@ struct Runner {
     token: Option<String>,
     claims: Claims,
     reconnect: SocketAddr,
-    /// Chats written on this connection, in order: the server answers in that order.
+    /// Chats written on this connection and not answered yet, oldest first.
     inflight: VecDeque<usize>,
     /// Chats refused with errno 13, and when to send them again.
     retry: VecDeque<(Instant, usize)>,
@@ -675,10 +675,16 @@ impl Runner {
         true
     }
 
-    /// The answer to the oldest chat in flight (a connection answers in request order).
+    /// The answer to a chat in flight: the one its `cid` names (chats pipeline, and one
+    /// refused before it was stored may be answered before earlier ones), else the oldest.
     fn chat_answered(&mut self, ack: &Value) {
-        let Some(n) = self.inflight.pop_front() else {
-            self.book().stats.errors.push(format!("an answer to no chat: {ack}"));
+        let named = ack["cid"].as_str().and_then(|cid| cid.strip_prefix('c')?.parse::<usize>().ok());
+        let at = match named {
+            Some(n) => self.inflight.iter().position(|&i| i == n),
+            None => (!self.inflight.is_empty()).then_some(0),
+        };
+        let Some(n) = at.and_then(|at| self.inflight.remove(at)) else {
+            self.book().stats.errors.push(format!("an answer to no chat in flight: {ack}"));
             return;
         };
         let mut book = lock(&self.book);
@@ -979,8 +985,16 @@ impl Drill {
                 "only {} of {n} chats acknowledged within {BOUND:?}",
                 self.acked()
             );
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            // Fine-grained: a fault struck right after the ACKs must find chats still in flight.
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
+    }
+
+    /// Chats written to a node and not acknowledged yet, now, over all senders.
+    pub fn in_flight(&self) -> usize {
+        let unanswered =
+            |c: &DurableClient| lock(&c.book).sent.iter().filter(|s| s.writes > 0 && s.ack.is_none()).count();
+        self.senders.iter().map(unanswered).sum()
     }
 
     /// Deliveries acknowledged to a sender and not received yet, now: called right before
