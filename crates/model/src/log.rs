@@ -21,7 +21,7 @@ use diesel::sql_types::BigInt;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
 use crate::mysql::MysqlStore;
-use crate::schema::{all_groups, conversations, cursors, group_users, messages, resume_tokens, users};
+use crate::schema::{conversations, cursors, group_users, messages, resume_tokens};
 use crate::sqlite::SqliteStore;
 use crate::store::{Fail, db_error};
 
@@ -29,6 +29,43 @@ use crate::store::{Fail, db_error};
 const CONVS_PER_STATEMENT: usize = 500;
 /// Attempts of an append that hit a deadlock or a concurrent duplicate.
 const APPEND_ATTEMPTS: u32 = 5;
+
+/// Conversations this store knows have their row, so an append inserts each conversation's
+/// row once per process (rows are never deleted while a user or group exists).
+#[derive(Default)]
+pub(crate) struct Opened(std::sync::Mutex<std::collections::HashSet<i64>>);
+
+impl Opened {
+    /// Rows remembered before the set starts afresh (bounds memory).
+    const CAPACITY: usize = 1_000_000;
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<i64>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Of `convs`, those not known to have their row.
+    fn unknown(&self, convs: impl Iterator<Item = i64>) -> Vec<i64> {
+        let known = self.lock();
+        convs.filter(|c| !known.contains(c)).collect()
+    }
+
+    fn remember(&self, convs: &[i64]) {
+        let mut known = self.lock();
+        if known.len() + convs.len() > Self::CAPACITY {
+            known.clear();
+        }
+        known.extend(convs.iter().copied());
+    }
+}
+
+/// A conversation's row: `(id, userlo, userhi, groupid)` from its key.
+fn conversation_row(conv: i64) -> (i64, Option<i32>, Option<i32>, Option<i32>) {
+    let conv = ConvId(conv);
+    match (conv.users(), conv.as_group()) {
+        (Some((lo, hi)), _) => (conv.0, Some(lo.0), Some(hi.0), None),
+        (None, group) => (conv.0, None, None, group.map(|g| g.0)),
+    }
+}
 
 /// `(id, conv, seq, sender, sendername, body, created_at)`, the columns of [`LoggedMessage`].
 type Row = (i64, i64, i64, i32, String, String, i64);
@@ -51,14 +88,14 @@ fn retryable(e: &Fail) -> bool {
 }
 
 /// Inserts `$rows` (a `Vec` of value tuples) into `$table`, with `$insert` (`insert_into`
-/// or `insert_or_ignore_into`): in one statement where the backend takes several rows at
-/// once (`multi_row`: MySQL), else row by row (SQLite, inside the caller's transaction
-/// on its one connection, where a statement costs no round trip).
+/// or `insert_or_ignore_into`): in one statement on MySQL, row by row on SQLite (inside the
+/// caller's transaction on its one connection, where a statement costs no round trip; its
+/// batch INSERT does not take these rows).
 macro_rules! insert_rows {
-    (multi_row, $insert:ident, $c:expr, $table:expr, $rows:expr) => {
+    (mysql, $insert:ident, $c:expr, $table:expr, $rows:expr) => {
         diesel::$insert($table).values($rows).execute($c).await?
     };
-    (row_by_row, $insert:ident, $c:expr, $table:expr, $rows:expr) => {{
+    (sqlite, $insert:ident, $c:expr, $table:expr, $rows:expr) => {{
         let mut n = 0;
         for row in $rows {
             n += diesel::$insert($table).values(row).execute($c).await?;
@@ -67,11 +104,52 @@ macro_rules! insert_rows {
     }};
 }
 
+/// Inserts the new messages (`$rows`, in order) and returns their ids, in order. MySQL: one
+/// multi-row INSERT; the ids are `LAST_INSERT_ID()` onwards where InnoDB hands out
+/// consecutive ids (`$consecutive`), else they are read back (every row above a
+/// conversation's old counter is ours: its row is locked). SQLite: row by row, each id read
+/// right after its insert (one connection, no round trips).
+macro_rules! insert_messages {
+    (mysql, $c:expr, $rows:expr, $consecutive:expr, $backend:ty, $keys:expr) => {{
+        let n = $rows.len();
+        diesel::insert_into(messages::table).values($rows).execute($c).await?;
+        if $consecutive {
+            let first = diesel::select(diesel::dsl::sql::<BigInt>("CAST(LAST_INSERT_ID() AS SIGNED)"))
+                .get_result::<i64>($c)
+                .await?;
+            (first..first + n as i64).collect::<Vec<i64>>()
+        } else {
+            let keys: &[(i64, i64)] = $keys;
+            let mut query = messages::table
+                .select((messages::id, messages::conv, messages::seq))
+                .into_boxed::<$backend>();
+            for &(conv, seq) in keys {
+                query = query.or_filter(messages::conv.eq(conv).and(messages::seq.eq(seq)));
+            }
+            let found: HashMap<(i64, i64), i64> =
+                query.load::<(i64, i64, i64)>($c).await?.into_iter().map(|(id, c, s)| ((c, s), id)).collect();
+            keys.iter().map(|k| found.get(k).copied().unwrap_or(0)).collect::<Vec<i64>>()
+        }
+    }};
+    (sqlite, $c:expr, $rows:expr, $consecutive:expr, $backend:ty, $keys:expr) => {{
+        let mut ids = Vec::with_capacity($rows.len());
+        for row in $rows {
+            diesel::insert_into(messages::table).values(row).execute($c).await?;
+            ids.push(
+                diesel::select(diesel::dsl::sql::<BigInt>("last_insert_rowid()"))
+                    .get_result::<i64>($c)
+                    .await?,
+            );
+        }
+        ids
+    }};
+}
+
 /// Writes cursor rows, keeping the greater seq where a row exists: one statement for all
 /// of them on MySQL (`ON DUPLICATE KEY UPDATE`), one per row on SQLite (`ON CONFLICT`).
 /// The SQL fragments are constants; every value is a bound parameter.
 macro_rules! upsert_cursors {
-    (multi_row, $c:expr, $rows:expr) => {
+    (mysql, $c:expr, $rows:expr) => {
         diesel::insert_into(cursors::table)
             .values($rows)
             .on_conflict(diesel::dsl::DuplicatedKeys)
@@ -80,7 +158,7 @@ macro_rules! upsert_cursors {
             .execute($c)
             .await?
     };
-    (row_by_row, $c:expr, $rows:expr) => {
+    (sqlite, $c:expr, $rows:expr) => {
         for row in $rows {
             diesel::insert_into(cursors::table)
                 .values(row)
@@ -93,60 +171,23 @@ macro_rules! upsert_cursors {
     };
 }
 
-/// Implements [`Log`] for `$store` (with `conn()`), whose boxed queries name `$backend`;
-/// `$rows` is `multi_row` or `row_by_row` (see `insert_rows!`).
+/// Implements [`Log`] for `$store` (with `conn()`, `opened` and, on MySQL,
+/// `consecutive_ids`), whose boxed queries name `$backend`; `$rows` is `mysql` or `sqlite`
+/// (the statements that differ, in the macros above).
 macro_rules! impl_log {
-    ($store:ty, $backend:ty, $rows:ident) => {
+    ($store:ty, $backend:ty, $rows:ident, $consecutive:expr) => {
         #[async_trait]
         impl Log for $store {
-            async fn open(&self, conv: ConvId) -> Result<(), StoreError> {
-                let mut conn = self.conn().await?;
-                let (userlo, userhi, groupid) = if let Some(group) = conv.as_group() {
-                    let found: i64 = all_groups::table
-                        .filter(all_groups::id.eq(group.0))
-                        .count()
-                        .get_result(&mut conn)
-                        .await
-                        .map_err(db_error)?;
-                    if found == 0 {
-                        return Err(StoreError::UnknownGroup);
-                    }
-                    (None, None, Some(group.0))
-                } else {
-                    let (lo, hi) = conv.users().ok_or(StoreError::UnknownUser)?;
-                    let found: i64 = users::table
-                        .filter(users::id.eq_any([lo.0, hi.0]))
-                        .count()
-                        .get_result(&mut conn)
-                        .await
-                        .map_err(db_error)?;
-                    if found < if lo == hi { 1 } else { 2 } {
-                        return Err(StoreError::UnknownUser);
-                    }
-                    (Some(lo.0), Some(hi.0), None)
-                };
-                diesel::insert_or_ignore_into(conversations::table)
-                    .values((
-                        conversations::id.eq(conv.0),
-                        conversations::userlo.eq(userlo),
-                        conversations::userhi.eq(userhi),
-                        conversations::groupid.eq(groupid),
-                        conversations::lastseq.eq(0_i64),
-                    ))
-                    .execute(&mut conn)
-                    .await
-                    .map_err(db_error)?;
-                Ok(())
-            }
-
             async fn append(&self, batch: &[NewMessage]) -> Result<Vec<Appended>, StoreError> {
                 if batch.is_empty() {
                     return Ok(Vec::new());
                 }
                 let mut conn = self.conn().await?;
+                let consecutive = ($consecutive)(self);
                 let mut attempt = 0;
                 loop {
                     attempt += 1;
+                    let mut opened_now: Vec<i64> = Vec::new();
                     let result = conn
                         .transaction::<_, Fail, _>(async |c| {
                             // Earlier copies of the batch's (sender, cid) pairs.
@@ -201,6 +242,25 @@ macro_rules! impl_log {
                                 fresh.push(i);
                             }
                             if !fresh.is_empty() {
+                                // A conversation's first message creates its row (the service
+                                // checked that its users or group exist).
+                                let new_convs = self.opened.unknown(counts.keys().copied());
+                                if !new_convs.is_empty() {
+                                    let rows: Vec<_> = new_convs
+                                        .iter()
+                                        .map(|&conv| {
+                                            let (id, lo, hi, group) = conversation_row(conv);
+                                            (
+                                                conversations::id.eq(id),
+                                                conversations::userlo.eq(lo),
+                                                conversations::userhi.eq(hi),
+                                                conversations::groupid.eq(group),
+                                                conversations::lastseq.eq(0_i64),
+                                            )
+                                        })
+                                        .collect();
+                                    insert_rows!($rows, insert_or_ignore_into, c, conversations::table, rows);
+                                }
                                 // Bump each conversation's counter (its row lock orders us
                                 // after any other append to it), one UPDATE per distinct count.
                                 let mut by_count: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
@@ -215,9 +275,7 @@ macro_rules! impl_log {
                                     .execute(c)
                                     .await?;
                                     if updated != convs.len() {
-                                        return Err(Fail::Store(StoreError::Internal(
-                                            "a conversation of the batch was never opened".into(),
-                                        )));
+                                        return Err(Fail::Store(StoreError::UnknownUser));
                                     }
                                 }
                                 let ids: Vec<i64> = counts.keys().copied().collect();
@@ -228,20 +286,20 @@ macro_rules! impl_log {
                                     .await?
                                     .into_iter()
                                     .collect();
-                                let first_seq = |conv: i64| {
-                                    lasts.get(&conv).copied().unwrap_or_default()
-                                        - counts.get(&conv).copied().unwrap_or_default()
-                                };
-                                let mut next: HashMap<i64, i64> =
-                                    counts.keys().map(|&conv| (conv, first_seq(conv))).collect();
-                                let mut seqs = Vec::with_capacity(fresh.len());
+                                let mut next: HashMap<i64, i64> = counts
+                                    .iter()
+                                    .map(|(&conv, &n)| {
+                                        (conv, lasts.get(&conv).copied().unwrap_or_default() - n)
+                                    })
+                                    .collect();
+                                let mut keys = Vec::with_capacity(fresh.len());
                                 let rows: Vec<_> = fresh
                                     .iter()
                                     .map(|&i| {
                                         let m = &batch[i];
                                         let seq = next.entry(m.conv.0).or_default();
                                         *seq += 1;
-                                        seqs.push(*seq);
+                                        keys.push((m.conv.0, *seq));
                                         (
                                             messages::conv.eq(m.conv.0),
                                             messages::seq.eq(*seq),
@@ -253,29 +311,9 @@ macro_rules! impl_log {
                                         )
                                     })
                                     .collect();
-                                insert_rows!($rows, insert_into, c, messages::table, rows);
-                                // Every row above a conversation's old counter is ours: its row is locked.
-                                let mut query = messages::table
-                                    .select((messages::id, messages::conv, messages::seq))
-                                    .into_boxed::<$backend>();
-                                for &conv in counts.keys() {
-                                    query = query.or_filter(
-                                        messages::conv.eq(conv).and(messages::seq.gt(first_seq(conv))),
-                                    );
-                                }
-                                let mids: HashMap<(i64, i64), i64> = query
-                                    .load::<(i64, i64, i64)>(c)
-                                    .await?
-                                    .into_iter()
-                                    .map(|(id, conv, seq)| ((conv, seq), id))
-                                    .collect();
-                                for (&i, seq) in fresh.iter().zip(seqs) {
+                                let mids = insert_messages!($rows, c, rows, consecutive, $backend, &keys);
+                                for ((&i, &(_, seq)), mid) in fresh.iter().zip(&keys).zip(mids) {
                                     let m = &batch[i];
-                                    let mid = mids.get(&(m.conv.0, seq)).copied().ok_or_else(|| {
-                                        Fail::Store(StoreError::Internal(
-                                            "an appended message was not found".into(),
-                                        ))
-                                    })?;
                                     let message = LoggedMessage {
                                         mid,
                                         conv: m.conv,
@@ -287,6 +325,7 @@ macro_rules! impl_log {
                                     };
                                     out[i] = Some(Appended { message, duplicate: false });
                                 }
+                                opened_now = new_convs;
                             }
                             for (i, j) in repeats {
                                 let message = out[j].as_ref().map(|a| a.message.clone());
@@ -302,7 +341,10 @@ macro_rules! impl_log {
                         })
                         .await;
                     match result {
-                        Ok(done) => return Ok(done),
+                        Ok(done) => {
+                            self.opened.remember(&opened_now);
+                            return Ok(done);
+                        }
                         Err(e) if attempt < APPEND_ATTEMPTS && retryable(&e) => {
                             tracing::debug!(attempt, "append conflicted; retrying");
                         }
@@ -545,5 +587,5 @@ macro_rules! impl_log {
     };
 }
 
-impl_log!(MysqlStore, diesel::mysql::Mysql, multi_row);
-impl_log!(SqliteStore, diesel::sqlite::Sqlite, row_by_row);
+impl_log!(MysqlStore, diesel::mysql::Mysql, mysql, |s: &MysqlStore| s.consecutive_ids);
+impl_log!(SqliteStore, diesel::sqlite::Sqlite, sqlite, |_: &SqliteStore| true);

@@ -23,6 +23,11 @@ pub const CONNECTION_WAIT: Duration = Duration::from_secs(5);
 pub struct MysqlStore {
     pool: Pool<AsyncMysqlConnection>,
     url: String,
+    /// Conversations known to have their row (see `log.rs`).
+    pub(crate) opened: crate::log::Opened,
+    /// InnoDB hands a multi-row INSERT consecutive ids (`innodb_autoinc_lock_mode` 0 or 1),
+    /// so the append reads them from `LAST_INSERT_ID()` instead of selecting them back.
+    pub(crate) consecutive_ids: bool,
 }
 
 impl MysqlStore {
@@ -35,8 +40,11 @@ impl MysqlStore {
             .max_size(pool_size.max(1))
             .build()
             .map_err(|e| ModelError::unreachable(url, e.to_string()))?;
-        let store = MysqlStore { pool, url: url.to_string() };
-        drop(store.conn().await.map_err(|e| ModelError::unreachable(url, reason(e)))?);
+        let mut store =
+            MysqlStore { pool, url: url.to_string(), opened: Default::default(), consecutive_ids: false };
+        let mut conn = store.conn().await.map_err(|e| ModelError::unreachable(url, reason(e)))?;
+        store.consecutive_ids = autoinc_consecutive(&mut conn).await;
+        drop(conn);
         Ok(store)
     }
 
@@ -67,6 +75,22 @@ impl MysqlStore {
     pub(crate) async fn conn(&self) -> Result<Object<AsyncMysqlConnection>, StoreError> {
         checkout(CONNECTION_WAIT, self.pool.get()).await
     }
+}
+
+/// Whether the server gives a multi-row INSERT consecutive auto-increment ids.
+async fn autoinc_consecutive(conn: &mut AsyncMysqlConnection) -> bool {
+    use diesel::sql_types::{BigInt, Nullable};
+    use diesel_async::RunQueryDsl;
+
+    let mode =
+        diesel::select(diesel::dsl::sql::<Nullable<BigInt>>("CAST(@@innodb_autoinc_lock_mode AS SIGNED)"))
+            .get_result::<Option<i64>>(conn)
+            .await;
+    let consecutive = matches!(mode, Ok(Some(0 | 1)));
+    if !consecutive {
+        tracing::info!(mode = ?mode.ok().flatten(), "innodb_autoinc_lock_mode is not 0 or 1: the append reads new ids back");
+    }
+    consecutive
 }
 
 /// Takes the migration lock on this connection (held until it closes).

@@ -37,6 +37,8 @@ type Conn = SyncConnectionWrapper<SqliteConnection>;
 pub struct SqliteStore {
     pool: Pool<Conn>,
     path: String,
+    /// Conversations known to have their row (see `log.rs`).
+    pub(crate) opened: crate::log::Opened,
 }
 
 fn setup(path: &str) -> Pin<Box<dyn Future<Output = ConnectionResult<Conn>> + Send + '_>> {
@@ -59,7 +61,7 @@ impl SqliteStore {
             .max_size(1)
             .build()
             .map_err(|e| ModelError::unreachable(path, e.to_string()))?;
-        let store = SqliteStore { pool, path: path.to_string() };
+        let store = SqliteStore { pool, path: path.to_string(), opened: Default::default() };
         drop(store.conn().await.map_err(|e| ModelError::unreachable(path, reason(e)))?);
         Ok(store)
     }

@@ -11,7 +11,8 @@ use crate::StoreError;
 /// A chat to append.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewMessage {
-    /// Its conversation (opened with [`Log::open`] first).
+    /// Its conversation. The caller has checked that its users (or its group) exist; the
+    /// conversation's first message creates it.
     pub conv: ConvId,
     /// Who sent it (the session's user).
     pub sender: UserId,
@@ -67,10 +68,6 @@ pub struct ConvState {
 /// The message log, cursors and resume tokens.
 #[async_trait]
 pub trait Log: Send + Sync + 'static {
-    /// Makes sure the log holds `conv`: a one-to-one conversation between two existing
-    /// users (`UnknownUser` otherwise) or an existing group's (`UnknownGroup`). Idempotent.
-    async fn open(&self, conv: ConvId) -> Result<(), StoreError>;
-
     /// Appends `batch` in one transaction, in order: each new message gets the next seq of
     /// its conversation. A message whose `(sender, cid)` was stored before (or earlier in
     /// the batch) is a duplicate and stores nothing. The answer is in `batch`'s order.

@@ -8,11 +8,11 @@ use std::collections::HashSet;
 use chat_proto::{ConvId, HistoryFrom, UserId};
 
 use crate::contract::{HASH, Names, new_user, ok, tricky_texts};
-use crate::{Log, LoggedMessage, NewMessage, Store, StoreError};
+use crate::{Log, LoggedMessage, NewMessage, Store};
 
 /// Runs every check, in sequence. `store` and `log` must share one database.
 pub async fn run_all(store: &dyn Store, log: &dyn Log) {
-    open_checks_the_parties(store, log).await;
+    first_messages_create_conversations(store, log).await;
     sequences_per_conversation(store, log).await;
     client_ids_are_idempotent(store, log).await;
     after_and_unread(store, log).await;
@@ -45,28 +45,29 @@ async fn append(log: &dyn Log, batch: &[NewMessage]) -> Vec<LoggedMessage> {
     ok("append", log.append(batch).await).into_iter().map(|a| a.message).collect()
 }
 
-async fn direct(store: &dyn Store, log: &dyn Log, names: &Names) -> (UserId, UserId, ConvId) {
+async fn direct(store: &dyn Store, _log: &dyn Log, names: &Names) -> (UserId, UserId, ConvId) {
     let (a, _) = new_user(store, names, "la").await;
     let (b, _) = new_user(store, names, "lb").await;
-    let conv = ConvId::direct(a, b);
-    ok("open", log.open(conv).await);
-    (a, b, conv)
+    (a, b, ConvId::direct(a, b))
 }
 
-/// open refuses conversations with unknown users or groups, and may be repeated.
-pub async fn open_checks_the_parties(store: &dyn Store, log: &dyn Log) {
+/// A conversation exists from its first message; one of unknown users is refused whole.
+pub async fn first_messages_create_conversations(store: &dyn Store, log: &dyn Log) {
     let names = Names::new();
-    let (a, _) = new_user(store, &names, "lo").await;
-    assert_eq!(log.open(ConvId::direct(a, UserId(i32::MAX - 3))).await, Err(StoreError::UnknownUser));
-    assert_eq!(
-        log.open(ConvId::group(chat_proto::GroupId(i32::MAX - 3))).await,
-        Err(StoreError::UnknownGroup)
-    );
-    let (_, _, conv) = direct(store, log, &names).await;
-    ok("open again", log.open(conv).await);
+    let (a, b, conv) = direct(store, log, &names).await;
+    assert_eq!(ok("last_seq", log.last_seq(conv).await), 0, "no message yet");
     let group = ok("create_group", store.create_group(a, &names.name("lg"), "").await);
-    ok("open group", log.open(ConvId::group(group)).await);
-    assert_eq!(ok("last_seq", log.last_seq(ConvId::group(group)).await), 0);
+    let g = ConvId::group(group);
+    append(log, &[msg(conv, a, "first", None), msg(g, a, "first in the group", None)]).await;
+    assert_eq!(ok("last_seq", log.last_seq(conv).await), 1);
+    assert_eq!(ok("last_seq", log.last_seq(g).await), 1);
+    let convs = ok("conversations", log.conversations(b).await);
+    assert!(convs.iter().any(|s| s.conv == conv && s.last_seq == 1), "{convs:?}");
+    let bad = log
+        .append(&[msg(conv, a, "kept?", None), msg(ConvId::direct(a, UserId(i32::MAX - 3)), a, "x", None)])
+        .await;
+    assert!(bad.is_err(), "a conversation with a user that does not exist is refused");
+    assert_eq!(ok("last_seq", log.last_seq(conv).await), 1, "nothing of a refused batch is stored");
 }
 
 /// Each conversation counts 1, 2, 3 … in batch order; mids grow.
@@ -121,7 +122,6 @@ pub async fn after_and_unread(store: &dyn Store, log: &dyn Log) {
     let group = ok("create_group", store.create_group(c, &names.name("lu"), "").await);
     ok("join", store.join_group(group, a).await);
     let g = ConvId::group(group);
-    ok("open", log.open(g).await);
     append(log, &[msg(one, b, "b1", None), msg(g, c, "c1", None), msg(one, a, "a1", None)]).await;
     append(log, &[msg(g, c, "c2", None), msg(one, b, "b2", None)]).await;
     let got = ok("after", log.after(&[(one, 1), (g, 0)], 100).await);

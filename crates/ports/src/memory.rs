@@ -226,25 +226,19 @@ fn above(from: &[(ConvId, i64)], m: &LoggedMessage) -> bool {
 
 #[async_trait]
 impl Log for MemoryStore {
-    async fn open(&self, conv: ConvId) -> Result<(), StoreError> {
-        let mut s = self.lock()?;
-        if let Some(group) = conv.as_group() {
-            if !s.groups.contains_key(&group) {
-                return Err(StoreError::UnknownGroup);
-            }
-        } else {
-            let (lo, hi) = conv.users().ok_or(StoreError::UnknownUser)?;
-            s.require_user(lo)?;
-            s.require_user(hi)?;
-        }
-        s.convs.entry(conv).or_insert(0);
-        Ok(())
-    }
-
     async fn append(&self, batch: &[NewMessage]) -> Result<Vec<Appended>, StoreError> {
         let mut s = self.lock()?;
-        if let Some(m) = batch.iter().find(|m| !s.convs.contains_key(&m.conv)) {
-            return Err(StoreError::Internal(format!("conversation {} is not open", m.conv)));
+        // All or nothing, like the SQL transaction: a conversation of unknown users fails it.
+        for m in batch {
+            if let Some((lo, hi)) = m.conv.users() {
+                s.require_user(lo)?;
+                s.require_user(hi)?;
+            } else if m.conv.as_group().is_some_and(|g| !s.groups.contains_key(&g)) {
+                return Err(StoreError::UnknownGroup);
+            }
+        }
+        for m in batch {
+            s.convs.entry(m.conv).or_insert(0);
         }
         let mut out = Vec::with_capacity(batch.len());
         for m in batch {

@@ -38,30 +38,31 @@ impl Clock {
     }
 }
 
-/// Conversations this node knows the log holds (so a chat opens its conversation once).
+/// Users this node has seen exist (users are never deleted), so a chat checks its
+/// recipient in the database once per node, not once per message.
 #[derive(Default)]
-pub(crate) struct Opened {
-    set: std::sync::Mutex<std::collections::HashSet<ConvId>>,
+pub(crate) struct KnownUsers {
+    set: std::sync::Mutex<std::collections::HashSet<UserId>>,
 }
 
-impl Opened {
-    /// Conversations remembered before the set starts afresh (bounds memory).
+impl KnownUsers {
+    /// Users remembered before the set starts afresh (bounds memory).
     const CAPACITY: usize = 1_000_000;
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<ConvId>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<UserId>> {
         self.set.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn contains(&self, conv: ConvId) -> bool {
-        self.lock().contains(&conv)
+    fn contains(&self, user: UserId) -> bool {
+        self.lock().contains(&user)
     }
 
-    fn insert(&self, conv: ConvId) {
+    pub(crate) fn insert(&self, user: UserId) {
         let mut set = self.lock();
         if set.len() >= Self::CAPACITY {
             set.clear();
         }
-        set.insert(conv);
+        set.insert(user);
     }
 }
 
@@ -79,14 +80,19 @@ impl Service {
         Ok(())
     }
 
-    /// Makes sure the log holds `conv` (once per node and conversation).
-    async fn open_conv(&self, conv: ConvId) -> Result<(), ServiceError> {
-        if self.opened.contains(conv) {
-            return Ok(());
+    /// Whether `user` exists (asking the database once per node and user).
+    pub(crate) async fn user_exists(&self, user: UserId) -> Result<bool, ServiceError> {
+        if user.0 <= 0 {
+            return Ok(false);
         }
-        self.log.open(conv).await?;
-        self.opened.insert(conv);
-        Ok(())
+        if self.known_users.contains(user) {
+            return Ok(true);
+        }
+        let exists = self.store.user_exists(user).await?;
+        if exists {
+            self.known_users.insert(user);
+        }
+        Ok(exists)
     }
 
     fn new_message(&self, me: &SessionUser, conv: ConvId, msg: String, cid: Option<String>) -> NewMessage {
@@ -123,11 +129,10 @@ impl Service {
     ) -> Result<Reply, ServiceError> {
         let me = conn.user()?.clone();
         self.check_message(&msg)?;
-        if to.0 <= 0 {
+        if !self.user_exists(to).await? {
             return Err(ServiceError::UnknownUser);
         }
         let conv = ConvId::direct(me.id, to);
-        self.open_conv(conv).await?;
         let message = self.new_message(&me, conv, msg, cid);
         self.submit(conn, message, Recipients::One(to)).await
     }
@@ -146,7 +151,6 @@ impl Service {
             return Err(ServiceError::NotMember);
         }
         let conv = ConvId::group(group);
-        self.open_conv(conv).await?;
         let message = self.new_message(&me, conv, msg, cid);
         self.submit(conn, message, Recipients::Members(members)).await
     }
@@ -165,10 +169,12 @@ impl Service {
 
     /// The conversation `me` names `peer`, if `me` may read it.
     async fn readable(&self, me: &SessionUser, peer: Peer) -> Result<ConvId, ServiceError> {
-        if let Peer::Group(group) = peer
-            && !self.members(group).await?.contains(&me.id)
-        {
-            return Err(ServiceError::NotMember);
+        match peer {
+            Peer::Group(group) if !self.members(group).await?.contains(&me.id) => {
+                return Err(ServiceError::NotMember);
+            }
+            Peer::User(user) if !self.user_exists(user).await? => return Err(ServiceError::UnknownUser),
+            _ => {}
         }
         Ok(ConvId::of(me.id, peer))
     }

@@ -5,7 +5,7 @@ mod chat;
 mod friend;
 mod group;
 
-pub(crate) use chat::{Clock, Opened};
+pub(crate) use chat::{Clock, KnownUsers};
 
 use crate::ServiceError;
 
