@@ -132,6 +132,7 @@ macro_rules! insert_messages {
         }
     }};
     (sqlite, $c:expr, $rows:expr, $consecutive:expr, $backend:ty, $keys:expr) => {{
+        let _ = ($consecutive, $keys);
         let mut ids = Vec::with_capacity($rows.len());
         for row in $rows {
             diesel::insert_into(messages::table).values(row).execute($c).await?;
