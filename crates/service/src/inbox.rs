@@ -66,8 +66,9 @@ pub(crate) struct Inbox {
     catching_up: bool,
     /// Original clients: (frame index, conversation, seq) of frames queued but maybe not written.
     marks: VecDeque<(u64, ConvId, i64)>,
-    /// Live messages waiting behind a gap, by conversation and seq.
-    held: HashMap<ConvId, BTreeMap<i64, Item>>,
+    /// Live messages waiting behind a gap, by conversation and seq (`None`: the user's own
+    /// message, passed over without a push).
+    held: HashMap<ConvId, BTreeMap<i64, Option<Item>>>,
     held_count: usize,
     /// Open gaps: conversation → the generation of its timer.
     gaps: HashMap<ConvId, u64>,
@@ -161,7 +162,12 @@ impl Inbox {
         if self.held_count >= HELD_MAX {
             return self.give_up_on(conv);
         }
-        if self.held.entry(conv).or_default().insert(seq, item.clone()).is_none() {
+        self.hold(conv, seq, Some(item.clone()))
+    }
+
+    /// Keeps `seq` of `conv` behind its gap; starts the gap's timer if the gap is new.
+    fn hold(&mut self, conv: ConvId, seq: i64, item: Option<Item>) -> Offer {
+        if self.held.entry(conv).or_default().insert(seq, item).is_none() {
             self.held_count += 1;
         }
         if self.gaps.contains_key(&conv) {
@@ -179,7 +185,7 @@ impl Inbox {
             while let Some(next) = held.remove(&(delivered + 1)) {
                 self.held_count -= 1;
                 delivered += 1;
-                out.push(next);
+                out.extend(next);
             }
             // Anything left at or below `delivered` came twice.
             let before = held.len();
@@ -219,14 +225,27 @@ impl Inbox {
     }
 
     /// The user sent `seq` in `conv` themselves: nothing to push for it, but the
-    /// conversation moves on; returns what was held behind it.
+    /// conversation moves past it (now, or when the messages before it came); returns
+    /// what was held behind it.
     pub(crate) fn own(&mut self, conv: ConvId, seq: i64) -> Vec<Item> {
         let mut out = Vec::new();
         let track = self.convs.entry(conv).or_default();
-        if track.delivered + 1 == seq && self.live && !self.stale.contains(&conv) {
+        let delivered = track.delivered;
+        if seq <= delivered {
+            return out;
+        }
+        if !self.live || self.stale.contains(&conv) {
+            // The coming read covers it (it skips the user's own messages).
+            if seq == delivered + 1 {
+                track.delivered = seq;
+            }
+            return out;
+        }
+        if seq == delivered + 1 {
             self.advance(conv, seq, &mut out);
-        } else if track.delivered + 1 == seq {
-            track.delivered = seq;
+        } else if self.held_count < HELD_MAX {
+            // Sent after messages this session has not seen yet (another node's, racing).
+            let _ = self.hold(conv, seq, None);
         }
         out
     }
