@@ -11,7 +11,12 @@
 # BENCH_RATES_GROUP50 (msgs/s lists), BENCH_IDLE_USERS (10000),
 # BENCH_THREADS (chat-bench worker threads, 1), BENCH_OUT (bench/RESULTS.md),
 # BENCH_STEPS (which of: idle cross same nginx group10 group50; default all),
-# BENCH_WORKERS (the nodes' worker threads, 1), BENCH_SERVER (another chat-server binary, for A/B runs).
+# BENCH_WORKERS (the nodes' worker threads, 1), BENCH_SERVER (another chat-server binary, for A/B runs),
+# BENCH_BASELINE (a git revision, default 2ee51e0: the last at-most-once server; `none` skips it):
+# built once into bench/run/baseline/ (reused while the revision stays the same); after this
+# commit's steps the suite restarts both nodes on it, same settings and database, and runs the
+# cross and group50 steps again into cross-baseline.json and group50-baseline.json, so that
+# RESULTS.md shows the durable path beside the at-most-once one, measured in one run.
 #
 #   deploy/bench.sh        the suite
 #   deploy/bench.sh up     only the cluster, kept up until interrupted (for profiling by hand)
@@ -38,6 +43,9 @@ IDLE_USERS=${BENCH_IDLE_USERS:-10000}
 THREADS=${BENCH_THREADS:-1}
 OUT=${BENCH_OUT:-bench/RESULTS.md}
 STEPS=${BENCH_STEPS:-idle cross same nginx group10 group50}
+BASELINE=${BENCH_BASELINE:-2ee51e0}
+# The steps run again on the baseline server.
+BASELINE_STEPS="cross group50"
 
 # The nodes' settings: cheap password hashing (logging in 10,000 users with the
 # production argon2 cost takes minutes by design) and per-connection request
@@ -97,6 +105,48 @@ commit=$(git rev-parse HEAD)
 dirty=$(git status --porcelain --untracked-files=no -- crates bin migrations Cargo.toml Cargo.lock |
     awk '{print $2}' | tr '\n' ' ' | sed 's/ $//')
 
+# The baseline server: the tree of one commit alone (git archive, so neither the shared work
+# tree nor `git worktree list` is touched), built with its own Cargo.lock into its own target
+# folder, the binary kept in bench/run/baseline/ with the commit it was built from.
+baseline_rev=""
+baseline_server=""
+baseline_build=""
+want_baseline() { # the suite runs a baseline: not `up`, not BENCH_BASELINE=none, and a step to run again
+    local s
+    [ "${1:-}" != "up" ] && [ "$BASELINE" != none ] || return 1
+    for s in $BASELINE_STEPS; do
+        case " $STEPS " in *" $s "*) return 0 ;; esac
+    done
+    return 1
+}
+build_baseline() {
+    local t0
+    if ! baseline_rev=$(git rev-parse --verify --quiet "$BASELINE^{commit}"); then
+        log "BENCH_BASELINE=$BASELINE is not a commit of this repository (or none to skip it)"
+        exit 1
+    fi
+    baseline_server=$run/baseline/chat-server
+    if [ -x "$baseline_server" ] && [ "$(cat "$run/baseline/rev" 2>/dev/null)" = "$baseline_rev" ]; then
+        log "baseline ${baseline_rev:0:7}: reusing $baseline_server"
+        baseline_build="reused from an earlier run"
+        return
+    fi
+    log "building the baseline server at ${baseline_rev:0:7} (bench/run/baseline-src, bench/run/baseline-target)"
+    t0=$(date +%s)
+    rm -rf "$run/baseline-src" "$run/baseline"
+    mkdir -p "$run/baseline-src" "$run/baseline"
+    git archive "$baseline_rev" | tar -x -C "$run/baseline-src"
+    (cd "$run/baseline-src" &&
+        CARGO_TARGET_DIR=$run/baseline-target cargo build --release --locked --bin chat-server)
+    cp "$run/baseline-target/release/chat-server" "$baseline_server"
+    echo "$baseline_rev" >"$run/baseline/rev"
+    baseline_build="built in $(($(date +%s) - t0)) s"
+    log "baseline server $baseline_build"
+}
+if want_baseline "${1:-}"; then
+    build_baseline
+fi
+
 bash deploy/db-setup.sh
 bash deploy/redis-setup.sh
 bash deploy/nginx-setup.sh
@@ -114,6 +164,7 @@ background=$(machine_busy)
 log "machine busy before the suite (other work): $background cores"
 
 rm -rf "$results"
+rm -f "$run"/baseline-node-*.log "$run"/*-baseline.log
 mkdir -p "$run/nginx" "$results"
 
 # 10,000 connections on a node and as many in the bench: raise the open-file limit.
@@ -121,11 +172,16 @@ ulimit -n "$(ulimit -Hn)"
 log "open-file limit $(ulimit -n)"
 
 last_pid=""
-start_node() { # name listen
+start_node() { # name listen [binary]
     env -u RUST_LOG "${NODE_ENV[@]}" CHAT_LISTEN="$2" CHAT_NODE_NAME="bench-$1" \
-        setsid "$server" >"$run/$1.log" 2>&1 </dev/null &
+        setsid "${3:-$server}" >"$run/$1.log" 2>&1 </dev/null &
     last_pid=$!
     pids_started+=("$last_pid")
+}
+alive() { # pid: running (a node that exited stays a zombie of this script, which kill -0 still finds)
+    local state
+    state=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 1
+    [ -n "$state" ] && [ "$state" != Z ]
 }
 start_node node-a "$NODE_A"
 PID_A=$last_pid
@@ -185,10 +241,10 @@ settle() { # wait (at most 60 s) for quiet: the nodes under 5% of a core, the ma
 }
 
 failed=()
-step() { # name json-file chat-bench-args...
+step() { # name json-file chat-bench-args...  (name: a BENCH_STEPS word, or one with -baseline after it)
     local name=$1 file=$2
     shift 2
-    case " $STEPS " in *" $name "*) ;; *) return 0 ;; esac
+    case " $STEPS " in *" ${name%-baseline} "*) ;; *) return 0 ;; esac
     settle
     log "step $name: chat-bench $*"
     if "$bench" --threads "$THREADS" "$@" --json >"$results/$file" 2> >(tee "$run/$name.log" >&2); then
@@ -215,14 +271,61 @@ step group10 group10.json sweep --mode group --nodes "$NODE_A,$NODE_B" --group-s
 step group50 group50.json sweep --mode group --nodes "$NODE_A,$NODE_B" --group-size 50 --groups 4 \
     --rates "$RATES_GROUP50" "${timing[@]}" --max-p99-ms 100 --pids "$PIDS" --watch "$WATCH"
 
-elapsed=$(($(date +%s) - started))
-# The nodes must have survived the suite.
-for p in "$PID_A" "$PID_B"; do
-    if ! kill -0 "$p" 2>/dev/null; then
-        log "node pid $p died during the suite (see bench/run/node-*.log)"
-        failed+=("node $p died")
+check_nodes() { # logs: the nodes must have survived their steps
+    local p
+    for p in "$PID_A" "$PID_B"; do
+        if ! alive "$p"; then
+            log "node pid $p died during the suite (see bench/run/$1)"
+            failed+=("node $p died")
+        fi
+    done
+}
+check_nodes "node-*.log"
+
+baseline_ran=0
+if want_baseline; then
+    # The same two steps on the baseline server: stop this commit's nodes, start the baseline's on
+    # the same ports with the same settings. Same database: its migrations are a prefix of ours.
+    log "switching both nodes to the baseline server (${baseline_rev:0:7})"
+    for p in "$PID_A" "$PID_B"; do kill -TERM "$p" 2>/dev/null || true; done
+    for p in "$PID_A" "$PID_B"; do
+        for _ in $(seq 1 150); do alive "$p" || break; sleep 0.1; done
+        kill -KILL "$p" 2>/dev/null || true
+        wait "$p" 2>/dev/null || true
+    done
+    keep=()
+    for p in "${pids_started[@]}"; do
+        [ "$p" = "$PID_A" ] || [ "$p" = "$PID_B" ] || keep+=("$p")
+    done
+    pids_started=("${keep[@]}")
+    for port in 6100 6102; do
+        for _ in $(seq 1 100); do port_free "$port" && break; sleep 0.1; done
+    done
+    start_node baseline-node-a "$NODE_A" "$baseline_server"
+    PID_A=$last_pid
+    start_node baseline-node-b "$NODE_B" "$baseline_server"
+    PID_B=$last_pid
+    if wait_port 6100 60 && wait_port 6102 60 && alive "$PID_A" && alive "$PID_B"; then
+        log "baseline node-a pid $PID_A, node-b pid $PID_B"
+        PIDS="node-a=$PID_A,node-b=$PID_B"
+        if [ "$baseline_rev" = "$(git rev-parse --verify --quiet "2ee51e0^{commit}")" ]; then
+            echo "at-most-once baseline (${baseline_rev:0:7})" >"$results/baseline.txt"
+        else
+            echo "baseline (${baseline_rev:0:7})" >"$results/baseline.txt"
+        fi
+        baseline_ran=1
+        step cross-baseline cross-baseline.json sweep --nodes "$NODE_A,$NODE_B" --users 200 --cross 1 \
+            --rates "$RATES_CROSS" "${timing[@]}" --max-p99-ms 50 --pids "$PIDS" --watch "$WATCH"
+        step group50-baseline group50-baseline.json sweep --mode group --nodes "$NODE_A,$NODE_B" \
+            --group-size 50 --groups 4 --rates "$RATES_GROUP50" "${timing[@]}" --max-p99-ms 100 \
+            --pids "$PIDS" --watch "$WATCH"
+        check_nodes "baseline-node-*.log"
+    else
+        log "the baseline nodes did not come up (see bench/run/baseline-node-*.log)"
+        failed+=("baseline nodes did not start")
     fi
-done
+fi
+elapsed=$(($(date +%s) - started))
 
 cpu_model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)
 mem_total=$(awk '/^MemTotal:/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)
@@ -264,6 +367,16 @@ mkdir -p "$(dirname "$OUT")"
         echo "    the bench, Redis and MySQL share the two cores; a second worker per node only adds cross-thread wake-ups."
     fi
     echo "  - Logging at the default level (\`info\`), open-file limit raised to $(ulimit -n)."
+    if [ "$baseline_ran" = 1 ]; then
+        echo "- Baseline, for A/B in the same run (\`BENCH_BASELINE\`, default 2ee51e0: the last at-most-once server,"
+        echo "  which acknowledges and routes a chat without storing it): \`$baseline_rev\`"
+        echo "  (\"$(git log -1 --format='%<(72,trunc)%s' "$baseline_rev" | sed 's/ *$//')\"), built from that commit alone"
+        echo "  ($baseline_build). After this commit's steps the suite stops both nodes, starts two of the"
+        echo "  baseline on the same ports with the same settings and database, and runs the cross-node"
+        echo "  one-to-one and group-of-50 sweeps again: their sections show both, one table per path."
+    else
+        echo "- No baseline in this run (\`BENCH_BASELINE=$BASELINE\`, or neither cross nor group50 in \`BENCH_STEPS\`)."
+    fi
     echo "- chat-bench (\`--threads $THREADS\`) registers its users with names unique to each run, logs them in"
     echo "  **without** the protocol extension (so no ACK per chat), spreads them over the addresses round robin,"
     echo "  and sends by the clock (open loop: R messages a second whatever the deliveries do). Each message's"
@@ -278,6 +391,7 @@ mkdir -p "$(dirname "$OUT")"
     echo "  the deliveries (\"srv µs/msg\"), and cores busy on average for the nodes, nginx's worker, Redis, MySQL"
     echo "  and the bench itself (\"bench cores\": if it nears 1.0 with \`--threads 1\`, the generator is the limit)."
     echo "  \"srv kernel %\" is the nodes' system time share (system calls, the loopback TCP stack, softirqs)."
+    echo "  \"mysql µs/msg\" is MySQL's CPU (all its threads, from /proc) per delivered message, like \"srv µs/msg\"."
     echo "  \"machine busy/idle cores\" is the whole machine over the run (/proc/stat): anything else running"
     echo "  on the machine at the time (a build, other tests) shows as busy cores no watched process accounts for;"
     echo "  \"other procs cores\" is what all other processes used, and the notes under a table name the busiest."
@@ -289,10 +403,11 @@ mkdir -p "$(dirname "$OUT")"
     echo
     echo "## Warnings and errors in the nodes' logs"
     echo
-    echo "Counted over the whole suite (bench/run/node-*.log), fields stripped:"
+    echo "Counted over the whole suite (bench/run/node-*.log, and baseline-node-*.log for the baseline), fields stripped:"
     echo
     echo '```'
-    for node in node-a node-b; do
+    for node in node-a node-b baseline-node-a baseline-node-b; do
+        [ -f "$run/$node.log" ] || continue
         lines=$(grep -E ' (WARN|ERROR) ' "$run/$node.log" |
             sed -E 's/^[^ ]+ +(WARN|ERROR) +/\1 /; s/ [a-z_.]+=[^ ]+//g' | sort | uniq -c | sort -rn | head -n 8 || true)
         if [ -z "$lines" ]; then echo "$node: none"; else echo "$node:"; echo "$lines"; fi

@@ -187,7 +187,8 @@ pub struct IdleArgs {
 /// `report`.
 #[derive(Debug, Clone, Args)]
 pub struct ReportArgs {
-    /// Folder with the suite's JSON files (cross.json, same.json, nginx.json, group10.json, group50.json, idle.json).
+    /// Folder with the suite's JSON files (cross.json, same.json, nginx.json, group10.json, group50.json, idle.json;
+    /// with baseline.txt naming a baseline server, also cross-baseline.json and group50-baseline.json).
     #[arg(long, value_name = "DIR")]
     pub dir: PathBuf,
 }
