@@ -236,7 +236,7 @@ impl Sink for Delivery {
         } else if let Some((user, from)) = parse_takeover(&event)
             && from != self.instance
         {
-            self.sessions.disconnect(user);
+            self.sessions.take_over(user);
         }
     }
 

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use bytes::Bytes;
 use chat_net::{Outbound, SendError};
 use chat_ports::{ConvState, LoggedMessage};
-use chat_proto::{ConvId, UserId};
+use chat_proto::{ConvId, ErrorCode, Notice, UserId, encode};
 
 use crate::durable::{Item, push_frame};
 use crate::inbox::{Inbox, Offer};
@@ -49,6 +49,9 @@ impl Entry {
         }
     }
 }
+
+/// What a connection whose session a RESUME took over is told before it is closed.
+const TAKEN_OVER: &str = "this session was resumed on another connection";
 
 /// What happened to an unsequenced frame handed to [`Sessions::deliver`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -337,11 +340,21 @@ impl Sessions {
         self.with(user, conn, |e| e.inbox.fetch_abandoned());
     }
 
-    /// Closes `user`'s connection here, if any (its close logs it out as a disconnect does).
-    pub(crate) fn disconnect(&self, user: UserId) {
-        if let Some(entry) = self.lock().get(&user) {
-            entry.out.close();
+    /// Closes `user`'s connection here, if any, because a RESUME took the session over
+    /// elsewhere: an extension client is told why first (a NOTICE, written before the close
+    /// with a short bound), so it does not resume back. The close logs the user out as a
+    /// disconnect does.
+    pub(crate) fn take_over(&self, user: UserId) {
+        let Some((out, ext)) = self.lock().get(&user).map(|e| (e.out.clone(), e.inbox.ext())) else { return };
+        let notice = encode(&Notice::new(ErrorCode::Closing, TAKEN_OVER));
+        if !ext || out.try_send(Bytes::from(notice)).is_err() {
+            out.close();
+            return;
         }
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(500), out.flushed()).await;
+            out.close();
+        });
     }
 
     /// Whether `user` has a session here.

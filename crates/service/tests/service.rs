@@ -631,14 +631,26 @@ async fn a_resume_takes_over_a_session_whose_connection_died_unnoticed() {
     // b's old connection: the node would notice its death only at the next ping.
     // Here its close runs once the node closes it, as chat-net's would.
     let old = tokio::spawn(async move {
-        while b.rx.recv().await.is_some() {}
+        let mut last = None;
+        while let Some(frame) = b.rx.recv().await {
+            last = Some(frame);
+        }
         b.close().await;
+        last
     });
     let mut b2 = Client::new(&node);
     b2.send(json!({"msgid":17,"token":token})).await;
     let ack = b2.recv().await;
     assert_eq!(ack["errno"], 0, "the token takes the session over: {ack}");
-    tokio::time::timeout(Duration::from_secs(5), old).await.expect("old connection closed").expect("task");
+    let last = tokio::time::timeout(Duration::from_secs(5), old)
+        .await
+        .expect("old connection closed")
+        .expect("task");
+    let notice: Value = serde_json::from_slice(&last.expect("a frame before the close")).expect("json");
+    assert_eq!(
+        notice,
+        json!({"errmsg":"this session was resumed on another connection","errno":15,"msgid":14})
+    );
     a.send(json!({"msgid":6,"to":idb,"msg":"to the new connection"})).await;
     a.recv().await;
     assert_eq!(b2.recv().await["msg"], "to the new connection");

@@ -115,7 +115,7 @@ impl Service {
                 Err(ServiceError::InUse) if waited < TAKEOVER_WAIT => {
                     if waited.is_zero() {
                         info!(user = %id, "resume takes over a session still held");
-                        self.sessions().disconnect(id);
+                        self.sessions().take_over(id);
                         if let Err(e) = self.broker.announce(self.delivery.takeover_event(id)).await {
                             warn!(user = %id, error = %e, "could not announce the takeover");
                         }
