@@ -36,8 +36,8 @@ pub struct Conn {
     pub(crate) user: Option<SessionUser>,
     /// The SHA-256 of the session's resume token (forgotten at LOGINOUT).
     pub(crate) token: Option<String>,
-    /// Fires once the connection's last chat was answered (see `journal.rs`).
-    pub(crate) inflight: Option<tokio::sync::oneshot::Receiver<()>>,
+    /// The connection's chats not yet answered (see `journal.rs`).
+    pub(crate) pending: std::sync::Arc<crate::journal::Pending>,
     /// Request rate limit.
     bucket: TokenBucket,
     /// Requests refused by the rate limit in a row.
@@ -87,7 +87,7 @@ impl Handler for Service {
             ext: false,
             user: None,
             token: None,
-            inflight: None,
+            pending: Default::default(),
             bucket: TokenBucket::new(self.config.rate_burst),
             refused_in_row: 0,
             failed_logins: 0,
@@ -225,10 +225,8 @@ impl Service {
     async fn dispatch(&self, conn: &mut Conn, request: Request) -> Result<Reply, ServiceError> {
         // Chats pipeline; anything else first waits for the connection's chats to be answered,
         // so it sees them (a HISTORY, a LOGINOUT) and is answered after them.
-        if !matches!(request, Request::OneChat { .. } | Request::GroupChat { .. } | Request::Pong)
-            && let Some(inflight) = conn.inflight.take()
-        {
-            let _ = inflight.await;
+        if !matches!(request, Request::OneChat { .. } | Request::GroupChat { .. } | Request::Pong) {
+            conn.pending.idle().await;
         }
         match request {
             Request::Login { id, password, ext } => {

@@ -13,7 +13,13 @@ use bytes::Bytes;
 use chat_net::Outbound;
 use chat_ports::{Appended, Broker, Log, NewMessage, StoreError};
 use chat_proto::{Ack, MsgId, UserId, encode};
-use tokio::sync::{mpsc, oneshot};
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use chat_proto::ConvId;
+use futures::StreamExt;
+use futures::stream::FuturesOrdered;
+use tokio::sync::{Notify, mpsc};
 use tracing::warn;
 
 use crate::ServiceError;
@@ -71,17 +77,55 @@ impl Answer {
     }
 }
 
+/// A connection's chats not yet answered (its next non-chat request waits for none to be left).
+#[derive(Debug, Default)]
+pub(crate) struct Pending {
+    count: AtomicUsize,
+    idle: Notify,
+}
+
+impl Pending {
+    fn start(&self) {
+        self.count.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn finish(&self) {
+        if self.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.idle.notify_waiters();
+        }
+    }
+
+    /// Waits until every chat of the connection was answered.
+    pub(crate) async fn idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.count.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
 /// One message waiting to be stored and routed.
 struct Job {
     message: NewMessage,
     to: Recipients,
     answer: Answer,
-    /// Fired once the sender was answered (the connection's next non-chat request waits for it).
-    done: oneshot::Sender<()>,
+    /// The sender connection's count of chats not yet answered.
+    pending: Arc<Pending>,
 }
 
 /// A committed batch: the append's answer and the jobs, in the same order.
 type Committed = (Result<Vec<Appended>, StoreError>, Vec<Job>);
+
+/// An append in flight, with its jobs and the conversations it holds.
+type Flight = std::pin::Pin<Box<dyn std::future::Future<Output = (Committed, Vec<ConvId>)> + Send>>;
+
+/// Transactions one node runs at once. While one waits for its commit (an fsync), the next
+/// is sent; two never share a conversation, so each conversation's messages still commit,
+/// and take their seqs, in the order they came.
+const DEPTH: usize = 2;
 
 /// Limits of one append.
 #[derive(Debug, Clone, Copy)]
@@ -115,17 +159,22 @@ impl Journal {
 
     /// Queues `message` to be stored, routed to `to`, and answered on `answer` with what was
     /// stored (for a resent `cid`, the message stored the first time; it is routed again,
-    /// and sessions that have it drop it). Waits only while the queue is full. The receiver
-    /// fires once the sender was answered; jobs are answered in the order they were queued.
+    /// and sessions that have it drop it). Waits only while the queue is full. `pending`
+    /// counts the connection's chats until each is answered.
     pub(crate) async fn submit(
         &self,
         message: NewMessage,
         to: Recipients,
         answer: Answer,
-    ) -> Result<oneshot::Receiver<()>, ServiceError> {
-        let (done, answered) = oneshot::channel();
-        self.jobs.send(Job { message, to, answer, done }).await.map_err(|_| ServiceError::Internal)?;
-        Ok(answered)
+        pending: Arc<Pending>,
+    ) -> Result<(), ServiceError> {
+        pending.start();
+        let job = Job { message, to, answer, pending: pending.clone() };
+        if self.jobs.send(job).await.is_err() {
+            pending.finish();
+            return Err(ServiceError::Internal);
+        }
+        Ok(())
     }
 }
 
@@ -136,36 +185,91 @@ async fn commit_loop(
     committed: mpsc::Sender<Committed>,
     limits: BatchLimits,
 ) {
-    let mut messages: Vec<NewMessage> = Vec::new();
-    while let Some(first) = queued.recv().await {
-        let mut bytes = first.message.body.len();
-        let mut jobs = vec![first];
-        while jobs.len() < limits.messages && bytes < limits.bytes {
-            match queued.try_recv() {
-                Ok(job) => {
-                    bytes += job.message.body.len();
-                    jobs.push(job);
-                }
-                Err(_) => break,
-            }
-        }
-        messages.clear();
-        messages.extend(jobs.iter_mut().map(|j| std::mem::replace(&mut j.message, placeholder())));
-        let result = log.append(&messages).await;
-        if let Ok(appended) = &result {
-            // The senders' sessions move past their own messages at once: a recipient's reply
-            // may be published by another node before this batch's fan-out runs.
-            for (a, job) in appended.iter().zip(&jobs) {
-                let m = &a.message;
-                if !matches!(job.to, Recipients::One(to) if to == m.sender) {
-                    delivery.sessions().own(m.sender, m.conv, m.seq);
+    let mut waiting: VecDeque<Job> = VecDeque::new();
+    let mut busy: HashSet<ConvId> = HashSet::new();
+    let mut flights: FuturesOrdered<Flight> = FuturesOrdered::new();
+    let mut open = true;
+    loop {
+        while flights.len() < DEPTH {
+            while open && waiting.len() < limits.messages.saturating_mul(4) {
+                match queued.try_recv() {
+                    Ok(job) => waiting.push_back(job),
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => open = false,
                 }
             }
+            let jobs = take_batch(&mut waiting, &busy, limits);
+            if jobs.is_empty() {
+                break;
+            }
+            let convs: Vec<ConvId> =
+                jobs.iter().map(|j| j.message.conv).collect::<HashSet<_>>().into_iter().collect();
+            busy.extend(convs.iter().copied());
+            flights.push_back(Box::pin(append(log.clone(), jobs, convs)));
         }
-        if committed.send((result, jobs)).await.is_err() {
-            return;
+        if flights.is_empty() {
+            if !open {
+                return;
+            }
+            match queued.recv().await {
+                Some(job) => waiting.push_back(job),
+                None => open = false,
+            }
+            continue;
+        }
+        tokio::select! {
+            Some(((result, jobs), convs)) = flights.next() => {
+                for conv in &convs {
+                    busy.remove(conv);
+                }
+                if let Ok(appended) = &result {
+                    // The senders' sessions move past their own messages at once: a recipient's
+                    // reply may be published by another node before this batch's fan-out runs.
+                    for (a, job) in appended.iter().zip(&jobs) {
+                        let m = &a.message;
+                        if !matches!(job.to, Recipients::One(to) if to == m.sender) {
+                            delivery.sessions().own(m.sender, m.conv, m.seq);
+                        }
+                    }
+                }
+                if committed.send((result, jobs)).await.is_err() {
+                    return;
+                }
+            }
+            job = queued.recv(), if open && flights.len() < DEPTH => match job {
+                Some(job) => waiting.push_back(job),
+                None => open = false,
+            },
         }
     }
+}
+
+/// Appends one batch (the jobs' messages move into the append).
+async fn append(log: Arc<dyn Log>, mut jobs: Vec<Job>, convs: Vec<ConvId>) -> (Committed, Vec<ConvId>) {
+    let messages: Vec<NewMessage> =
+        jobs.iter_mut().map(|j| std::mem::replace(&mut j.message, placeholder())).collect();
+    let result = log.append(&messages).await;
+    ((result, jobs), convs)
+}
+
+/// The next batch: in order, the waiting jobs whose conversation no transaction in flight
+/// holds, up to the limits. The others wait, in their order; jobs of other conversations may
+/// go ahead of them (order matters within a conversation, and each connection's answers are
+/// counted, not ordered: see [`Pending`]).
+fn take_batch(waiting: &mut VecDeque<Job>, busy: &HashSet<ConvId>, limits: BatchLimits) -> Vec<Job> {
+    let mut batch = Vec::new();
+    let mut bytes = 0;
+    let mut rest = VecDeque::with_capacity(waiting.len());
+    for job in waiting.drain(..) {
+        if batch.len() >= limits.messages || bytes >= limits.bytes || busy.contains(&job.message.conv) {
+            rest.push_back(job);
+            continue;
+        }
+        bytes += job.message.body.len();
+        batch.push(job);
+    }
+    *waiting = rest;
+    batch
 }
 
 /// What stays in a job whose message went to the append.
@@ -193,7 +297,7 @@ async fn fanout_loop(
                 let e = ServiceError::from(e);
                 for job in jobs {
                     job.answer.send(Err(&e));
-                    let _ = job.done.send(());
+                    job.pending.finish();
                 }
                 continue;
             }
@@ -232,7 +336,7 @@ async fn fanout_loop(
         delivery.republish_later(broker.clone(), failed);
         for (a, job) in appended.iter().zip(jobs) {
             job.answer.send(Ok(a));
-            let _ = job.done.send(());
+            job.pending.finish();
         }
     }
 }

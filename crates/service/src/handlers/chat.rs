@@ -116,7 +116,7 @@ impl Service {
     ) -> Result<Reply, ServiceError> {
         let kind = if matches!(to, Recipients::One(_)) { MsgId::OneChat } else { MsgId::GroupChat };
         let answer = Answer { out: conn.out.clone(), ext: conn.ext, kind, cid: message.cid.clone() };
-        conn.inflight = Some(self.journal.submit(message, to, answer).await?);
+        self.journal.submit(message, to, answer, conn.pending.clone()).await?;
         Ok(Reply::Silent)
     }
 
