@@ -70,6 +70,25 @@ fn conversation_row(conv: i64) -> (i64, Option<i32>, Option<i32>, Option<i32>) {
 /// `(id, conv, seq, sender, sendername, body, created_at)`, the columns of [`LoggedMessage`].
 type Row = (i64, i64, i64, i32, String, String, i64);
 
+/// The columns of a [`Row`], in its order.
+const ROW: (
+    messages::id,
+    messages::conv,
+    messages::seq,
+    messages::sender,
+    messages::sendername,
+    messages::body,
+    messages::created_at,
+) = (
+    messages::id,
+    messages::conv,
+    messages::seq,
+    messages::sender,
+    messages::sendername,
+    messages::body,
+    messages::created_at,
+);
+
 fn logged((mid, conv, seq, sender, sender_name, body, created_at): Row) -> LoggedMessage {
     LoggedMessage { mid, conv: ConvId(conv), seq, sender: UserId(sender), sender_name, body, created_at }
 }
@@ -202,18 +221,7 @@ macro_rules! impl_log {
                                 let rows = messages::table
                                     .filter(messages::sender.eq_any(senders))
                                     .filter(messages::cid.eq_any(cids))
-                                    .select((
-                                        (
-                                            messages::id,
-                                            messages::conv,
-                                            messages::seq,
-                                            messages::sender,
-                                            messages::sendername,
-                                            messages::body,
-                                            messages::created_at,
-                                        ),
-                                        messages::cid,
-                                    ))
+                                    .select((ROW, messages::cid))
                                     .load::<(Row, Option<String>)>(c)
                                     .await?;
                                 for (row, cid) in rows {
@@ -405,15 +413,7 @@ macro_rules! impl_log {
                 let mut found = Vec::new();
                 for chunk in from.chunks(CONVS_PER_STATEMENT) {
                     let mut query = messages::table
-                        .select((
-                            messages::id,
-                            messages::conv,
-                            messages::seq,
-                            messages::sender,
-                            messages::sendername,
-                            messages::body,
-                            messages::created_at,
-                        ))
+                        .select(ROW)
                         .order(messages::id.asc())
                         .limit(i64::try_from(limit).unwrap_or(i64::MAX))
                         .into_boxed::<$backend>();
@@ -465,16 +465,7 @@ macro_rules! impl_log {
             ) -> Result<Vec<LoggedMessage>, StoreError> {
                 let mut conn = self.conn().await?;
                 let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-                let columns = (
-                    messages::id,
-                    messages::conv,
-                    messages::seq,
-                    messages::sender,
-                    messages::sendername,
-                    messages::body,
-                    messages::created_at,
-                );
-                let base = messages::table.filter(messages::conv.eq(conv.0)).select(columns).limit(limit);
+                let base = messages::table.filter(messages::conv.eq(conv.0)).select(ROW).limit(limit);
                 let (rows, newest_first) = match from {
                     HistoryFrom::Latest => {
                         (base.order(messages::id.desc()).load::<Row>(&mut conn).await, true)
