@@ -179,33 +179,39 @@ impl Service {
 /// retention purge every `purge_interval`. The tasks hold only weak references: they end
 /// with the service.
 fn spawn_upkeep(delivery: &Arc<Delivery>, log: &Arc<dyn Log>, config: &ServiceConfig) {
-    let weak = Arc::downgrade(delivery);
-    let every = config.cursor_flush.max(Duration::from_millis(10));
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            let Some(delivery) = weak.upgrade() else { return };
+    every(
+        config.cursor_flush.max(Duration::from_millis(10)),
+        Arc::downgrade(delivery),
+        |delivery| async move {
             delivery.flush_cursors().await;
-        }
-    });
-    let weak = Arc::downgrade(log);
-    let every = config.purge_interval.max(Duration::from_secs(1));
+        },
+    );
     let retention = i64::try_from(config.retention.as_millis()).unwrap_or(i64::MAX);
     let keep = i64::try_from(config.retention_per_conversation).unwrap_or(i64::MAX);
+    every(config.purge_interval.max(Duration::from_secs(1)), Arc::downgrade(log), move |log| async move {
+        let now = handlers::Clock::now_ms();
+        match log.purge(now.saturating_sub(retention), keep, now).await {
+            Ok(0) => {}
+            Ok(gone) => tracing::info!(messages = gone, "retention purge"),
+            Err(e) => tracing::warn!(error = %e, "retention purge failed; will retry"),
+        }
+    });
+}
+
+/// Runs `work` on `target` every `period` (a late tick is not made up for) while it lives.
+fn every<T, F, Fut>(period: Duration, target: std::sync::Weak<T>, work: F)
+where
+    T: ?Sized + Send + Sync + 'static,
+    F: Fn(Arc<T>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
+        let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let Some(log) = weak.upgrade() else { return };
-            let now = handlers::Clock::now_ms();
-            match log.purge(now.saturating_sub(retention), keep, now).await {
-                Ok(0) => {}
-                Ok(gone) => tracing::info!(messages = gone, "retention purge"),
-                Err(e) => tracing::warn!(error = %e, "retention purge failed; will retry"),
-            }
+            let Some(target) = target.upgrade() else { return };
+            work(target).await;
         }
     });
 }
