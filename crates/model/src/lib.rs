@@ -16,6 +16,7 @@ use std::time::Duration;
 use chat_ports::{Log, Store, StoreError};
 use diesel_async::pooled_connection::deadpool::PoolError;
 
+pub mod adopt;
 mod log;
 mod mysql;
 pub mod schema;
@@ -54,6 +55,27 @@ pub enum ModelError {
         url: String,
         /// What went wrong.
         reason: String,
+    },
+    /// The database holds the original C++ server's tables and none of our migrations
+    /// (see [`adopt`]); nothing was changed.
+    #[error(
+        "found the original chat server's tables ({found}) and no chat-cluster schema; nothing was changed. To adopt them run: {command}"
+    )]
+    Original {
+        /// The tables found and their user count.
+        found: String,
+        /// The command that adopts them (passwords hidden).
+        command: String,
+    },
+    /// An adoption of the original's database started here and did not finish.
+    #[error(
+        "an adoption of the original chat server's database is unfinished here (phase {phase}); nothing was changed. To finish it run: {command}"
+    )]
+    AdoptionUnfinished {
+        /// How far it got.
+        phase: String,
+        /// The command that finishes it (passwords hidden).
+        command: String,
     },
     /// Called outside a multi-thread tokio runtime.
     #[error(
@@ -129,6 +151,10 @@ pub async fn connect(url: &str, pool_size: usize) -> Result<Database, ModelError
     match parse(url)? {
         Target::Mysql(url) => {
             let store = MysqlStore::connect(url, pool_size).await?;
+            // Not over the original's tables, nor over an unfinished adoption.
+            let mut conn = store.conn().await.map_err(|e| ModelError::unreachable(url, reason(e)))?;
+            adopt::check_before_migrating(&mut conn, url).await?;
+            drop(conn);
             store.run_migrations().await?;
             let store = Arc::new(store);
             Ok(Database { store: store.clone(), log: store })
