@@ -2,6 +2,7 @@
 //! store and the broker, serves clients until SIGINT/SIGTERM, then shuts down
 //! in order. Everything below this file receives typed values.
 
+mod adopt;
 mod settings;
 
 use std::process::ExitCode;
@@ -56,6 +57,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Some(Command::Migrate) => migrate(&settings).await,
+            Some(Command::AdoptOriginal(args)) => adopt::run(&settings, &args).await,
             Some(Command::Serve) | None => serve(settings).await,
         }
     });

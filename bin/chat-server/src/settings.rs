@@ -46,6 +46,9 @@ pub enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Take over the original C++ server's MySQL database (--database-url): in place, or
+    /// copied --into a new one; see docs/MIGRATING.md.
+    AdoptOriginal(crate::adopt::AdoptArgs),
 }
 
 /// Every setting, after all layers.
