@@ -6,6 +6,7 @@
 //! reach them fails and says what is missing.
 
 pub mod drill;
+pub mod ops;
 
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::path::PathBuf;

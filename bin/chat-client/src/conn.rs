@@ -5,13 +5,14 @@
 //! typing or the console is waiting. It knows nothing of menus or printing:
 //! everything else it hands to the console as [`NetEvent`]s.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chat_net::{FrameCodec, Inbound};
+use chat_tls::ClientConfig;
 use futures::StreamExt;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 use tokio_util::codec::FramedRead;
 
@@ -50,8 +51,13 @@ pub struct Connection {
     pub events: mpsc::Receiver<NetEvent>,
 }
 
-/// Connects to `addr` (`HOST:PORT`) within `timeout` and starts the reader and writer tasks.
-pub async fn connect(addr: &str, timeout: Duration) -> std::io::Result<Connection> {
+/// Connects to `addr` (`HOST:PORT`) within `timeout`, over TLS with `tls` (the server's
+/// certificate checked against HOST), and starts the reader and writer tasks.
+pub async fn connect(
+    addr: &str,
+    timeout: Duration,
+    tls: Option<&Arc<ClientConfig>>,
+) -> std::io::Result<Connection> {
     let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
         Ok(result) => result?,
         Err(_) => return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out")),
@@ -70,15 +76,44 @@ pub async fn connect(addr: &str, timeout: Duration) -> std::io::Result<Connectio
     let _ = sock.set_tcp_keepalive(&keepalive);
     #[cfg(target_os = "linux")]
     let _ = sock.set_tcp_user_timeout(Some(UNACKED_WRITE_LIMIT));
-    let (read, write) = stream.into_split();
     let (outgoing, outgoing_rx) = mpsc::channel(OUTGOING_QUEUE);
     let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
-    tokio::spawn(write_frames(write, outgoing_rx, events_tx.clone()));
-    tokio::spawn(read_frames(read, outgoing.clone(), events_tx));
+    match tls {
+        Some(config) => {
+            let host = host_of(addr);
+            let tls = match tokio::time::timeout(timeout, chat_tls::connect(config.clone(), host, stream))
+                .await
+            {
+                Ok(result) => result.map_err(|e| std::io::Error::new(e.kind(), format!("TLS: {e}")))?,
+                Err(_) => {
+                    return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out"));
+                }
+            };
+            let (read, write) = tokio::io::split(tls);
+            tokio::spawn(write_frames(write, outgoing_rx, events_tx.clone()));
+            tokio::spawn(read_frames(read, outgoing.clone(), events_tx));
+        }
+        None => {
+            let (read, write) = stream.into_split();
+            tokio::spawn(write_frames(write, outgoing_rx, events_tx.clone()));
+            tokio::spawn(read_frames(read, outgoing.clone(), events_tx));
+        }
+    }
     Ok(Connection { outgoing, events })
 }
 
-async fn read_frames(read: OwnedReadHalf, outgoing: mpsc::Sender<String>, events: mpsc::Sender<NetEvent>) {
+/// HOST of `HOST:PORT` (without the brackets of an IPv6 address): the name the server's
+/// certificate must carry.
+fn host_of(addr: &str) -> &str {
+    let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
+    host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host)
+}
+
+async fn read_frames<R: AsyncRead + Unpin>(
+    read: R,
+    outgoing: mpsc::Sender<String>,
+    events: mpsc::Sender<NetEvent>,
+) {
     let mut frames = FramedRead::new(read, FrameCodec::new(MAX_FRAME));
     loop {
         let event = match frames.next().await {
@@ -102,8 +137,8 @@ async fn read_frames(read: OwnedReadHalf, outgoing: mpsc::Sender<String>, events
     }
 }
 
-async fn write_frames(
-    mut write: OwnedWriteHalf,
+async fn write_frames<W: AsyncWrite + Unpin>(
+    mut write: W,
     mut frames: mpsc::Receiver<String>,
     events: mpsc::Sender<NetEvent>,
 ) {

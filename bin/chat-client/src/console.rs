@@ -168,6 +168,8 @@ pub struct Settings {
     pub reply_timeout: Duration,
     /// How long to keep trying to get a lost connection back; zero: do not try.
     pub reconnect_for: Duration,
+    /// TLS to the server, if asked for (`--tls`).
+    pub tls: Option<std::sync::Arc<chat_tls::ClientConfig>>,
 }
 
 /// Sleeps until `at`, or forever without one.
@@ -180,7 +182,7 @@ async fn sleep_until_some(at: Option<Instant>) {
 
 /// Connects, sends `frame` (a RESUME or LOGIN) and waits for its login ack.
 async fn handshake(settings: &Settings, frame: String) -> Result<(Connection, LoginInfo), Failure> {
-    let mut conn = conn::connect(&settings.addr, settings.connect_timeout)
+    let mut conn = conn::connect(&settings.addr, settings.connect_timeout, settings.tls.as_ref())
         .await
         .map_err(|e| Failure::Other(format!("cannot connect: {e}")))?;
     if conn.outgoing.send(frame).await.is_err() {
@@ -500,7 +502,7 @@ impl Console {
                 }
                 Link::Idle => {
                     let addr = &self.settings.addr;
-                    let conn = conn::connect(addr, self.settings.connect_timeout)
+                    let conn = conn::connect(addr, self.settings.connect_timeout, self.settings.tls.as_ref())
                         .await
                         .map_err(|e| Stop::Gone(format!("connect server error: {addr}: {e}")))?;
                     self.link = Link::Up(conn);

@@ -104,6 +104,12 @@ struct ConsoleArgs {
     /// Seconds to keep trying to get a lost connection back before giving up (0: do not reconnect)
     #[arg(long, value_name = "SECONDS", default_value_t = 300)]
     reconnect_for: u64,
+    /// Connect with TLS (the server's certificate must name HOST)
+    #[arg(long)]
+    tls: bool,
+    /// PEM file of the CA (or self-signed certificate) to trust with --tls, instead of the system's
+    #[arg(long, value_name = "FILE", requires = "tls")]
+    ca_file: Option<std::path::PathBuf>,
 }
 
 /// `HOST:PORT` to connect to, from the one- or two-argument form.
@@ -146,6 +152,13 @@ fn console(args: ConsoleArgs) -> i32 {
             return 2;
         }
     };
+    let tls = match args.tls.then(|| chat_tls::client_config(args.ca_file.as_deref())).transpose() {
+        Ok(tls) => tls,
+        Err(e) => {
+            eprintln!("command invalid: {e}");
+            return 2;
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -155,7 +168,7 @@ fn console(args: ConsoleArgs) -> i32 {
     };
     let reply_timeout = Duration::from_secs(args.timeout.max(1));
     let (exit, guard) = runtime.block_on(async {
-        let conn = match conn::connect(&addr, CONNECT_TIMEOUT).await {
+        let conn = match conn::connect(&addr, CONNECT_TIMEOUT, tls.as_ref()).await {
             Ok(conn) => conn,
             Err(e) => {
                 let message = format!("connect server error: {addr}: {e}");
@@ -168,6 +181,7 @@ fn console(args: ConsoleArgs) -> i32 {
             connect_timeout: CONNECT_TIMEOUT,
             reply_timeout,
             reconnect_for: Duration::from_secs(args.reconnect_for),
+            tls,
         };
         (console::Console::new(settings, conn, input, output).run().await, Some(guard))
     });

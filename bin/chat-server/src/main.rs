@@ -3,6 +3,9 @@
 //! in order. Everything below this file receives typed values.
 
 mod adopt;
+mod check;
+mod logs;
+mod ops;
 mod settings;
 
 use std::process::ExitCode;
@@ -36,7 +39,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_tracing(&settings.log);
+    if matches!(cli.command, Some(Command::CheckConfig)) {
+        return check::run(&settings);
+    }
+    logs::init(&settings);
     if let Err(e) = tikv_jemalloc_ctl::background_thread::write(true) {
         warn!(error = %e, "cannot start jemalloc's background purging");
     }
@@ -59,6 +65,7 @@ fn main() -> ExitCode {
             Some(Command::Migrate) => migrate(&settings).await,
             Some(Command::AdoptOriginal(args)) => adopt::run(&settings, &args).await,
             Some(Command::Serve) | None => serve(settings).await,
+            Some(Command::CheckConfig) => Ok(()),
         }
     });
     // Tasks still blocked on a dead peer must not hold the exit.
@@ -71,17 +78,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn init_tracing(default: &str) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
 }
 
 async fn migrate(settings: &Settings) -> anyhow::Result<()> {
@@ -99,7 +95,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let db = chat_model::connect(&settings.database_url, settings.database_pool)
         .await
         .with_context(|| format!("cannot open the database {}", redact(&settings.database_url)))?;
-    let delivery = Delivery::new(Sessions::new(settings.outbound_queue), db.store.clone(), db.log.clone());
+    let metrics = Arc::new(chat_metrics::Metrics::new());
+    let sessions = Sessions::with_metrics(settings.outbound_queue, metrics.clone());
+    let delivery = Delivery::new(sessions, db.store.clone(), db.log.clone());
 
     let node_name = settings.node_name.clone().unwrap_or_else(|| addr.to_string());
     let (broker, redis): (Arc<dyn Broker>, Option<Arc<RedisBroker>>) = match &settings.redis_url {
@@ -149,6 +147,10 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     // Idle checks run often enough to honour the shorter of the two timeouts closely.
     let idle_check = (service_config.login_timeout.min(service_config.ping_interval) / 4)
         .clamp(Duration::from_millis(100), Duration::from_secs(5));
+    let tls = ops::tls(&settings, &metrics)?;
+    // Turns /readyz not-ready at SIGTERM, before `shutdown` stops the listener.
+    let draining = CancellationToken::new();
+    let admin = ops::admin(&settings, metrics, draining.clone(), &db.store, redis.clone()).await?;
     let service = Arc::new(
         Service::new(db.store, db.log, broker, delivery, service_config).map_err(|e| anyhow::anyhow!(e))?,
     );
@@ -167,12 +169,19 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         node = %node_name,
         database = %redact(&settings.database_url),
         broker = if redis.is_some() { "redis" } else { "in-process (single node)" },
+        tls = tls.is_some(),
         "chat-server listening on {addr}"
     );
 
     let shutdown = CancellationToken::new();
-    tokio::spawn(signals(shutdown.clone()));
-    let serving = chat_net::serve(listener, service.clone(), net, shutdown.clone());
+    tokio::spawn(signals(draining, secs0(settings.unready_delay_secs), shutdown.clone()));
+    if let Some((admin_listener, admin)) = admin {
+        tokio::spawn(chat_admin::serve(admin_listener, admin, CancellationToken::new()));
+    }
+    let serving: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> = match tls {
+        Some(tls) => Box::pin(chat_net::serve_with(listener, tls, service.clone(), net, shutdown.clone())),
+        None => Box::pin(chat_net::serve(listener, service.clone(), net, shutdown.clone())),
+    };
     let deadline = async {
         shutdown.cancelled().await;
         tokio::time::sleep(Duration::from_secs(settings.shutdown_timeout_secs)).await;
@@ -191,8 +200,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Waits for SIGINT or SIGTERM and starts the shutdown.
-async fn signals(shutdown: CancellationToken) {
+/// Waits for SIGINT or SIGTERM, turns the node not-ready (`draining`), waits `unready_delay`
+/// so that load balancers polling /readyz stop sending new users, then starts the shutdown.
+async fn signals(draining: CancellationToken, unready_delay: Duration, shutdown: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
     else {
@@ -203,11 +213,21 @@ async fn signals(shutdown: CancellationToken) {
         _ = int.recv() => info!("SIGINT: shutting down"),
         _ = term.recv() => info!("SIGTERM: shutting down"),
     }
+    draining.cancel();
+    if !unready_delay.is_zero() {
+        info!(delay = ?unready_delay, "not ready; draining before the listener closes");
+        tokio::time::sleep(unready_delay).await;
+    }
     shutdown.cancel();
 }
 
 fn secs(s: f64) -> Duration {
     Duration::try_from_secs_f64(s).unwrap_or(Duration::from_secs(1))
+}
+
+/// As [`secs`], where zero is allowed.
+fn secs0(s: f64) -> Duration {
+    Duration::try_from_secs_f64(s).unwrap_or(Duration::ZERO)
 }
 
 /// A node id unique to this process start, so a restarted node never inherits stale claims.
@@ -217,7 +237,7 @@ fn unique_node_id(name: &str) -> String {
 }
 
 /// A URL with its password replaced, for logs and errors.
-fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
     let Some((creds, host)) = rest.rsplit_once('@') else { return url.to_owned() };
     let user = creds.split(':').next().unwrap_or("");

@@ -34,6 +34,19 @@ pub struct Cli {
     /// Most connections served at once [env: CHAT_MAX_CONNECTIONS] [default: 20000].
     #[arg(long, value_name = "N", global = true)]
     pub max_connections: Option<usize>,
+    /// Admin HTTP listener for /metrics, /healthz and /readyz, e.g. 127.0.0.1:9100; off unless set
+    /// [env: CHAT_ADMIN_LISTEN].
+    #[arg(long, value_name = "ADDR", global = true)]
+    pub admin_listen: Option<String>,
+    /// Log lines as `text` or `json` (one object a line) [env: CHAT_LOG_FORMAT] [default: text].
+    #[arg(long, value_name = "FORMAT", global = true)]
+    pub log_format: Option<String>,
+    /// PEM certificate chain: serve TLS on the client port (with --tls-key) [env: CHAT_TLS_CERT].
+    #[arg(long, value_name = "FILE", global = true)]
+    pub tls_cert: Option<String>,
+    /// PEM private key of --tls-cert [env: CHAT_TLS_KEY].
+    #[arg(long, value_name = "FILE", global = true)]
+    pub tls_key: Option<String>,
     /// What to do (default: serve).
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -49,10 +62,13 @@ pub enum Command {
     /// Take over the original C++ server's MySQL database (--database-url): in place, or
     /// copied --into a new one; see docs/MIGRATING.md.
     AdoptOriginal(crate::adopt::AdoptArgs),
+    /// Print the effective configuration (secrets redacted) and exit; non-zero on an error.
+    /// Opens no socket and no database.
+    CheckConfig,
 }
 
 /// Every setting, after all layers.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 pub struct Settings {
     pub listen: String,
     pub database_url: String,
@@ -91,6 +107,11 @@ pub struct Settings {
     pub ping_interval_secs: f64,
     pub keepalive_secs: f64,
     pub worker_threads: usize,
+    pub admin_listen: Option<String>,
+    pub unready_delay_secs: f64,
+    pub log_format: String,
+    pub tls_cert: Option<String>,
+    pub tls_key: Option<String>,
 }
 
 impl Settings {
@@ -132,7 +153,9 @@ impl Settings {
             .set_default("login_timeout_secs", 60.0)?
             .set_default("ping_interval_secs", 30.0)?
             .set_default("keepalive_secs", 60.0)?
-            .set_default("worker_threads", 0)?;
+            .set_default("worker_threads", 0)?
+            .set_default("unready_delay_secs", 0.0)?
+            .set_default("log_format", "text")?;
         if let Some(path) = &cli.config {
             builder = builder.add_source(File::from(path.as_path()).required(true));
         }
@@ -144,7 +167,11 @@ impl Settings {
             .set_override_option("node_name", cli.node_name.clone())?
             .set_override_option("log", cli.log.clone())?
             .set_override_option("max_frame_bytes", cli.max_frame_bytes.map(|n| n as u64))?
-            .set_override_option("max_connections", cli.max_connections.map(|n| n as u64))?;
+            .set_override_option("max_connections", cli.max_connections.map(|n| n as u64))?
+            .set_override_option("admin_listen", cli.admin_listen.clone())?
+            .set_override_option("log_format", cli.log_format.clone())?
+            .set_override_option("tls_cert", cli.tls_cert.clone())?
+            .set_override_option("tls_key", cli.tls_key.clone())?;
         let settings: Settings = builder.build()?.try_deserialize()?;
         settings.check()?;
         Ok(settings)
@@ -194,6 +221,20 @@ impl Settings {
         }
         if self.rate_burst < 1.0 {
             return bad("rate_burst must be at least 1".into());
+        }
+        if let Some(admin) = &self.admin_listen
+            && admin.parse::<std::net::SocketAddr>().is_err()
+        {
+            return bad(format!("admin_listen: `{admin}` is not an address like 127.0.0.1:9100"));
+        }
+        if !(self.unready_delay_secs.is_finite() && self.unready_delay_secs >= 0.0) {
+            return bad("unready_delay_secs must be zero or more".into());
+        }
+        if !matches!(self.log_format.as_str(), "text" | "json") {
+            return bad(format!("log_format: `{}` is neither text nor json", self.log_format));
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return bad("tls_cert and tls_key go together: give both or neither".into());
         }
         if self.lease_secs < 2 {
             return bad("lease_secs must be at least 2".into());

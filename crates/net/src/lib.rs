@@ -11,4 +11,6 @@ mod server;
 
 pub use codec::{FrameCodec, Inbound};
 pub use outbound::{Outbound, OutboundRx, SendError};
-pub use server::{Flow, Handler, NetConfig, serve};
+pub use server::{
+    Flow, Handler, NetConfig, PeerWrite, Plain, Transport, serve, serve_with, socket_peer_has_closed,
+};

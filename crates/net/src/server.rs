@@ -1,4 +1,5 @@
-//! The accept loop and the per-connection reader and writer tasks.
+//! The accept loop and the per-connection reader and writer tasks. What a connection's
+//! bytes travel over after the accept is a [`Transport`]: [`Plain`] TCP here, TLS in `chat-tls`.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -8,7 +9,8 @@ use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use futures::StreamExt;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio_util::codec::FramedRead;
@@ -51,6 +53,50 @@ pub trait Handler: Send + Sync + 'static {
     fn close(&self, conn: Self::Conn, unwritten: Vec<Bytes>) -> impl Future<Output = ()> + Send;
 }
 
+/// Turns an accepted TCP connection into the two byte streams a connection reads and writes
+/// (plain TCP, or a TLS session after its handshake).
+pub trait Transport: Send + Sync + 'static {
+    /// What the reader task reads frames from.
+    type Read: AsyncRead + Send + Unpin + 'static;
+    /// What the writer task writes to.
+    type Write: PeerWrite;
+
+    /// Sets the connection up; `None` closes it (the transport logged and answered as it saw fit).
+    /// Runs in the connection's task, so a slow handshake holds up nobody else.
+    fn open(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+    ) -> impl Future<Output = Option<(Self::Read, Self::Write)>> + Send;
+}
+
+/// The writing side of a connection.
+pub trait PeerWrite: AsyncWrite + Send + Unpin + 'static {
+    /// Whether the peer has closed its side with nothing left to read (then what we would
+    /// write now is lost, and is kept unwritten).
+    fn peer_has_closed(&self) -> bool;
+}
+
+/// Plain TCP.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Plain;
+
+impl Transport for Plain {
+    type Read = OwnedReadHalf;
+    type Write = OwnedWriteHalf;
+
+    async fn open(&self, stream: TcpStream, _peer: SocketAddr) -> Option<(OwnedReadHalf, OwnedWriteHalf)> {
+        Some(stream.into_split())
+    }
+}
+
+impl PeerWrite for OwnedWriteHalf {
+    fn peer_has_closed(&self) -> bool {
+        let stream: &TcpStream = self.as_ref();
+        socket_peer_has_closed(socket2::SockRef::from(stream))
+    }
+}
+
 /// Limits of the network layer.
 #[derive(Debug, Clone)]
 pub struct NetConfig {
@@ -88,6 +134,17 @@ impl Default for NetConfig {
 /// connection task (each of which runs [`Handler::close`]).
 pub async fn serve<H: Handler>(
     listener: TcpListener,
+    handler: Arc<H>,
+    config: NetConfig,
+    shutdown: CancellationToken,
+) {
+    serve_with(listener, Arc::new(Plain), handler, config, shutdown).await;
+}
+
+/// As [`serve`], with each accepted connection set up by `transport`.
+pub async fn serve_with<H: Handler, T: Transport>(
+    listener: TcpListener,
+    transport: Arc<T>,
     handler: Arc<H>,
     config: NetConfig,
     shutdown: CancellationToken,
@@ -141,6 +198,7 @@ pub async fn serve<H: Handler>(
         };
         let id = next_id.fetch_add(1, Ordering::Relaxed);
         let handler = handler.clone();
+        let transport = transport.clone();
         let config = Arc::clone(&config);
         let beat = beat.clone();
         // Debug level: an enabled span per connection costs resident memory (its formatted
@@ -148,7 +206,7 @@ pub async fn serve<H: Handler>(
         let span = debug_span!("conn", id, %peer);
         tracker.spawn(
             async move {
-                run_connection(stream, peer, id, handler, config, beat).await;
+                run_connection(stream, peer, id, &*transport, handler, config, beat).await;
                 drop(permit);
             }
             .instrument(span),
@@ -159,10 +217,11 @@ pub async fn serve<H: Handler>(
     tracker.wait().await;
 }
 
-async fn run_connection<H: Handler>(
+async fn run_connection<H: Handler, T: Transport>(
     stream: TcpStream,
     peer: SocketAddr,
     id: u64,
+    transport: &T,
     handler: Arc<H>,
     config: Arc<NetConfig>,
     mut beat: watch::Receiver<bool>,
@@ -176,7 +235,8 @@ async fn run_connection<H: Handler>(
             .with_retries(3);
         let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
     }
-    let (read, write) = stream.into_split();
+    // Boxed: a handshake's state needs no room once the connection is up.
+    let Some((read, write)) = Box::pin(transport.open(stream, peer)).await else { return };
     let (out, rx) = Outbound::channel(config.outbound_queue);
     let writer = tokio::spawn(write_loop(write, rx));
     let mut conn = handler.open(id, peer, out.clone());
@@ -245,15 +305,14 @@ impl Outbound {
 
 /// Whether the peer has closed its side with nothing left to read: a non-blocking
 /// peek reads end-of-stream. (Our clients never half-close, so a FIN means gone.)
-fn peer_has_closed(write: &tokio::net::tcp::OwnedWriteHalf) -> bool {
+pub fn socket_peer_has_closed(socket: socket2::SockRef<'_>) -> bool {
     let mut byte = [std::mem::MaybeUninit::<u8>::uninit()];
-    let stream: &TcpStream = write.as_ref();
-    matches!(socket2::SockRef::from(stream).peek(&mut byte), Ok(0))
+    matches!(socket.peek(&mut byte), Ok(0))
 }
 
 /// Drains the queue into the socket, everything queued in one write.
 /// Returns the frames that never reached the socket.
-async fn write_loop(mut write: tokio::net::tcp::OwnedWriteHalf, mut rx: OutboundRx) -> Vec<Bytes> {
+async fn write_loop<W: PeerWrite>(mut write: W, mut rx: OutboundRx) -> Vec<Bytes> {
     let mut buf = BytesMut::new();
     let mut items: Vec<Out> = Vec::new();
     let mut batch: Vec<Bytes> = Vec::new();
@@ -271,7 +330,7 @@ async fn write_loop(mut write: tokio::net::tcp::OwnedWriteHalf, mut rx: Outbound
             }
         }
         if !buf.is_empty() {
-            if peer_has_closed(&write) {
+            if write.peer_has_closed() {
                 // The client sent FIN and nothing after it: what we would write now is lost.
                 debug!("peer closed; keeping the batch unwritten");
                 rx.close();

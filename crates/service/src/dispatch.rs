@@ -81,6 +81,7 @@ impl Handler for Service {
     type Conn = Conn;
 
     fn open(&self, id: u64, _peer: SocketAddr, out: Outbound) -> Conn {
+        self.sessions().metrics().connections_original.inc();
         Conn {
             id,
             out,
@@ -133,6 +134,8 @@ impl Handler for Service {
             }
         };
         let kind = request.msgid();
+        let (metrics, started, was_ext) = (self.sessions().metrics(), Instant::now(), conn.ext);
+        metrics.request(kind.number());
         // A refused chat's ACK echoes its cid, as a stored one's does.
         let chat_cid = match &request {
             Request::OneChat { cid, .. } | Request::GroupChat { cid, .. } => cid.clone(),
@@ -141,6 +144,18 @@ impl Handler for Service {
         // Debug level: a span per request costs real time at tens of thousands of requests a second.
         let span = debug_span!("request", kind = ?kind, user = conn.user.as_ref().map(|u| u.id.0));
         let outcome = self.dispatch(conn, request).instrument(span).await;
+        metrics.request_duration.observe(started.elapsed().as_secs_f64());
+        if conn.ext && !was_ext {
+            metrics.connection_opted_in();
+        }
+        if matches!(kind, MsgId::Login | MsgId::Resume) {
+            match &outcome {
+                Ok(_) => metrics.logins_ok.inc(),
+                Err(ServiceError::InvalidCredentials | ServiceError::BadToken) => metrics.logins_failed.inc(),
+                Err(ServiceError::RateLimited(_)) => metrics.logins_refused.inc(),
+                Err(_) => metrics.logins_error.inc(),
+            }
+        }
         let mut flow = Flow::Continue;
         let failed_login = matches!(outcome, Err(ServiceError::InvalidCredentials | ServiceError::BadToken));
         if matches!(kind, MsgId::Login | MsgId::Resume) && failed_login {
@@ -187,6 +202,7 @@ impl Handler for Service {
     }
 
     async fn close(&self, mut conn: Conn, unwritten: Vec<Bytes>) {
+        self.sessions().metrics().connection_closed(conn.ext);
         // Logged chats that never reached the socket stay after the session's cursor (an
         // original client's cursor counts only what was written; an extension client's
         // only what it acknowledged): its next login or resume replays them.

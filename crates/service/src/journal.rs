@@ -205,7 +205,8 @@ async fn commit_loop(
             let convs: Vec<ConvId> =
                 jobs.iter().map(|j| j.message.conv).collect::<HashSet<_>>().into_iter().collect();
             busy.extend(convs.iter().copied());
-            flights.push_back(Box::pin(append(log.clone(), jobs, convs)));
+            let timer = delivery.sessions().metrics().store_duration.start_timer();
+            flights.push_back(Box::pin(append(log.clone(), jobs, convs, timer)));
         }
         if flights.is_empty() {
             if !open {
@@ -245,10 +246,16 @@ async fn commit_loop(
 }
 
 /// Appends one batch (the jobs' messages move into the append).
-async fn append(log: Arc<dyn Log>, mut jobs: Vec<Job>, convs: Vec<ConvId>) -> (Committed, Vec<ConvId>) {
+async fn append(
+    log: Arc<dyn Log>,
+    mut jobs: Vec<Job>,
+    convs: Vec<ConvId>,
+    timer: chat_metrics::HistogramTimer,
+) -> (Committed, Vec<ConvId>) {
     let messages: Vec<NewMessage> =
         jobs.iter_mut().map(|j| std::mem::replace(&mut j.message, placeholder())).collect();
     let result = log.append(&messages).await;
+    timer.observe_duration();
     ((result, jobs), convs)
 }
 
@@ -310,6 +317,8 @@ async fn fanout_loop(
             let mut route = |user: UserId| {
                 if !delivery.offer(user, &item) {
                     remote.push((user, item.frame.clone()));
+                } else {
+                    delivery.sessions().metrics().deliveries_local.inc();
                 }
             };
             match &job.to {
@@ -324,7 +333,13 @@ async fn fanout_loop(
             futures::future::join_all(remote.iter().map(|(u, f)| broker.publish(*u, f.clone()))).await;
         let mut failed = Vec::new();
         let mut first_error = None;
+        let metrics = delivery.sessions().metrics();
         for (sent, result) in remote.into_iter().zip(results) {
+            match result {
+                Ok(true) => metrics.deliveries_remote.inc(),
+                Ok(false) => metrics.deliveries_stored.inc(),
+                Err(_) => metrics.publish_failures.inc(),
+            }
             if let Err(e) = result {
                 first_error.get_or_insert(e);
                 failed.push(sent);
@@ -334,6 +349,7 @@ async fn fanout_loop(
             warn!(count = failed.len(), error = %e, "publishes failed; the messages are stored and will be published again");
         }
         delivery.republish_later(broker.clone(), failed);
+        metrics.chats_accepted.inc_by(jobs.len() as u64);
         for (a, job) in appended.iter().zip(jobs) {
             job.answer.send(Ok(a));
             job.pending.finish();

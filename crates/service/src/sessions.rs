@@ -17,6 +17,7 @@ use crate::inbox::{Inbox, Offer};
 
 struct Entry {
     conn: u64,
+    metrics: std::sync::Arc<chat_metrics::Metrics>,
     out: Outbound,
     /// While a login is in progress: unsequenced frames that arrived before its ack, in order.
     pending: Option<Vec<Bytes>>,
@@ -42,6 +43,7 @@ impl Entry {
             Ok(index) => Some(index),
             Err(SendError::Full) => {
                 tracing::warn!(user = %user, "outbound queue full; disconnecting a client that does not read");
+                self.metrics.slow_readers_disconnected.inc();
                 self.out.close();
                 None
             }
@@ -101,12 +103,23 @@ pub struct Sessions {
     map: Mutex<HashMap<UserId, Entry>>,
     /// Frames a login may hold back before its ack; beyond this the client counts as not reading.
     pending_limit: usize,
+    metrics: std::sync::Arc<chat_metrics::Metrics>,
 }
 
 impl Sessions {
     /// An empty registry; `pending_limit` bounds what a login in progress may hold back.
     pub fn new(pending_limit: usize) -> Sessions {
-        Sessions { map: Mutex::default(), pending_limit }
+        Sessions { map: Mutex::default(), pending_limit, metrics: Default::default() }
+    }
+
+    /// As [`Sessions::new`], counting into `metrics`.
+    pub fn with_metrics(pending_limit: usize, metrics: std::sync::Arc<chat_metrics::Metrics>) -> Sessions {
+        Sessions { map: Mutex::default(), pending_limit, metrics }
+    }
+
+    /// The node's metrics.
+    pub fn metrics(&self) -> &chat_metrics::Metrics {
+        &self.metrics
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<UserId, Entry>> {
@@ -127,7 +140,8 @@ impl Sessions {
         if map.contains_key(&user) {
             return false;
         }
-        map.insert(user, Entry { conn, out, pending: Some(Vec::new()), inbox: Inbox::new(ext) });
+        let metrics = self.metrics.clone();
+        map.insert(user, Entry { conn, metrics, out, pending: Some(Vec::new()), inbox: Inbox::new(ext) });
         true
     }
 
@@ -319,6 +333,7 @@ impl Sessions {
                     return Fetched::Gone;
                 };
                 e.inbox.mark(index, m.conv, m.seq);
+                self.metrics.deliveries_replayed.inc();
             }
             Fetched::Done
         })
