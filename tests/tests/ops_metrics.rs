@@ -83,6 +83,10 @@ async fn metrics_count_a_known_workload() {
         }
     }
     assert!(wrong.is_empty(), "metrics off:\n{}\n\npage:\n{page}", wrong.join("\n"));
+    // The pool served every database read and write; nothing is checked out between requests.
+    assert!(metric(&page, "chat_db_pool_checkouts_total") >= 10.0, "{page}");
+    assert_eq!(metric(&page, "chat_db_pool_in_use"), 0.0, "{page}");
+    assert!(metric(&page, "chat_db_pool_wait_seconds_total") >= 0.0, "{page}");
     // Every chat was stored in one group commit or more.
     let appends = metric(&page, "chat_store_duration_seconds_count");
     assert!((1.0..=8.0).contains(&appends), "store appends {appends}");

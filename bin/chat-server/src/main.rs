@@ -150,7 +150,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let tls = ops::tls(&settings, &metrics)?;
     // Turns /readyz not-ready at SIGTERM, before `shutdown` stops the listener.
     let draining = CancellationToken::new();
-    let admin = ops::admin(&settings, metrics, draining.clone(), &db.store, redis.clone()).await?;
+    let admin =
+        ops::admin(&settings, metrics, draining.clone(), &db.store, db.pool.clone(), redis.clone()).await?;
     let service = Arc::new(
         Service::new(db.store, db.log, broker, delivery, service_config).map_err(|e| anyhow::anyhow!(e))?,
     );

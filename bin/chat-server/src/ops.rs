@@ -22,6 +22,7 @@ pub async fn admin(
     metrics: Arc<Metrics>,
     draining: CancellationToken,
     store: &Arc<dyn Store>,
+    pool: chat_model::PoolProbe,
     redis: Option<Arc<RedisBroker>>,
 ) -> anyhow::Result<Option<(TcpListener, Arc<Admin>)>> {
     let Some(addr) = &settings.admin_listen else { return Ok(None) };
@@ -35,6 +36,17 @@ pub async fn admin(
         Box::pin(async move { store.user_exists(UserId(0)).await.map(drop).map_err(|e| e.to_string()) })
     });
     let mut admin = Admin::new(metrics, draining).check("database", database);
+    let lagged = redis.clone();
+    admin = admin.refresh(Box::new(move |m: &Metrics| {
+        let ((in_use, waiting), (checkouts, waited)) = (pool.in_use_and_waiting(), pool.checkouts_and_wait());
+        m.db_pool_in_use.set(i64::try_from(in_use).unwrap_or(i64::MAX));
+        m.db_pool_waiting.set(i64::try_from(waiting).unwrap_or(i64::MAX));
+        Metrics::sample(&m.db_pool_checkouts, checkouts);
+        Metrics::sample_seconds(&m.db_pool_wait_seconds, waited);
+        if let Some(redis) = &lagged {
+            Metrics::sample(&m.redis_lagged, redis.lagged_total());
+        }
+    }));
     if let Some(redis) = redis {
         let probe = redis.clone();
         // A GET on the command connection: Redis answers.
@@ -42,9 +54,7 @@ pub async fn admin(
             let redis = probe.clone();
             Box::pin(async move { redis.holder(UserId(0)).await.map(drop).map_err(|e| e.to_string()) })
         });
-        admin = admin
-            .check("redis", check)
-            .refresh(Box::new(move |m: &Metrics| Metrics::sample(&m.redis_lagged, redis.lagged_total())));
+        admin = admin.check("redis", check);
     }
     info!(%addr, "admin HTTP listening (/metrics, /healthz, /readyz)");
     Ok(Some((listener, Arc::new(admin))))

@@ -6,8 +6,8 @@
 //! a process may hold several (tests do), and nothing here is `static`.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Counter, Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// Observes a histogram's time when stopped or dropped (`histogram.start_timer()`).
@@ -54,6 +54,15 @@ pub struct Metrics {
     pub redis_lagged: IntCounter,
     /// `chat_slow_readers_disconnected_total`: clients closed because their queue was full.
     pub slow_readers_disconnected: IntCounter,
+    /// `chat_db_pool_in_use`: database connections checked out of the pool (at the scrape).
+    pub db_pool_in_use: IntGauge,
+    /// `chat_db_pool_waiting`: requests waiting for a database connection (at the scrape).
+    pub db_pool_waiting: IntGauge,
+    /// `chat_db_pool_checkouts_total`: database connections taken from the pool.
+    pub db_pool_checkouts: IntCounter,
+    /// `chat_db_pool_wait_seconds_total`: time those checkouts waited, in all (the mean wait
+    /// is its rate over the checkouts' rate).
+    pub db_pool_wait_seconds: Counter,
     /// `chat_request_duration_seconds`: one request's handling, from decode to answer
     /// (a chat's ends when it is queued for the journal; its store is `store_duration`).
     pub request_duration: Histogram,
@@ -124,6 +133,17 @@ impl Metrics {
                 "chat_slow_readers_disconnected_total",
                 "Clients disconnected because their outbound queue was full",
             ),
+            db_pool_in_use: gauge("chat_db_pool_in_use", "Database connections checked out of the pool"),
+            db_pool_waiting: gauge("chat_db_pool_waiting", "Requests waiting for a database connection"),
+            db_pool_checkouts: counter(
+                "chat_db_pool_checkouts_total",
+                "Database connections taken from the pool",
+            ),
+            db_pool_wait_seconds: Counter::new(
+                "chat_db_pool_wait_seconds_total",
+                "Time spent waiting for a database connection from the pool, in all",
+            )
+            .expect("valid metric"),
             request_duration: histogram(
                 "chat_request_duration_seconds",
                 "Request handling time (a chat's ends when it is queued for the journal)",
@@ -148,6 +168,10 @@ impl Metrics {
             Box::new(metrics.publish_failures.clone()),
             Box::new(metrics.redis_lagged.clone()),
             Box::new(metrics.slow_readers_disconnected.clone()),
+            Box::new(metrics.db_pool_in_use.clone()),
+            Box::new(metrics.db_pool_waiting.clone()),
+            Box::new(metrics.db_pool_checkouts.clone()),
+            Box::new(metrics.db_pool_wait_seconds.clone()),
             Box::new(metrics.request_duration.clone()),
             Box::new(metrics.store_duration.clone()),
             Box::new(metrics.tls_handshake_failures.clone()),
@@ -180,6 +204,14 @@ impl Metrics {
 
     /// Moves a counter sampled from elsewhere (a total kept by another crate) up to `total`.
     pub fn sample(counter: &IntCounter, total: u64) {
+        let now = counter.get();
+        if total > now {
+            counter.inc_by(total - now);
+        }
+    }
+
+    /// As [`Metrics::sample`], for a counter of seconds.
+    pub fn sample_seconds(counter: &Counter, total: f64) {
         let now = counter.get();
         if total > now {
             counter.inc_by(total - now);

@@ -143,6 +143,49 @@ pub struct Database {
     pub store: Arc<dyn Store>,
     /// The message log, cursors and resume tokens.
     pub log: Arc<dyn Log>,
+    /// The connection pool's state, for the node's metrics.
+    pub pool: PoolProbe,
+}
+
+/// Checkouts from a store's pool and the time they waited (totals since start).
+#[derive(Debug, Default)]
+pub struct PoolStats {
+    checkouts: std::sync::atomic::AtomicU64,
+    wait_nanos: std::sync::atomic::AtomicU64,
+}
+
+impl PoolStats {
+    fn record(&self, waited: Duration) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.checkouts.fetch_add(1, Relaxed);
+        self.wait_nanos.fetch_add(u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX), Relaxed);
+    }
+}
+
+/// A look at a store's pool: connections in use and requests waiting now, checkouts and
+/// the time they waited so far.
+#[derive(Clone)]
+pub struct PoolProbe {
+    stats: Arc<PoolStats>,
+    status: Arc<dyn Fn() -> (usize, usize) + Send + Sync>,
+}
+
+impl PoolProbe {
+    fn new(stats: Arc<PoolStats>, status: impl Fn() -> (usize, usize) + Send + Sync + 'static) -> PoolProbe {
+        PoolProbe { stats, status: Arc::new(status) }
+    }
+
+    /// Connections checked out now, and requests waiting for one.
+    pub fn in_use_and_waiting(&self) -> (usize, usize) {
+        (self.status)()
+    }
+
+    /// Checkouts so far, and the seconds they waited in all.
+    pub fn checkouts_and_wait(&self) -> (u64, f64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let nanos = self.stats.wait_nanos.load(Relaxed);
+        (self.stats.checkouts.load(Relaxed), nanos as f64 / 1e9)
+    }
 }
 
 /// As [`open`], with the message log of the same database.
@@ -156,8 +199,9 @@ pub async fn connect(url: &str, pool_size: usize) -> Result<Database, ModelError
             adopt::check_before_migrating(&mut conn, url).await?;
             drop(conn);
             store.run_migrations().await?;
+            let pool = store.pool_probe();
             let store = Arc::new(store);
-            Ok(Database { store: store.clone(), log: store })
+            Ok(Database { store: store.clone(), log: store, pool })
         }
         Target::Sqlite(path) => {
             if path != ":memory:" {
@@ -165,8 +209,9 @@ pub async fn connect(url: &str, pool_size: usize) -> Result<Database, ModelError
             }
             let store = SqliteStore::connect(path).await?;
             store.run_migrations().await?;
+            let pool = store.pool_probe();
             let store = Arc::new(store);
-            Ok(Database { store: store.clone(), log: store })
+            Ok(Database { store: store.clone(), log: store, pool })
         }
     }
 }
@@ -197,9 +242,14 @@ fn require_multi_thread() -> Result<(), ModelError> {
 async fn checkout<T>(
     wait: Duration,
     get: impl Future<Output = Result<T, PoolError>>,
+    stats: &PoolStats,
 ) -> Result<T, StoreError> {
+    let started = tokio::time::Instant::now();
     match tokio::time::timeout(wait, get).await {
-        Ok(Ok(conn)) => Ok(conn),
+        Ok(Ok(conn)) => {
+            stats.record(started.elapsed());
+            Ok(conn)
+        }
         Ok(Err(PoolError::Backend(e))) => Err(StoreError::Unavailable(one_line(e))),
         Ok(Err(e)) => Err(StoreError::Unavailable(one_line(e))),
         Err(_) => Err(StoreError::Unavailable(format!("no database connection within {wait:?}"))),

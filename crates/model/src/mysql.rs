@@ -28,6 +28,8 @@ pub struct MysqlStore {
     /// InnoDB hands a multi-row INSERT consecutive ids (`innodb_autoinc_lock_mode` 0 or 1),
     /// so the append reads them from `LAST_INSERT_ID()` instead of selecting them back.
     pub(crate) consecutive_ids: bool,
+    /// Checkouts and their waits, for the node's metrics.
+    stats: std::sync::Arc<crate::PoolStats>,
 }
 
 impl MysqlStore {
@@ -40,8 +42,13 @@ impl MysqlStore {
             .max_size(pool_size.max(1))
             .build()
             .map_err(|e| ModelError::unreachable(url, e.to_string()))?;
-        let mut store =
-            MysqlStore { pool, url: url.to_string(), opened: Default::default(), consecutive_ids: false };
+        let mut store = MysqlStore {
+            pool,
+            url: url.to_string(),
+            opened: Default::default(),
+            consecutive_ids: false,
+            stats: Default::default(),
+        };
         let mut conn = store.conn().await.map_err(|e| ModelError::unreachable(url, reason(e)))?;
         store.consecutive_ids = autoinc_consecutive(&mut conn).await;
         drop(conn);
@@ -73,7 +80,16 @@ impl MysqlStore {
 
     /// A pooled connection, or `Unavailable` after [`CONNECTION_WAIT`].
     pub(crate) async fn conn(&self) -> Result<Object<AsyncMysqlConnection>, StoreError> {
-        checkout(CONNECTION_WAIT, self.pool.get()).await
+        checkout(CONNECTION_WAIT, self.pool.get(), &self.stats).await
+    }
+
+    /// What the pool is doing, for metrics.
+    pub fn pool_probe(&self) -> crate::PoolProbe {
+        let pool = self.pool.clone();
+        crate::PoolProbe::new(self.stats.clone(), move || {
+            let s = pool.status();
+            (s.size.saturating_sub(s.available), s.waiting)
+        })
     }
 }
 

@@ -39,6 +39,8 @@ pub struct SqliteStore {
     path: String,
     /// Conversations known to have their row (see `log.rs`).
     pub(crate) opened: crate::log::Opened,
+    /// Checkouts and their waits, for the node's metrics.
+    stats: std::sync::Arc<crate::PoolStats>,
 }
 
 fn setup(path: &str) -> Pin<Box<dyn Future<Output = ConnectionResult<Conn>> + Send + '_>> {
@@ -61,7 +63,12 @@ impl SqliteStore {
             .max_size(1)
             .build()
             .map_err(|e| ModelError::unreachable(path, e.to_string()))?;
-        let store = SqliteStore { pool, path: path.to_string(), opened: Default::default() };
+        let store = SqliteStore {
+            pool,
+            path: path.to_string(),
+            opened: Default::default(),
+            stats: Default::default(),
+        };
         drop(store.conn().await.map_err(|e| ModelError::unreachable(path, reason(e)))?);
         Ok(store)
     }
@@ -83,6 +90,15 @@ impl SqliteStore {
 
     /// The store's connection, or `Unavailable` after [`CONNECTION_WAIT`].
     pub(crate) async fn conn(&self) -> Result<Object<Conn>, StoreError> {
-        checkout(CONNECTION_WAIT, self.pool.get()).await
+        checkout(CONNECTION_WAIT, self.pool.get(), &self.stats).await
+    }
+
+    /// What the pool is doing, for metrics.
+    pub fn pool_probe(&self) -> crate::PoolProbe {
+        let pool = self.pool.clone();
+        crate::PoolProbe::new(self.stats.clone(), move || {
+            let s = pool.status();
+            (s.size.saturating_sub(s.available), s.waiting)
+        })
     }
 }
