@@ -10,7 +10,8 @@
 
 use std::borrow::Cow;
 use std::io::{BufRead, IsTerminal, Write};
-use std::sync::Mutex;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc as std_mpsc;
 
 use nix::sys::termios::{SetArg, Termios, tcgetattr, tcsetattr};
@@ -75,7 +76,17 @@ impl Input {
 
 /// The printing side.
 pub struct Output {
-    printer: Option<Mutex<Box<dyn ExternalPrinter + Send>>>,
+    printer: Option<Printer>,
+}
+
+/// Printing while the line editor owns the terminal: lines go to a thread of their own that
+/// hands them to rustyline's external printer, which blocks until the editor reads them; so
+/// the console never waits on it (it waited for ever when it printed while no line was being
+/// read — at exit after the terminal hung up, say — and the printer's buffer was full).
+struct Printer {
+    lines: std_mpsc::Sender<String>,
+    /// The editor is inside `readline` (the terminal is in raw mode, the prompt is shown).
+    editing: Arc<AtomicBool>,
 }
 
 impl Output {
@@ -95,11 +106,11 @@ impl Output {
         if !line.ends_with('\n') {
             line.push('\n');
         }
-        if let Some(printer) = &self.printer {
-            // A printer that fails has lost the terminal; there is nowhere else to write.
-            if let Ok(mut printer) = printer.lock() {
-                let _ = printer.print(line);
-            }
+        if let Some(printer) = &self.printer
+            && printer.editing.load(Ordering::Acquire)
+        {
+            // A printer thread that is gone has lost the terminal; there is nowhere else to write.
+            let _ = printer.lines.send(line);
             return;
         }
         // Output that cannot be written (a closed pipe) is dropped.
@@ -144,10 +155,20 @@ pub fn open(plain: bool) -> (Input, Output, TerminalGuard) {
     let (events_tx, events) = mpsc::channel(4);
     let input = Input { requests, events };
     let terminal = !plain && std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
-    if let Some((editor, printer)) = terminal.then(editor).flatten() {
+    if let Some((editor, mut printer)) = terminal.then(editor).flatten() {
         let saved = tcgetattr(std::io::stdin()).ok();
-        std::thread::spawn(move || edit_lines(editor, requests_rx, events_tx));
-        return (input, Output { printer: Some(Mutex::new(printer)) }, TerminalGuard { saved });
+        let editing = Arc::new(AtomicBool::new(false));
+        let (lines, lines_rx) = std_mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            while let Ok(line) = lines_rx.recv() {
+                if printer.print(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let flag = editing.clone();
+        std::thread::spawn(move || edit_lines(editor, requests_rx, events_tx, flag));
+        return (input, Output { printer: Some(Printer { lines, editing }) }, TerminalGuard { saved });
     }
     std::thread::spawn(move || plain_lines(requests_rx, events_tx));
     (input, Output { printer: None }, TerminalGuard { saved: None })
@@ -168,6 +189,7 @@ fn edit_lines(
     mut editor: LineEditor,
     requests: std_mpsc::Receiver<InputRequest>,
     events: mpsc::Sender<InputEvent>,
+    editing: Arc<AtomicBool>,
 ) {
     while let Ok(request) = requests.recv() {
         let (prompt, secret, commands) = match request {
@@ -181,7 +203,10 @@ fn edit_lines(
             helper.masking = secret;
             helper.commands = commands;
         }
-        let event = match editor.readline(&prompt) {
+        editing.store(true, Ordering::Release);
+        let read = editor.readline(&prompt);
+        editing.store(false, Ordering::Release);
+        let event = match read {
             Ok(line) if line.len() > MAX_INPUT_BYTES => InputEvent::TooLong,
             Ok(line) => InputEvent::Line(line),
             Err(rustyline::error::ReadlineError::Eof) => InputEvent::Eof,
