@@ -474,6 +474,17 @@ async fn a_join_on_another_node_reaches_the_group_member_cache() {
     assert_eq!(b.recv().await["msg"], "welcome", "node 1 learned of the join on node 2");
 }
 
+/// Users a and b, registered and logged in with the extension on `node`; b's resume token.
+async fn two_logged_in(node: &Node) -> (Client, i64, Client, i64, String) {
+    let mut a = Client::new(node);
+    let mut b = Client::new(node);
+    let ida = a.register("a").await;
+    let idb = b.register("b").await;
+    ext_login(&mut a, ida).await;
+    let token = ext_login(&mut b, idb).await;
+    (a, ida, b, idb, token)
+}
+
 /// Logs in with the extension and returns the resume token.
 async fn ext_login(c: &mut Client, id: i64) -> String {
     let ack = c.login(id, true).await;
@@ -484,12 +495,7 @@ async fn ext_login(c: &mut Client, id: i64) -> String {
 #[tokio::test]
 async fn a_resent_cid_is_stored_and_delivered_once_and_answered_with_the_first_ack() {
     let (node, _) = single();
-    let mut a = Client::new(&node);
-    let mut b = Client::new(&node);
-    let ida = a.register("a").await;
-    let idb = b.register("b").await;
-    ext_login(&mut a, ida).await;
-    ext_login(&mut b, idb).await;
+    let (mut a, _, mut b, idb, _) = two_logged_in(&node).await;
     a.send(json!({"msgid":6,"to":idb,"msg":"once","cid":"c-1"})).await;
     let first = a.recv().await;
     assert_eq!(first["cid"], "c-1");
@@ -505,12 +511,7 @@ async fn a_resent_cid_is_stored_and_delivered_once_and_answered_with_the_first_a
 #[tokio::test]
 async fn resume_replays_after_the_acknowledged_cursor_then_goes_live() {
     let (node, _) = single();
-    let mut a = Client::new(&node);
-    let mut b = Client::new(&node);
-    let ida = a.register("a").await;
-    let idb = b.register("b").await;
-    ext_login(&mut a, ida).await;
-    let token = ext_login(&mut b, idb).await;
+    let (mut a, ida, mut b, idb, token) = two_logged_in(&node).await;
     for i in 1..=5 {
         a.send(json!({"msgid":6,"to":idb,"msg":format!("m{i}")})).await;
         assert_eq!(a.recv().await["errno"], 0);
@@ -548,12 +549,7 @@ async fn resume_replays_after_the_acknowledged_cursor_then_goes_live() {
 #[tokio::test]
 async fn history_pages_a_conversation_and_members_only_read_groups() {
     let (node, _) = single();
-    let mut a = Client::new(&node);
-    let mut b = Client::new(&node);
-    let ida = a.register("a").await;
-    let idb = b.register("b").await;
-    ext_login(&mut a, ida).await;
-    ext_login(&mut b, idb).await;
+    let (mut a, ida, mut b, idb, _) = two_logged_in(&node).await;
     for i in 1..=7 {
         a.send(json!({"msgid":6,"to":idb,"msg":format!("h{i}")})).await;
         a.recv().await;
@@ -622,12 +618,7 @@ async fn a_client_that_stops_reading_loses_nothing_it_did_not_acknowledge() {
 #[tokio::test]
 async fn a_resume_takes_over_a_session_whose_connection_died_unnoticed() {
     let (node, _) = single();
-    let mut a = Client::new(&node);
-    let mut b = Client::new(&node);
-    let ida = a.register("a").await;
-    let idb = b.register("b").await;
-    ext_login(&mut a, ida).await;
-    let token = ext_login(&mut b, idb).await;
+    let (mut a, _, mut b, idb, token) = two_logged_in(&node).await;
     // b's old connection: the node would notice its death only at the next ping.
     // Here its close runs once the node closes it, as chat-net's would.
     let old = tokio::spawn(async move {
