@@ -10,13 +10,21 @@
 # BENCH_RATES_CROSS, BENCH_RATES_SAME, BENCH_RATES_NGINX, BENCH_RATES_GROUP10,
 # BENCH_RATES_GROUP50 (msgs/s lists), BENCH_IDLE_USERS (10000),
 # BENCH_THREADS (chat-bench worker threads, 1), BENCH_OUT (bench/RESULTS.md),
-# BENCH_STEPS (which of: idle cross same nginx group10 group50; default all),
+# BENCH_STEPS (which of: idle cross same nginx group10 group50 metrics tls; default all),
+# BENCH_RATE_OPS (msgs/s of the metrics and tls steps' fixed-rate runs, 10000),
 # BENCH_WORKERS (the nodes' worker threads, 1), BENCH_SERVER (another chat-server binary, for A/B runs),
 # BENCH_BASELINE (a git revision, default 2ee51e0: the last at-most-once server; `none` skips it):
 # built once into bench/run/baseline/ (reused while the revision stays the same); after this
 # commit's steps the suite restarts both nodes on it, same settings and database, and runs the
 # cross and group50 steps again into cross-baseline.json and group50-baseline.json, so that
 # RESULTS.md shows the durable path beside the at-most-once one, measured in one run.
+#
+# The metrics and tls steps (issue 12) run one cross-node one-to-one load at BENCH_RATE_OPS:
+# metrics-off.json with the nodes' /metrics (admin listeners 127.0.0.1:6101 and :6103) left
+# alone, metrics-on.json with both scraped by curl every second, and tls.json after restarting
+# both nodes with TLS on the client port (a self-signed certificate made by openssl into
+# bench/run/tls/, trusted by chat-bench through --ca-file). tls runs last before the baseline
+# switch, so nothing after it runs on the TLS nodes.
 #
 #   deploy/bench.sh        the suite
 #   deploy/bench.sh up     only the cluster, kept up until interrupted (for profiling by hand)
@@ -31,6 +39,8 @@ bench=$target/release/chat-bench
 
 NODE_A=127.0.0.1:6100
 NODE_B=127.0.0.1:6102
+ADMIN_A=127.0.0.1:6101
+ADMIN_B=127.0.0.1:6103
 LB=127.0.0.1:8100
 DURATION=${BENCH_DURATION:-10}
 GRACE=${BENCH_GRACE:-3}
@@ -42,7 +52,8 @@ RATES_GROUP50=${BENCH_RATES_GROUP50:-500,1100,2000,3000}
 IDLE_USERS=${BENCH_IDLE_USERS:-10000}
 THREADS=${BENCH_THREADS:-1}
 OUT=${BENCH_OUT:-bench/RESULTS.md}
-STEPS=${BENCH_STEPS:-idle cross same nginx group10 group50}
+STEPS=${BENCH_STEPS:-idle cross same nginx group10 group50 metrics tls}
+RATE_OPS=${BENCH_RATE_OPS:-10000}
 BASELINE=${BENCH_BASELINE:-2ee51e0}
 # The steps run again on the baseline server.
 BASELINE_STEPS="cross group50"
@@ -91,7 +102,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-for port in 6100 6102 8100; do
+for port in 6100 6101 6102 6103 8100; do
     if ! port_free "$port"; then
         log "127.0.0.1:$port is in use (another bench still running?); stop it first"
         exit 1
@@ -164,7 +175,7 @@ background=$(machine_busy)
 log "machine busy before the suite (other work): $background cores"
 
 rm -rf "$results"
-rm -f "$run"/baseline-node-*.log "$run"/*-baseline.log
+rm -f "$run"/baseline-node-*.log "$run"/*-baseline.log "$run"/tls-node-*.log
 mkdir -p "$run/nginx" "$results"
 
 # 10,000 connections on a node and as many in the bench: raise the open-file limit.
@@ -172,9 +183,11 @@ ulimit -n "$(ulimit -Hn)"
 log "open-file limit $(ulimit -n)"
 
 last_pid=""
-start_node() { # name listen [binary]
-    env -u RUST_LOG "${NODE_ENV[@]}" CHAT_LISTEN="$2" CHAT_NODE_NAME="bench-$1" \
-        setsid "${3:-$server}" >"$run/$1.log" 2>&1 </dev/null &
+start_node() { # name listen binary [VAR=value...: more settings, e.g. CHAT_ADMIN_LISTEN]
+    local name=$1 listen=$2 binary=$3
+    shift 3
+    env -u RUST_LOG "${NODE_ENV[@]}" "$@" CHAT_LISTEN="$listen" CHAT_NODE_NAME="bench-$name" \
+        setsid "$binary" >"$run/$name.log" 2>&1 </dev/null &
     last_pid=$!
     pids_started+=("$last_pid")
 }
@@ -183,12 +196,31 @@ alive() { # pid: running (a node that exited stays a zombie of this script, whic
     state=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 1
     [ -n "$state" ] && [ "$state" != Z ]
 }
-start_node node-a "$NODE_A"
+stop_nodes() { # stops node-a and node-b (PID_A, PID_B) and waits until their ports are free
+    local p port
+    for p in "$PID_A" "$PID_B"; do kill -TERM "$p" 2>/dev/null || true; done
+    for p in "$PID_A" "$PID_B"; do
+        for _ in $(seq 1 150); do alive "$p" || break; sleep 0.1; done
+        kill -KILL "$p" 2>/dev/null || true
+        wait "$p" 2>/dev/null || true
+    done
+    keep=()
+    for p in "${pids_started[@]}"; do
+        [ "$p" = "$PID_A" ] || [ "$p" = "$PID_B" ] || keep+=("$p")
+    done
+    pids_started=("${keep[@]}")
+    for port in 6100 6101 6102 6103; do
+        for _ in $(seq 1 100); do port_free "$port" && break; sleep 0.1; done
+    done
+}
+start_node node-a "$NODE_A" "$server" CHAT_ADMIN_LISTEN="$ADMIN_A"
 PID_A=$last_pid
-start_node node-b "$NODE_B"
+start_node node-b "$NODE_B" "$server" CHAT_ADMIN_LISTEN="$ADMIN_B"
 PID_B=$last_pid
 wait_port 6100 60
 wait_port 6102 60
+wait_port 6101 10
+wait_port 6103 10
 
 sed -e "s/127\.0\.0\.1:6000/$NODE_A/; s/127\.0\.0\.1:6002/$NODE_B/; s/127\.0\.0\.1:8000/$LB/" \
     deploy/nginx.conf >"$run/nginx.conf"
@@ -242,17 +274,17 @@ settle() { # wait (at most 60 s) for quiet: the nodes under 5% of a core, the ma
 
 failed=()
 step() { # name json-file chat-bench-args...  (name: a BENCH_STEPS word, or one with -baseline after it)
-    local name=$1 file=$2
+    local name=$1 file=$2 run_name=${2%.json}
     shift 2
     case " $STEPS " in *" ${name%-baseline} "*) ;; *) return 0 ;; esac
     settle
-    log "step $name: chat-bench $*"
-    if "$bench" --threads "$THREADS" "$@" --json >"$results/$file" 2> >(tee "$run/$name.log" >&2); then
+    log "step $run_name: chat-bench $*"
+    if "$bench" --threads "$THREADS" "$@" --json >"$results/$file" 2> >(tee "$run/$run_name.log" >&2); then
         return 0
     fi
-    log "step $name failed (see bench/run/$name.log)"
+    log "step $run_name failed (see bench/run/$run_name.log)"
     rm -f "$results/$file"
-    failed+=("$name")
+    failed+=("$run_name")
 }
 
 timing=(--duration "$DURATION" --grace "$GRACE" --msg-bytes 64)
@@ -271,6 +303,41 @@ step group10 group10.json sweep --mode group --nodes "$NODE_A,$NODE_B" --group-s
 step group50 group50.json sweep --mode group --nodes "$NODE_A,$NODE_B" --group-size 50 --groups 4 \
     --rates "$RATES_GROUP50" "${timing[@]}" --max-p99-ms 100 --pids "$PIDS" --watch "$WATCH"
 
+# Issue 12: what the operations features cost, at one fixed rate, cross-node one-to-one.
+ops=(--nodes "$NODE_A,$NODE_B" --users 200 --cross 1 --rate "$RATE_OPS" "${timing[@]}")
+scrapes=0
+scrape_every_second() { # curls both nodes' /metrics every second, until killed; counts in $run/scrapes
+    : >"$run/scrapes"
+    while :; do
+        for a in "$ADMIN_A" "$ADMIN_B"; do
+            curl -sf -o /dev/null --max-time 1 "http://$a/metrics" && echo "$a" >>"$run/scrapes"
+        done
+        sleep 1
+    done
+}
+if [[ " $STEPS " == *" metrics "* ]]; then
+    for a in "$ADMIN_A" "$ADMIN_B"; do
+        if ! curl -sf --max-time 2 "http://$a/metrics" | grep -q '^# TYPE '; then
+            log "no Prometheus metrics at http://$a/metrics (see bench/run/node-*.log)"
+            failed+=("metrics: nothing at http://$a/metrics")
+        fi
+    done
+    step metrics metrics-off.json chat "${ops[@]}" --pids "$PIDS" --watch "$WATCH"
+    # The scraper starts after the settle, so the whole measured run is scraped.
+    settle
+    scrape_every_second &
+    scraper=$!
+    pids_started+=("$scraper")
+    step metrics metrics-on.json chat "${ops[@]}" --pids "$PIDS" --watch "$WATCH"
+    kill "$scraper" 2>/dev/null || true
+    wait "$scraper" 2>/dev/null || true
+    keep=()
+    for p in "${pids_started[@]}"; do [ "$p" = "$scraper" ] || keep+=("$p"); done
+    pids_started=("${keep[@]}")
+    scrapes=$(wc -l <"$run/scrapes")
+    log "metrics: $scrapes scrapes of /metrics during the second run"
+fi
+
 check_nodes() { # logs: the nodes must have survived their steps
     local p
     for p in "$PID_A" "$PID_B"; do
@@ -282,25 +349,44 @@ check_nodes() { # logs: the nodes must have survived their steps
 }
 check_nodes "node-*.log"
 
+tls_ran=0
+if [[ " $STEPS " == *" tls "* ]]; then
+    # Last before the baseline switch: both nodes restart with TLS on the client port.
+    log "restarting both nodes with TLS on the client port"
+    mkdir -p "$run/tls"
+    if ! openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+        -subj /CN=localhost -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
+        -addext "basicConstraints=critical,CA:FALSE" \
+        -keyout "$run/tls/key.pem" -out "$run/tls/cert.pem" 2>"$run/tls/openssl.log"; then
+        log "openssl could not make a certificate (see bench/run/tls/openssl.log)"
+        failed+=("tls: no certificate")
+    else
+        stop_nodes
+        tls_env=(CHAT_TLS_CERT="$run/tls/cert.pem" CHAT_TLS_KEY="$run/tls/key.pem")
+        start_node tls-node-a "$NODE_A" "$server" CHAT_ADMIN_LISTEN="$ADMIN_A" "${tls_env[@]}"
+        PID_A=$last_pid
+        start_node tls-node-b "$NODE_B" "$server" CHAT_ADMIN_LISTEN="$ADMIN_B" "${tls_env[@]}"
+        PID_B=$last_pid
+        if wait_port 6100 60 && wait_port 6102 60 && alive "$PID_A" && alive "$PID_B"; then
+            log "TLS node-a pid $PID_A, node-b pid $PID_B"
+            PIDS="node-a=$PID_A,node-b=$PID_B"
+            tls_ran=1
+            step tls tls.json chat "${ops[@]}" --tls --ca-file "$run/tls/cert.pem" --pids "$PIDS" \
+                --watch "$WATCH"
+            check_nodes "tls-node-*.log"
+        else
+            log "the TLS nodes did not come up (see bench/run/tls-node-*.log)"
+            failed+=("TLS nodes did not start")
+        fi
+    fi
+fi
+
 baseline_ran=0
 if want_baseline; then
     # The same two steps on the baseline server: stop this commit's nodes, start the baseline's on
     # the same ports with the same settings. Same database: its migrations are a prefix of ours.
     log "switching both nodes to the baseline server (${baseline_rev:0:7})"
-    for p in "$PID_A" "$PID_B"; do kill -TERM "$p" 2>/dev/null || true; done
-    for p in "$PID_A" "$PID_B"; do
-        for _ in $(seq 1 150); do alive "$p" || break; sleep 0.1; done
-        kill -KILL "$p" 2>/dev/null || true
-        wait "$p" 2>/dev/null || true
-    done
-    keep=()
-    for p in "${pids_started[@]}"; do
-        [ "$p" = "$PID_A" ] || [ "$p" = "$PID_B" ] || keep+=("$p")
-    done
-    pids_started=("${keep[@]}")
-    for port in 6100 6102; do
-        for _ in $(seq 1 100); do port_free "$port" && break; sleep 0.1; done
-    done
+    stop_nodes
     start_node baseline-node-a "$NODE_A" "$baseline_server"
     PID_A=$last_pid
     start_node baseline-node-b "$NODE_B" "$baseline_server"
@@ -396,6 +482,12 @@ mkdir -p "$(dirname "$OUT")"
     echo "  on the machine at the time (a build, other tests) shows as busy cores no watched process accounts for;"
     echo "  \"other procs cores\" is what all other processes used, and the notes under a table name the busiest."
     echo "  Before each step (up to 60 s) and each rate (up to 30 s) the suite waits for the machine to be quiet."
+    echo "- Operations (issue 12): both nodes run with an admin listener (\`CHAT_ADMIN_LISTEN=$ADMIN_A\`, \`$ADMIN_B\`)"
+    echo "  serving /metrics and health. The metrics and tls steps run one cross-node one-to-one load at"
+    echo "  $RATE_OPS msgs/s (\`BENCH_RATE_OPS\`): without scraping, then with curl scraping both nodes' /metrics"
+    echo "  every second ($scrapes scrapes in that run), then over TLS after restarting both nodes with"
+    echo "  \`CHAT_TLS_CERT\`/\`CHAT_TLS_KEY\` (a self-signed P-256 certificate made by openssl at run time;"
+    echo "  chat-bench \`--tls --ca-file\`). The TLS run is the last of this commit's, before any baseline."
     echo "- Idle: VmRSS of node-a after start-up (before the bench connects) and with $IDLE_USERS logged-in idle"
     echo "  connections (after a 10 s hold); the difference divided by the connections."
     echo
@@ -403,10 +495,11 @@ mkdir -p "$(dirname "$OUT")"
     echo
     echo "## Warnings and errors in the nodes' logs"
     echo
-    echo "Counted over the whole suite (bench/run/node-*.log, and baseline-node-*.log for the baseline), fields stripped:"
+    echo "Counted over the whole suite (bench/run/node-*.log, tls-node-*.log for the TLS nodes, and baseline-node-*.log"
+    echo "for the baseline), fields stripped:"
     echo
     echo '```'
-    for node in node-a node-b baseline-node-a baseline-node-b; do
+    for node in node-a node-b tls-node-a tls-node-b baseline-node-a baseline-node-b; do
         [ -f "$run/$node.log" ] || continue
         lines=$(grep -E ' (WARN|ERROR) ' "$run/$node.log" |
             sed -E 's/^[^ ]+ +(WARN|ERROR) +/\1 /; s/ [a-z_.]+=[^ ]+//g' | sort | uniq -c | sort -rn | head -n 8 || true)

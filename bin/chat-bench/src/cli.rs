@@ -60,6 +60,14 @@ pub struct Target {
     /// Registrations and logins in flight at once.
     #[arg(long, default_value_t = 64, value_name = "N")]
     pub concurrency: usize,
+    /// Connect over TLS (the nodes run with --tls-cert/--tls-key); the server's certificate
+    /// is checked against the HOST of each address.
+    #[arg(long)]
+    pub tls: bool,
+    /// PEM file of the certificates to trust with --tls (a private CA, or the bench's
+    /// self-signed server certificate); default: the system's trust store.
+    #[arg(long, value_name = "PEM", requires = "tls")]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Who talks one-to-one.
@@ -342,6 +350,18 @@ mod tests {
     }
 
     #[test]
+    fn tls_with_a_ca_file() {
+        let cli = parse("chat --nodes 127.0.0.1:6100 --rate 10 --tls --ca-file bench/run/tls/cert.pem")
+            .expect("parses");
+        let Command::Chat(a) = cli.command else { panic!("not chat") };
+        assert!(a.target.tls);
+        assert_eq!(a.target.ca_file, Some(PathBuf::from("bench/run/tls/cert.pem")));
+        let plain = parse("chat --nodes 127.0.0.1:6100 --rate 10").expect("parses");
+        let Command::Chat(a) = plain.command else { panic!("not chat") };
+        assert!(!a.target.tls && a.target.ca_file.is_none());
+    }
+
+    #[test]
     fn bad_values_are_refused() {
         for bad in [
             "chat --nodes h:1 --rate 0",
@@ -358,6 +378,7 @@ mod tests {
             "idle --nodes h:1 --users 0",
             "--threads 0 idle --nodes h:1",
             "report --dir /nonexistent/dir",
+            "chat --nodes h:1 --rate 10 --ca-file cert.pem",
         ] {
             assert!(parse(bad).is_err(), "{bad}");
         }

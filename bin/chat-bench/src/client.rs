@@ -1,16 +1,23 @@
 //! One bench user's connection during set-up: connect, register, log in,
 //! create or join a group, log out, each waiting for its reply. The measured
 //! traffic does not go through here (see `fleet`), only the requests whose
-//! answers the set-up needs.
+//! answers the set-up needs. A connection is plain TCP or, with `--tls`, TLS
+//! (rustls, through chat-tls); the halves are an enum, so the plain path stays
+//! tokio's own split TCP halves, with one `match` per poll.
 
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use chat_net::{FrameCodec, Inbound};
 use chat_proto::{GroupId, UserId};
+use chat_tls::{ClientConfig, ClientStream};
 use futures::StreamExt;
 use serde_json::json;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio_util::codec::FramedRead;
@@ -19,6 +26,8 @@ use crate::payload::parse_frame;
 
 /// Longest frame the bench reads from a server (a login ack with big lists is the largest).
 pub const MAX_FRAME: usize = 1024 * 1024;
+/// How long connecting (and the TLS handshake) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a set-up step may wait for its reply.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Frames of other kinds tolerated while waiting for a reply.
@@ -27,7 +36,95 @@ const MAX_SKIPPED: usize = 1000;
 pub const PASSWORD: &str = "bench-password";
 
 /// The frames a server sends on one connection.
-pub type Frames = FramedRead<OwnedReadHalf, FrameCodec>;
+pub type Frames = FramedRead<ReadHalf, FrameCodec>;
+
+/// The reading half of a connection.
+pub enum ReadHalf {
+    /// Plain TCP.
+    Plain(OwnedReadHalf),
+    /// TLS over TCP.
+    Tls(tokio::io::ReadHalf<ClientStream>),
+}
+
+/// The writing half of a connection.
+pub enum WriteHalf {
+    /// Plain TCP.
+    Plain(OwnedWriteHalf),
+    /// TLS over TCP.
+    Tls(tokio::io::WriteHalf<ClientStream>),
+}
+
+impl AsyncRead for ReadHalf {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ReadHalf::Plain(r) => Pin::new(r).poll_read(cx, buf),
+            ReadHalf::Tls(r) => Pin::new(r).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for WriteHalf {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut TaskContext<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            WriteHalf::Plain(w) => Pin::new(w).poll_write(cx, buf),
+            WriteHalf::Tls(w) => Pin::new(w).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            WriteHalf::Plain(w) => Pin::new(w).poll_flush(cx),
+            WriteHalf::Tls(w) => Pin::new(w).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            WriteHalf::Plain(w) => Pin::new(w).poll_shutdown(cx),
+            WriteHalf::Tls(w) => Pin::new(w).poll_shutdown(cx),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            WriteHalf::Plain(w) => Pin::new(w).poll_write_vectored(cx, bufs),
+            WriteHalf::Tls(w) => Pin::new(w).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            WriteHalf::Plain(w) => w.is_write_vectored(),
+            WriteHalf::Tls(w) => w.is_write_vectored(),
+        }
+    }
+}
+
+impl WriteHalf {
+    /// Pushes out what TLS still holds of the last write (rustls keeps the records a full
+    /// socket did not take, until the next write or a flush); nothing to do on plain TCP.
+    pub async fn flush_tls(&mut self) -> io::Result<()> {
+        match self {
+            WriteHalf::Plain(_) => Ok(()),
+            WriteHalf::Tls(w) => w.flush().await,
+        }
+    }
+}
+
+/// HOST of `HOST:PORT` (without the brackets of an IPv6 address): the name the server's
+/// certificate must carry.
+pub fn host_of(addr: &str) -> &str {
+    let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
+    host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host)
+}
 
 /// The fields of a reply that set-up looks at.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,20 +144,37 @@ pub struct Conn {
     /// The frames the server sends.
     pub frames: Frames,
     /// Where requests go.
-    pub write: OwnedWriteHalf,
+    pub write: WriteHalf,
     /// Opted in to the protocol extension.
     ext: bool,
 }
 
 impl Conn {
-    /// Connects to `addr` (`HOST:PORT`).
-    pub async fn connect(addr: &str) -> anyhow::Result<Conn> {
-        let stream = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(addr))
+    /// Connects to `addr` (`HOST:PORT`), over TLS with `tls` (the server's certificate
+    /// checked against HOST).
+    pub async fn connect(addr: &str, tls: Option<&Arc<ClientConfig>>) -> anyhow::Result<Conn> {
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
             .await
             .with_context(|| format!("connecting to {addr}: timed out"))?
             .with_context(|| format!("connecting to {addr}"))?;
         stream.set_nodelay(true).context("TCP_NODELAY")?;
-        let (read, write) = stream.into_split();
+        let (read, write) = match tls {
+            None => {
+                let (read, write) = stream.into_split();
+                (ReadHalf::Plain(read), WriteHalf::Plain(write))
+            }
+            Some(config) => {
+                let tls = tokio::time::timeout(
+                    CONNECT_TIMEOUT,
+                    chat_tls::connect(config.clone(), host_of(addr), stream),
+                )
+                .await
+                .with_context(|| format!("TLS handshake with {addr}: timed out"))?
+                .with_context(|| format!("TLS handshake with {addr}"))?;
+                let (read, write) = tokio::io::split(tls);
+                (ReadHalf::Tls(read), WriteHalf::Tls(write))
+            }
+        };
         Ok(Conn { frames: FramedRead::new(read, FrameCodec::new(MAX_FRAME)), write, ext: false })
     }
 
@@ -68,7 +182,8 @@ impl Conn {
     async fn send(&mut self, request: serde_json::Value) -> anyhow::Result<()> {
         let mut bytes = request.to_string().into_bytes();
         bytes.push(b'\n');
-        self.write.write_all(&bytes).await.context("writing a request")
+        self.write.write_all(&bytes).await.context("writing a request")?;
+        self.write.flush_tls().await.context("writing a request")
     }
 
     /// Waits for the reply with this msgid (and, for ACKs, this `re`), answering pings.
@@ -183,5 +298,17 @@ impl Conn {
     /// Logs out and waits for the server to confirm (extension connections only).
     pub async fn logout(&mut self) -> anyhow::Result<()> {
         self.acked(json!({"msgid": 3}), 3).await.map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_certificate_name_is_the_host() {
+        assert_eq!(host_of("127.0.0.1:6100"), "127.0.0.1");
+        assert_eq!(host_of("chat.example:443"), "chat.example");
+        assert_eq!(host_of("[::1]:6100"), "::1");
     }
 }

@@ -12,11 +12,10 @@ use chat_net::Inbound;
 use chat_proto::{GroupId, UserId};
 use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::client::Conn;
+use crate::client::{Conn, WriteHalf};
 use crate::payload::{Stamp, group_chat, one_chat, parse_frame};
 use crate::procfs::{CpuMeter, CpuUse, MachineMeter, ProcScan, Watched, cpu_time};
 use crate::report::RunReport;
@@ -298,7 +297,7 @@ async fn read_loop(
 }
 
 async fn write_loop(
-    mut write: OwnedWriteHalf,
+    mut write: WriteHalf,
     mut rx: mpsc::Receiver<Bytes>,
     state: watch::Receiver<Arc<RunState>>,
 ) {
@@ -317,7 +316,7 @@ async fn write_loop(
                 Err(_) => break,
             }
         }
-        if !broken && write.write_all(&buf).await.is_err() {
+        if !broken && (write.write_all(&buf).await.is_err() || write.flush_tls().await.is_err()) {
             broken = true;
         }
         if broken {

@@ -58,12 +58,14 @@ fn main() -> ExitCode {
     }
 }
 
-fn setup_of(t: &Target) -> Setup {
-    Setup {
+fn setup_of(t: &Target) -> anyhow::Result<Setup> {
+    let tls = if t.tls { Some(chat_tls::client_config(t.ca_file.as_deref())?) } else { None };
+    Ok(Setup {
         nodes: t.nodes.clone(),
         prefix: t.name_prefix.clone().unwrap_or_else(unique_prefix),
         concurrency: t.concurrency,
-    }
+        tls,
+    })
 }
 
 fn watch_of(t: &Target) -> anyhow::Result<Watch> {
@@ -150,7 +152,7 @@ async fn sweep(
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Chat(a) => {
-            let ready = setup_of(&a.target).chat_users(a.load.users).await?;
+            let ready = setup_of(&a.target)?.chat_users(a.load.users).await?;
             let plan = a.timing.plan(a.rate, a.load.cross, a.target.quiet);
             let s =
                 sweep(&a.target, Mode::Chat, ready, vec![plan], 50.0, Duration::ZERO, Duration::ZERO).await?;
@@ -160,7 +162,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Group(a) => {
             let (size, groups) = (a.load.group_size, a.load.groups);
-            let ready = setup_of(&a.target).group_users(groups, size).await?;
+            let ready = setup_of(&a.target)?.group_users(groups, size).await?;
             let plan = a.timing.plan(a.rate, 0.0, a.target.quiet);
             let s = sweep(
                 &a.target,
@@ -177,7 +179,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             emit(a.target.json, &text, &row)
         }
         Command::Sweep(a) => {
-            let setup = setup_of(&a.target);
+            let setup = setup_of(&a.target)?;
             let (mode, ready, cross) = match a.mode {
                 SweepMode::Chat => (Mode::Chat, setup.chat_users(a.chat.users).await?, a.chat.cross),
                 SweepMode::Group => {
@@ -201,7 +203,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Idle(a) => {
             let servers = parse_watched(&a.target.pids, "server")?;
             let r =
-                idle::idle(&setup_of(&a.target), a.users, Duration::from_secs_f64(a.hold), &servers).await?;
+                idle::idle(&setup_of(&a.target)?, a.users, Duration::from_secs_f64(a.hold), &servers).await?;
             emit(a.target.json, &idle_text(&r), &r)
         }
         Command::Report(a) => {

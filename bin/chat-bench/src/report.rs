@@ -615,6 +615,46 @@ pub fn idle_verdict(target: &str, idle: Option<&IdleReport>, max_kib: f64) -> Ve
     }
 }
 
+/// The servers' CPU per delivered message of `with` against `without`: both, and the
+/// difference in per cent of `without`.
+pub fn cpu_difference(without: Option<&RunReport>, with: Option<&RunReport>) -> Option<(f64, f64, f64)> {
+    let a = without?.server_us_per_delivery?;
+    let b = with?.server_us_per_delivery?;
+    (a > 0.0).then(|| (a, b, (b - a) / a * 100.0))
+}
+
+/// What something costs in server CPU per message (`with` against `without`, `what` naming
+/// the two), met when it adds at most `max_pct` per cent; `None` for `max_pct` makes it
+/// informational (met stays `None` and the caller marks it so).
+pub fn overhead_verdict(
+    target: &str,
+    what: [&str; 2],
+    without: Option<&RunReport>,
+    with: Option<&RunReport>,
+    max_pct: Option<f64>,
+) -> Verdict {
+    match cpu_difference(without, with) {
+        Some((a, b, d)) => Verdict {
+            target: target.into(),
+            measured: format!("{b:.1} µs/msg {}, {a:.1} µs/msg {}: {d:+.1} %", what[1], what[0]),
+            met: max_pct.map(|max| d <= max),
+        },
+        None => Verdict { target: target.into(), measured: "not measured".into(), met: None },
+    }
+}
+
+/// Labelled runs of one load in one table: the usual columns of [`runs_table`] after a
+/// first column naming each run.
+pub fn labelled_runs_table(runs: &[(&str, &RunReport)]) -> Table {
+    let rows: Vec<RunReport> = runs.iter().map(|(_, r)| (*r).clone()).collect();
+    let mut t = runs_table(&rows, None);
+    t.headers.insert(0, "run".into());
+    for (cells, (label, _)) in t.rows.iter_mut().zip(runs) {
+        cells.insert(0, (*label).to_owned());
+    }
+    t
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,10 +2,12 @@
 //! process), log in, and for group chat create and join the groups. Users are
 //! spread over the addresses round robin. Not responsible for the traffic.
 
+use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use chat_proto::{GroupId, UserId};
+use chat_tls::ClientConfig;
 use futures::{StreamExt, TryStreamExt, stream};
 
 use crate::client::Conn;
@@ -20,6 +22,8 @@ pub struct Setup {
     pub prefix: String,
     /// Set-up requests in flight at once.
     pub concurrency: usize,
+    /// TLS to the nodes (`--tls`), else plain TCP.
+    pub tls: Option<Arc<ClientConfig>>,
 }
 
 /// A name prefix unique to this bench process: `b<seconds-hex><pid-hex>`.
@@ -46,7 +50,7 @@ impl Setup {
         let ready: Vec<Ready> = stream::iter(0..users)
             .map(|i| async move {
                 let (node, addr) = self.addr(i);
-                let mut conn = Conn::connect(addr).await?;
+                let mut conn = Conn::connect(addr, self.tls.as_ref()).await?;
                 let id = conn.register(&self.user_name(i), false).await?;
                 conn.login(id, false).await?;
                 Ok::<_, anyhow::Error>(Ready { conn, id, node, group: None })
@@ -68,7 +72,7 @@ impl Setup {
         let mut setup: Vec<(Conn, UserId)> = stream::iter(0..users)
             .map(|i| async move {
                 let (_, addr) = self.addr(i);
-                let mut conn = Conn::connect(addr).await?;
+                let mut conn = Conn::connect(addr, self.tls.as_ref()).await?;
                 let id = conn.register(&self.user_name(i), true).await?;
                 conn.login(id, true).await?;
                 Ok::<_, anyhow::Error>((conn, id))
@@ -102,7 +106,7 @@ impl Setup {
         let ready: Vec<Ready> = stream::iter(0..users)
             .map(|i| async move {
                 let (node, addr) = self.addr(i);
-                let mut conn = Conn::connect(addr).await?;
+                let mut conn = Conn::connect(addr, self.tls.as_ref()).await?;
                 conn.login(ids[i], false).await?;
                 let group: (GroupId, u32) = (group_ids[i / size], (i % size) as u32);
                 Ok::<_, anyhow::Error>(Ready { conn, id: ids[i], node, group: Some(group) })
@@ -121,7 +125,8 @@ mod tests {
 
     #[test]
     fn names_are_short_and_distinct() {
-        let s = Setup { nodes: vec!["a".into(), "b".into()], prefix: unique_prefix(), concurrency: 1 };
+        let s =
+            Setup { nodes: vec!["a".into(), "b".into()], prefix: unique_prefix(), concurrency: 1, tls: None };
         assert!(s.user_name(99_999).len() <= 50);
         assert_ne!(s.user_name(1), s.user_name(11));
         assert_eq!(s.addr(3), (1, "b"));

@@ -9,8 +9,8 @@ use std::path::Path;
 use serde::de::DeserializeOwned;
 
 use crate::report::{
-    IdleReport, SweepReport, Verdict, anomalies, compare_table, cpu_verdict, group_verdict, idle_text,
-    idle_verdict, rate_verdict, runs_table, verdicts_table,
+    IdleReport, RunReport, SweepReport, Verdict, anomalies, compare_table, cpu_verdict, group_verdict,
+    idle_text, idle_verdict, labelled_runs_table, overhead_verdict, rate_verdict, runs_table, verdicts_table,
 };
 
 /// The file in which deploy/bench.sh names the baseline it ran (one line, the heading
@@ -41,7 +41,16 @@ pub struct Suite {
     pub cross_baseline: Option<SweepReport>,
     /// `group50` again on the baseline server.
     pub group50_baseline: Option<SweepReport>,
+    /// Cross-node one-to-one at one rate, the nodes' /metrics not scraped.
+    pub metrics_off: Option<RunReport>,
+    /// The same with both nodes' /metrics scraped every second.
+    pub metrics_on: Option<RunReport>,
+    /// The same over TLS on the client port.
+    pub tls: Option<RunReport>,
 }
+
+/// The bound of issue 12 on what scraping every second may add to the CPU per message (%).
+pub const METRICS_MAX_PCT: f64 = 5.0;
 
 fn load<T: DeserializeOwned>(dir: &Path, file: &str, problems: &mut Vec<String>) -> Option<T> {
     let path = dir.join(file);
@@ -72,6 +81,9 @@ impl Suite {
             group10: load(dir, "group10.json", &mut problems),
             group50: load(dir, "group50.json", &mut problems),
             idle: load(dir, "idle.json", &mut problems),
+            metrics_off: load(dir, "metrics-off.json", &mut problems),
+            metrics_on: load(dir, "metrics-on.json", &mut problems),
+            tls: load(dir, "tls.json", &mut problems),
             ..Suite::default()
         };
         let baseline = std::fs::read_to_string(dir.join(BASELINE_FILE))
@@ -203,6 +215,7 @@ impl Suite {
                 ),
             }
         }
+        self.operations_section(&mut out);
         out.push_str("\n## Idle connections\n\n");
         match &self.idle {
             Some(r) => {
@@ -219,6 +232,81 @@ impl Suite {
             }
         }
         out
+    }
+}
+
+impl Suite {
+    /// The verdicts of issue 12: what scraping the metrics and TLS cost in server CPU per message.
+    pub fn operations_verdicts(&self) -> [Verdict; 2] {
+        [
+            overhead_verdict(
+                "metrics: CPU per message with scraping every second within 5 % of without",
+                ["without", "with"],
+                self.metrics_off.as_ref(),
+                self.metrics_on.as_ref(),
+                Some(METRICS_MAX_PCT),
+            ),
+            overhead_verdict(
+                "TLS on the client port: CPU per message",
+                ["plain", "over TLS"],
+                self.metrics_off.as_ref(),
+                self.tls.as_ref(),
+                None,
+            ),
+        ]
+    }
+
+    /// "Operations: metrics and TLS": the three fixed-rate runs and their verdicts.
+    fn operations_section(&self, out: &mut String) {
+        out.push_str("\n## Operations: metrics and TLS\n\n");
+        let runs = [
+            ("plain, /metrics not scraped", &self.metrics_off),
+            ("plain, /metrics scraped every second", &self.metrics_on),
+            ("TLS on the client port", &self.tls),
+        ];
+        let present: Vec<(&str, &RunReport)> =
+            runs.iter().filter_map(|(label, r)| r.as_ref().map(|r| (*label, r))).collect();
+        let Some((_, first)) = present.first() else {
+            out.push_str("Not measured.\n");
+            return;
+        };
+        let _ = writeln!(
+            out,
+            "{} users on {} ({}, cross share {}), {}-byte messages at one fixed rate, {:.0} msgs/s \
+             for {} s, sent by the clock. Both nodes serve /metrics on their admin listener in \
+             every run; in the second, a loop curls both every second for the whole run. For the \
+             third the nodes restart with TLS on the client port (a self-signed certificate made \
+             at run time) and chat-bench connects with `--tls --ca-file`.\n",
+            first.users,
+            first.nodes.join(", "),
+            first.placement,
+            first.cross.map_or_else(|| "-".into(), |c| c.to_string()),
+            first.msg_bytes,
+            first.rate,
+            first.duration_s
+        );
+        out.push_str(&labelled_runs_table(&present).to_markdown());
+        for (label, r) in &runs {
+            if r.is_none() {
+                let _ = writeln!(out, "\n{label}: not measured.");
+            }
+        }
+        let rows: Vec<RunReport> = present.iter().map(|(_, r)| (*r).clone()).collect();
+        for line in anomalies(&rows) {
+            let _ = writeln!(out, "- {line}");
+        }
+        out.push('\n');
+        let [metrics, tls] = self.operations_verdicts();
+        let mut table = verdicts_table(std::slice::from_ref(&metrics));
+        // The TLS line is information, not a target: it is marked so rather than ✔/✘.
+        let mark = if tls.met.is_none() && tls.measured != "not measured" { "info" } else { "?" };
+        table.rows.push(vec![tls.target.clone(), tls.measured.clone(), mark.into()]);
+        out.push_str(&table.to_markdown());
+        out.push_str(
+            "\nsrv µs/msg: both nodes' CPU per delivered message; each run is a single one on a \
+             shared machine, where single runs move by several per cent (see bench/README.md), \
+             so a difference of a few per cent either way is within the noise.\n",
+        );
     }
 }
 
@@ -269,7 +357,7 @@ mod tests {
         std::fs::create_dir_all(&dir).expect("temp dir");
         std::fs::write(dir.join("idle.json"), "{not json").expect("write");
         let (suite, problems) = Suite::load(&dir);
-        assert_eq!(problems.len(), 6);
+        assert_eq!(problems.len(), 9);
         let md = suite.markdown(&problems);
         assert!(md.contains("| target | measured | met |"));
         assert_eq!(md.matches("| ? |").count(), 8);
@@ -364,7 +452,8 @@ mod tests {
         let (suite, problems) = Suite::load(&dir);
         assert_eq!(suite.baseline.as_deref(), Some("at-most-once baseline (2ee51e0)"));
         // same, nginx, group10, idle: not run; the baseline files are all there.
-        assert_eq!(problems.len(), 4, "{problems:?}");
+        // And the three runs of the operations step.
+        assert_eq!(problems.len(), 7, "{problems:?}");
         let md = suite.markdown(&problems);
         assert_tables_filled(&md);
         assert_eq!(md.matches(&format!("### {DURABLE}")).count(), 2, "{md}");
@@ -392,6 +481,55 @@ mod tests {
             ),
             "{md}"
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn metrics_and_tls_render_with_their_verdicts() {
+        let dir = std::env::temp_dir().join(format!("chat-bench-suite-ops-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let write = |file: &str, us: f64| {
+            let mut r = run(10000.0, 10000.0, 12.0, false);
+            r.cross = Some(1.0);
+            r.server_us_per_delivery = Some(us);
+            std::fs::write(dir.join(file), serde_json::to_string(&r).expect("json")).expect("write");
+        };
+        write("metrics-off.json", 50.0);
+        write("metrics-on.json", 51.0);
+        write("tls.json", 60.0);
+        let (suite, problems) = Suite::load(&dir);
+        let md = suite.markdown(&problems);
+        assert_tables_filled(&md);
+        assert!(md.contains("## Operations: metrics and TLS"), "{md}");
+        assert!(md.contains("| run | rate/s | sent/s |"), "{md}");
+        for label in
+            ["plain, /metrics not scraped", "plain, /metrics scraped every second", "TLS on the client port"]
+        {
+            assert_eq!(md.matches(&format!("| {label} | 10000 |")).count(), 1, "{label}\n{md}");
+        }
+        assert!(
+            md.contains(
+                "| metrics: CPU per message with scraping every second within 5 % of without | \
+                 51.0 µs/msg with, 50.0 µs/msg without: +2.0 % | ✔ |"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "| TLS on the client port: CPU per message | 60.0 µs/msg over TLS, 50.0 µs/msg plain: +20.0 % | info |"
+            ),
+            "{md}"
+        );
+        // Scraping that costs more than 5 % fails; a run that is missing says so.
+        write("metrics-on.json", 53.0);
+        std::fs::remove_file(dir.join("tls.json")).expect("remove");
+        let (suite, problems) = Suite::load(&dir);
+        let md = suite.markdown(&problems);
+        assert_tables_filled(&md);
+        assert!(md.contains("53.0 µs/msg with, 50.0 µs/msg without: +6.0 % | ✘ |"), "{md}");
+        assert!(md.contains("TLS on the client port: not measured."), "{md}");
+        assert!(md.contains("| TLS on the client port: CPU per message | not measured | ? |"), "{md}");
+        assert!(md.contains("tls.json"), "{md}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
