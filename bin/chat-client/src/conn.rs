@@ -145,7 +145,12 @@ async fn write_frames<W: AsyncWrite + Unpin>(
     while let Some(frame) = frames.recv().await {
         let mut bytes = frame.into_bytes();
         bytes.push(b'\n');
-        if let Err(e) = write.write_all(&bytes).await {
+        // Flushed: over TLS a record may otherwise wait for the next write.
+        let sent = async {
+            write.write_all(&bytes).await?;
+            write.flush().await
+        };
+        if let Err(e) = sent.await {
             let _ = events.send(NetEvent::Closed(Some(format!("cannot send: {e}")))).await;
             return;
         }

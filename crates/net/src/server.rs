@@ -336,8 +336,13 @@ async fn write_loop<W: PeerWrite>(mut write: W, mut rx: OutboundRx) -> Vec<Bytes
                 rx.close();
                 break 'writing;
             }
+            // Flushed too: a TLS transport may keep records back until it is (on plain TCP
+            // a flush does nothing), and "written" must mean on the socket.
             let written = tokio::select! {
-                r = write.write_all(&buf) => r,
+                r = async {
+                    write.write_all(&buf).await?;
+                    write.flush().await
+                } => r,
                 () = rx.closer.cancelled() => Err(std::io::ErrorKind::ConnectionAborted.into()),
             };
             if let Err(e) = written {
