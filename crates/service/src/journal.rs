@@ -110,14 +110,19 @@ impl Pending {
 /// One message waiting to be stored and routed.
 struct Job {
     message: NewMessage,
+    route: Route,
+}
+
+/// What happens to a message once stored: who gets it, who is answered.
+struct Route {
     to: Recipients,
     answer: Answer,
     /// The sender connection's count of chats not yet answered.
     pending: Arc<Pending>,
 }
 
-/// A committed batch: the append's answer and the jobs, in the same order.
-type Committed = (Result<Vec<Appended>, StoreError>, Vec<Job>);
+/// A committed batch: the append's answer and the messages' routes, in the same order.
+type Committed = (Result<Vec<Appended>, StoreError>, Vec<Route>);
 
 /// An append in flight, with its jobs and the conversations it holds.
 type Flight = std::pin::Pin<Box<dyn std::future::Future<Output = (Committed, Vec<ConvId>)> + Send>>;
@@ -169,7 +174,7 @@ impl Journal {
         pending: Arc<Pending>,
     ) -> Result<(), ServiceError> {
         pending.start();
-        let job = Job { message, to, answer, pending: pending.clone() };
+        let job = Job { message, route: Route { to, answer, pending: pending.clone() } };
         if self.jobs.send(job).await.is_err() {
             pending.finish();
             return Err(ServiceError::Internal);
@@ -219,21 +224,21 @@ async fn commit_loop(
             continue;
         }
         tokio::select! {
-            Some(((result, jobs), convs)) = flights.next() => {
+            Some(((result, routes), convs)) = flights.next() => {
                 for conv in &convs {
                     busy.remove(conv);
                 }
                 if let Ok(appended) = &result {
                     // The senders' sessions move past their own messages at once: a recipient's
                     // reply may be published by another node before this batch's fan-out runs.
-                    for (a, job) in appended.iter().zip(&jobs) {
+                    for (a, route) in appended.iter().zip(&routes) {
                         let m = &a.message;
-                        if !matches!(job.to, Recipients::One(to) if to == m.sender) {
+                        if !matches!(route.to, Recipients::One(to) if to == m.sender) {
                             delivery.sessions().own(m.sender, m.conv, m.seq);
                         }
                     }
                 }
-                if committed.send((result, jobs)).await.is_err() {
+                if committed.send((result, routes)).await.is_err() {
                     return;
                 }
             }
@@ -245,18 +250,18 @@ async fn commit_loop(
     }
 }
 
-/// Appends one batch (the jobs' messages move into the append).
+/// Appends one batch; its routes go on to the fan-out.
 async fn append(
     log: Arc<dyn Log>,
-    mut jobs: Vec<Job>,
+    jobs: Vec<Job>,
     convs: Vec<ConvId>,
     timer: chat_metrics::HistogramTimer,
 ) -> (Committed, Vec<ConvId>) {
-    let messages: Vec<NewMessage> =
-        jobs.iter_mut().map(|j| std::mem::replace(&mut j.message, placeholder())).collect();
+    let (messages, routes): (Vec<NewMessage>, Vec<Route>) =
+        jobs.into_iter().map(|j| (j.message, j.route)).unzip();
     let result = log.append(&messages).await;
     timer.observe_duration();
-    ((result, jobs), convs)
+    ((result, routes), convs)
 }
 
 /// The next batch: in order, the waiting jobs whose conversation no transaction in flight
@@ -279,52 +284,40 @@ fn take_batch(waiting: &mut VecDeque<Job>, busy: &HashSet<ConvId>, limits: Batch
     batch
 }
 
-/// What stays in a job whose message went to the append.
-fn placeholder() -> NewMessage {
-    NewMessage {
-        conv: chat_proto::ConvId(0),
-        sender: UserId(0),
-        sender_name: String::new(),
-        cid: None,
-        body: String::new(),
-        created_at: 0,
-    }
-}
-
 async fn fanout_loop(
     mut batches: mpsc::Receiver<Committed>,
     broker: Arc<dyn Broker>,
     delivery: Arc<Delivery>,
     clock: Arc<Clock>,
 ) {
-    while let Some((result, jobs)) = batches.recv().await {
+    while let Some((result, routes)) = batches.recv().await {
         let appended = match result {
             Ok(appended) => appended,
             Err(e) => {
                 let e = ServiceError::from(e);
-                for job in jobs {
-                    job.answer.send(Err(&e));
-                    job.pending.finish();
+                for route in routes {
+                    route.answer.send(Err(&e));
+                    route.pending.finish();
                 }
                 continue;
             }
         };
         let mut remote: Vec<(UserId, Bytes)> = Vec::new();
-        for (a, job) in appended.iter().zip(&jobs) {
+        for (a, route) in appended.iter().zip(&routes) {
             let m = &a.message;
             let frame = push_frame_at(m, true, clock.text_at(m.created_at));
             let item = Item { conv: m.conv, seq: m.seq, sender: m.sender, frame };
-            let mut route = |user: UserId| {
+            let mut send_to = |user: UserId| {
                 if !delivery.offer(user, &item) {
                     remote.push((user, item.frame.clone()));
                 } else {
                     delivery.sessions().metrics().deliveries_local.inc();
                 }
             };
-            match &job.to {
-                Recipients::One(to) => route(*to),
+            match &route.to {
+                Recipients::One(to) => send_to(*to),
                 Recipients::Members(members) => {
-                    members.iter().copied().filter(|u| *u != m.sender).for_each(route)
+                    members.iter().copied().filter(|u| *u != m.sender).for_each(send_to)
                 }
             }
         }
@@ -349,10 +342,10 @@ async fn fanout_loop(
             warn!(count = failed.len(), error = %e, "publishes failed; the messages are stored and will be published again");
         }
         delivery.republish_later(broker.clone(), failed);
-        metrics.chats_accepted.inc_by(jobs.len() as u64);
-        for (a, job) in appended.iter().zip(jobs) {
-            job.answer.send(Ok(a));
-            job.pending.finish();
+        metrics.chats_accepted.inc_by(routes.len() as u64);
+        for (a, route) in appended.iter().zip(routes) {
+            route.answer.send(Ok(a));
+            route.pending.finish();
         }
     }
 }

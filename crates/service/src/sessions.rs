@@ -221,11 +221,6 @@ impl Sessions {
     pub(crate) fn offer(&self, user: UserId, item: &Item) -> Offered {
         let mut map = self.lock();
         let Some(entry) = map.get_mut(&user) else { return Offered::NotHere };
-        if item.sender == user && item.conv.as_group().is_some() {
-            let released = entry.inbox.own(item.conv, item.seq);
-            entry.push_items(user, &released);
-            return Offered::Done;
-        }
         match entry.inbox.offer(item) {
             Offer::Push(items) => {
                 entry.push_items(user, &items);

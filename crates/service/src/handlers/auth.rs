@@ -37,6 +37,18 @@ fn hex(bytes: &[u8]) -> String {
     })
 }
 
+/// What a login reads before its ack.
+struct Loaded {
+    friends: Vec<chat_proto::FriendEntry>,
+    groups: Vec<chat_proto::GroupEntry>,
+    /// Rows versions before the message log stored offline.
+    legacy: Vec<chat_ports::OfflineMessage>,
+    /// The original client's backlog from the log, for its ack's `offlinemsg`.
+    included: Vec<LoggedMessage>,
+    /// The extension's unread counts.
+    unread: Vec<chat_proto::Unread>,
+}
+
 impl Service {
     pub(crate) async fn register(&self, name: String, password: String) -> Result<Reply, ServiceError> {
         // Surrounding blanks are never part of a name (MySQL's collation would ignore trailing ones anyway).
@@ -161,8 +173,8 @@ impl Service {
             return Err(e.into());
         }
         let loaded = self.load_session(conn, id, claims).await;
-        let (friends, groups, legacy, included, unread) = match loaded {
-            Ok(lists) => lists,
+        let Loaded { friends, groups, legacy, included, unread } = match loaded {
+            Ok(loaded) => loaded,
             Err(e) => {
                 self.abandon_login(id, conn.id, true).await;
                 let _ = self.store.set_online(&[id], false).await;
@@ -200,22 +212,12 @@ impl Service {
     /// The login's reads: lists, conversations (into the session's inbox), the rows older
     /// versions stored offline, and either the original client's offline messages (from
     /// the log, for its ack) or the extension's unread counts.
-    #[allow(clippy::type_complexity)]
     async fn load_session(
         &self,
         conn: &Conn,
         id: UserId,
         claims: &[(ConvId, i64)],
-    ) -> Result<
-        (
-            Vec<chat_proto::FriendEntry>,
-            Vec<chat_proto::GroupEntry>,
-            Vec<chat_ports::OfflineMessage>,
-            Vec<LoggedMessage>,
-            Vec<chat_proto::Unread>,
-        ),
-        ServiceError,
-    > {
+    ) -> Result<Loaded, ServiceError> {
         self.store.set_online(&[id], true).await?;
         let friends = self.store.friends(id).await?;
         let groups = self.store.groups_of(id).await?;
@@ -225,7 +227,7 @@ impl Service {
         if conn.ext {
             // Extension clients get the backlog as pushes after the ack (the replay).
             let unread = self.unread(id, &behind).await?;
-            return Ok((friends, groups, legacy, Vec::new(), unread));
+            return Ok(Loaded { friends, groups, legacy, included: Vec::new(), unread });
         }
         // The original client reads its backlog from the ack's `offlinemsg`; the rest, if
         // there is more than fits, follows as pushes.
@@ -235,7 +237,7 @@ impl Service {
             self.log.after(&behind, self.config.offline_in_ack).await?
         };
         included.retain(|m| m.sender != id);
-        Ok((friends, groups, legacy, included, Vec::new()))
+        Ok(Loaded { friends, groups, legacy, included, unread: Vec::new() })
     }
 
     /// Undoes a login that got as far as the session registry (and maybe the broker).
