@@ -91,6 +91,10 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let addr = listener.local_addr().context("listener has no address")?;
+    let ws_listener = match &settings.ws_listen {
+        Some(ws) => Some(TcpListener::bind(ws).await.with_context(|| format!("cannot listen for WebSocket on {ws}"))?),
+        None => None,
+    };
 
     let db = chat_model::connect(&settings.database_url, settings.database_pool)
         .await
@@ -165,6 +169,10 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         ..NetConfig::default()
     };
 
+    if let Some(ws) = &ws_listener {
+        let ws_addr = ws.local_addr().context("WebSocket listener has no address")?;
+        info!(addr = %ws_addr, "WebSocket listening (web client at http://{ws_addr}/, endpoint /ws)");
+    }
     info!(
         %addr,
         node = %node_name,
@@ -179,9 +187,24 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     if let Some((admin_listener, admin)) = admin {
         tokio::spawn(chat_admin::serve(admin_listener, admin, CancellationToken::new()));
     }
-    let serving: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> = match tls {
+    let websocket = ws_listener.map(|ws| {
+        let transport = chat_ws::WsTransport::new(chat_ws::WsConfig {
+            max_frame: settings.max_frame_bytes,
+            allowed_origins: settings.ws_allowed_origins.clone(),
+        });
+        let config = NetConfig { refusal: Some(chat_ws::FULL.into()), ..net.clone() };
+        chat_net::serve_with(ws, Arc::new(transport), service.clone(), config, shutdown.clone())
+    });
+    let tcp: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> = match tls {
         Some(tls) => Box::pin(chat_net::serve_with(listener, tls, service.clone(), net, shutdown.clone())),
         None => Box::pin(chat_net::serve(listener, service.clone(), net, shutdown.clone())),
+    };
+    // Both listeners feed the one service; the node is done when both have drained.
+    let serving = async {
+        match websocket {
+            Some(ws) => drop(tokio::join!(tcp, ws)),
+            None => tcp.await,
+        }
     };
     let deadline = async {
         shutdown.cancelled().await;

@@ -47,6 +47,10 @@ pub struct Cli {
     /// PEM private key of --tls-cert [env: CHAT_TLS_KEY].
     #[arg(long, value_name = "FILE", global = true)]
     pub tls_key: Option<String>,
+    /// WebSocket listener for browsers (the endpoint at /ws and the web client at /), e.g.
+    /// 127.0.0.1:6080; off unless set [env: CHAT_WS_LISTEN].
+    #[arg(long, value_name = "ADDR", global = true)]
+    pub ws_listen: Option<String>,
     /// What to do (default: serve).
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -112,6 +116,10 @@ pub struct Settings {
     pub log_format: String,
     pub tls_cert: Option<String>,
     pub tls_key: Option<String>,
+    pub ws_listen: Option<String>,
+    /// Origins whose pages may open a WebSocket besides the listener's own (`*`: any).
+    #[serde(default)]
+    pub ws_allowed_origins: Vec<String>,
 }
 
 impl Settings {
@@ -160,7 +168,12 @@ impl Settings {
             builder = builder.add_source(File::from(path.as_path()).required(true));
         }
         builder = builder
-            .add_source(Environment::with_prefix("CHAT").try_parsing(true))
+            .add_source(
+                Environment::with_prefix("CHAT")
+                    .try_parsing(true)
+                    .list_separator(",")
+                    .with_list_parse_key("ws_allowed_origins"),
+            )
             .set_override_option("listen", cli.listen.clone())?
             .set_override_option("database_url", cli.database_url.clone())?
             .set_override_option("redis_url", cli.redis_url.clone())?
@@ -171,7 +184,8 @@ impl Settings {
             .set_override_option("admin_listen", cli.admin_listen.clone())?
             .set_override_option("log_format", cli.log_format.clone())?
             .set_override_option("tls_cert", cli.tls_cert.clone())?
-            .set_override_option("tls_key", cli.tls_key.clone())?;
+            .set_override_option("tls_key", cli.tls_key.clone())?
+            .set_override_option("ws_listen", cli.ws_listen.clone())?;
         let settings: Settings = builder.build()?.try_deserialize()?;
         settings.check()?;
         Ok(settings)
@@ -226,6 +240,14 @@ impl Settings {
             && admin.parse::<std::net::SocketAddr>().is_err()
         {
             return bad(format!("admin_listen: `{admin}` is not an address like 127.0.0.1:9100"));
+        }
+        if let Some(ws) = &self.ws_listen
+            && ws.parse::<std::net::SocketAddr>().is_err()
+        {
+            return bad(format!("ws_listen: `{ws}` is not an address like 127.0.0.1:6080"));
+        }
+        if let Some(o) = self.ws_allowed_origins.iter().find(|o| *o != "*" && !o.contains("://")) {
+            return bad(format!("ws_allowed_origins: `{o}` is not an origin like https://chat.example.com"));
         }
         if !(self.unready_delay_secs.is_finite() && self.unready_delay_secs >= 0.0) {
             return bad("unready_delay_secs must be zero or more".into());
