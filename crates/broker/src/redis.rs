@@ -1,9 +1,11 @@
-//! The Broker over Redis (fred 10): a subscriber connection for the users' channels, a second
-//! connection for PUBLISH and the presence keys, the node lease that lets the claims of a dead
-//! node expire, and the receive loop that hands incoming frames to the `Sink`.
+//! The Broker over Redis (fred 10), one Redis or a Redis Cluster: a subscriber connection for
+//! the users' channels, a second connection for PUBLISH and the presence keys, the node lease
+//! that lets the claims of a dead node expire, and the receive loop that hands incoming frames
+//! to the `Sink`. On a cluster the users' channels are sharded (SSUBSCRIBE / SPUBLISH), and a
+//! topology watch re-subscribes channels whose slot moved (failover, resharding).
 //! Not here: what a frame means (the service), the in-process broker (`local.rs`).
 //!
-//! Keys and channels (all under `channel_prefix`):
+//! Keys and channels (all under `channel_prefix`; the presence layout is [`Layout`]'s):
 //! - `{prefix}{id}`: the pub/sub channel of user `id`;
 //! - `{prefix}user:{id}`: the node id holding user `id` (no TTL; it is free once that node's lease is gone);
 //! - `{prefix}lease:{node_id}`: exists, with a TTL of `lease`, while node `node_id` is alive.
@@ -19,8 +21,8 @@ use chat_ports::{Broker, BrokerError, Sink};
 use chat_proto::UserId;
 use fred::clients::SubscriberClient;
 use fred::prelude::{
-    Builder, Client, ClientLike, Config, EventInterface, KeysInterface, PubsubInterface, ReconnectPolicy,
-    Value,
+    Builder, Client, ClientLike, ClusterInterface, Config, EventInterface, KeysInterface, PubsubInterface,
+    ReconnectPolicy, Server, Value,
 };
 use fred::types::ConnectHandle;
 use fred::types::Message;
@@ -32,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use crate::channel::{channel_of, lease_prefix, user_key, user_of_channel};
+use crate::channel::{Layout, channel_of, user_of_channel};
 use crate::scripts::{self, Script};
 
 /// How long one Redis command may take before the call fails with `Unavailable`.
@@ -45,11 +47,15 @@ const RECONNECT_DELAY_MS: u32 = 200;
 const RELEASE_BATCH: usize = 500;
 /// The shortest lease accepted (renewal runs every lease/3).
 const MIN_LEASE: Duration = Duration::from_millis(300);
+/// How often a node on a Redis Cluster reads the slot map to notice slots that moved.
+const TOPOLOGY_POLL: Duration = Duration::from_millis(500);
 
 /// How to reach Redis and how this node names itself there.
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
-    /// A `redis://` URL, e.g. `redis://127.0.0.1:6379`.
+    /// A `redis://` URL, e.g. `redis://127.0.0.1:6379`, or a Redis Cluster's
+    /// `redis-cluster://host:port?node=host:port&node=host:port` (any reachable nodes; the rest
+    /// of the cluster is discovered).
     pub url: String,
     /// Prepended to every channel and key this broker uses (pub/sub ignores database numbers,
     /// so this is what keeps two clusters, or two test runs, apart on one Redis).
@@ -101,8 +107,9 @@ struct Shared {
     subscriber: SubscriberClient,
     prefix: String,
     node_id: String,
-    lease_key: String,
-    lease_prefix: String,
+    /// Sharded pub/sub and bucketed presence keys (a Redis Cluster), or the classic ones.
+    cluster: bool,
+    layout: Layout,
     lease_ms: String,
     claim: Script,
     release: Script,
@@ -175,6 +182,7 @@ impl RedisBroker {
         let url = redacted(&config.url);
         let fred_config =
             Config::from_url(&config.url).map_err(|e| unavailable(&format!("invalid Redis URL {url}"), e))?;
+        let cluster = fred_config.server.is_clustered();
 
         let mut builder = Builder::from_config(fred_config);
         builder
@@ -217,8 +225,8 @@ impl RedisBroker {
 
         let shared = match Self::load_scripts(&client).await {
             Ok((claim, release, renew)) => Arc::new(Shared {
-                lease_key: format!("{}{}", lease_prefix(&config.channel_prefix), config.node_id),
-                lease_prefix: lease_prefix(&config.channel_prefix),
+                cluster,
+                layout: Layout::new(&config.channel_prefix, cluster),
                 lease_ms: lease.as_millis().to_string(),
                 prefix: config.channel_prefix,
                 node_id: config.node_id,
@@ -241,16 +249,8 @@ impl RedisBroker {
             return Err(e);
         }
         // Announcements from other nodes (fred tracks the channel, so it is re-subscribed after a reconnect).
-        let subscribed = bounded(
-            "cannot subscribe the events channel",
-            shared.subscriber.subscribe(events_channel(&shared.prefix)),
-        );
-        if let Err(e) = async {
-            subscribed.await?;
-            shared.confirm_subscriptions().await
-        }
-        .await
-        {
+        let events_channel = events_channel(&shared.prefix);
+        if let Err(e) = shared.subscribe_channels(vec![events_channel]).await {
             abort_all(&mut connections);
             return Err(e);
         }
@@ -266,10 +266,13 @@ impl RedisBroker {
             Arc::clone(&lagged),
             stop_all.clone(),
         ));
+        if cluster {
+            tasks.spawn(topology_loop(Arc::clone(&shared), Arc::clone(&sink), stop_all.clone()));
+        }
         tasks.spawn(event_loop(events, Arc::clone(&shared), sink, stop_all.clone()));
         let maintenance =
             tasks.spawn(maintenance_loop(Arc::clone(&shared), lease / 3, stop_renewing.clone()));
-        info!(node = %shared.node_id, redis = %url, "connected to Redis");
+        info!(node = %shared.node_id, redis = %url, cluster, "connected to Redis");
 
         Ok(Arc::new(RedisBroker {
             shared,
@@ -316,7 +319,7 @@ impl RedisBroker {
         ensure_connected(&shared.client, "command")?;
         bounded(
             "cannot read a presence key",
-            shared.client.get::<Option<String>, _>(user_key(&shared.prefix, user)),
+            shared.client.get::<Option<String>, _>(shared.layout.user_key(user)),
         )
         .await
     }
@@ -347,9 +350,10 @@ impl RedisBroker {
         if let Err(e) = shared.release_users(&held).await {
             warn!(node = %shared.node_id, error = %e, users = held.len(), "shutdown: cannot release users; they expire with the lease");
         }
-        if let Err(e) =
-            bounded("cannot delete the lease", shared.client.del::<i64, _>(shared.lease_key.as_str())).await
-        {
+        let deletes = shared.layout.buckets().map(|bucket| {
+            bounded("cannot delete the lease", shared.client.del::<i64, _>(shared.lease_key(bucket)))
+        });
+        if let Err(e) = futures::future::try_join_all(deletes).await {
             warn!(node = %shared.node_id, error = %e, "shutdown: cannot delete the lease; it expires by itself");
         }
         if let Err(e) = bounded("unsubscribe", shared.subscriber.unsubscribe_all()).await {
@@ -397,16 +401,35 @@ impl Shared {
     /// node was cut off for longer than the lease).
     async fn renew_lease(&self) -> Result<bool, BrokerError> {
         ensure_connected(&self.client, "command")?;
-        let had = bounded(
-            "cannot renew the node lease",
-            self.renew.run(
+        let renewals = self.layout.buckets().map(|bucket| {
+            bounded(
+                "cannot renew the node lease",
+                self.renew.run(
+                    &self.client,
+                    vec![self.lease_key(bucket)],
+                    vec![self.node_id.clone(), self.lease_ms.clone()],
+                ),
+            )
+        });
+        let had = futures::future::try_join_all(renewals).await?;
+        Ok(had.iter().all(|had| *had == 1))
+    }
+
+    /// This node's lease key in presence bucket `bucket`.
+    fn lease_key(&self, bucket: u32) -> String {
+        self.layout.lease_key(bucket, &self.node_id)
+    }
+
+    /// Runs CLAIM for `user`: its key and this node's lease in the user's bucket (one slot).
+    async fn run_claim(&self, user: UserId) -> Result<i64, fred::error::Error> {
+        let bucket = self.layout.bucket(user);
+        self.claim
+            .run(
                 &self.client,
-                vec![self.lease_key.clone()],
-                vec![self.node_id.clone(), self.lease_ms.clone()],
-            ),
-        )
-        .await?;
-        Ok(had == 1)
+                vec![self.layout.user_key(user), self.lease_key(bucket)],
+                vec![self.node_id.clone(), self.layout.lease_prefix(bucket), self.lease_ms.clone()],
+            )
+            .await
     }
 
     async fn claim(&self, user: UserId) -> Result<bool, BrokerError> {
@@ -414,15 +437,7 @@ impl Shared {
         let mut presence = self.presence.lock().await;
         // A release still owed for an earlier session of this user is superseded by this claim.
         presence.unreleased.remove(&user);
-        let result = bounded(
-            "cannot claim a user",
-            self.claim.run(
-                &self.client,
-                vec![user_key(&self.prefix, user), self.lease_key.clone()],
-                vec![self.node_id.clone(), self.lease_prefix.clone(), self.lease_ms.clone()],
-            ),
-        )
-        .await;
+        let result = bounded("cannot claim a user", self.run_claim(user)).await;
         match result {
             Ok(0) => Ok(false),
             Ok(1) => {
@@ -463,10 +478,20 @@ impl Shared {
 
     async fn release_batches(&self, users: &[UserId]) -> Result<(), BrokerError> {
         ensure_connected(&self.client, "command")?;
-        for batch in users.chunks(RELEASE_BATCH) {
-            let keys = batch.iter().map(|u| user_key(&self.prefix, *u)).collect();
-            bounded("cannot release users", self.release.run(&self.client, keys, vec![self.node_id.clone()]))
+        // One script call touches one bucket (one slot on a cluster).
+        let mut by_bucket: std::collections::BTreeMap<u32, Vec<UserId>> = Default::default();
+        for user in users {
+            by_bucket.entry(self.layout.bucket(*user)).or_default().push(*user);
+        }
+        for users in by_bucket.values() {
+            for batch in users.chunks(RELEASE_BATCH) {
+                let keys = batch.iter().map(|u| self.layout.user_key(*u)).collect();
+                bounded(
+                    "cannot release users",
+                    self.release.run(&self.client, keys, vec![self.node_id.clone()]),
+                )
                 .await?;
+            }
         }
         Ok(())
     }
@@ -477,15 +502,7 @@ impl Shared {
         let mut presence = self.presence.lock().await;
         let held: Vec<UserId> = presence.held.iter().copied().collect();
         for user in held {
-            let result = bounded(
-                "cannot re-assert a claim",
-                self.claim.run(
-                    &self.client,
-                    vec![user_key(&self.prefix, user), self.lease_key.clone()],
-                    vec![self.node_id.clone(), self.lease_prefix.clone(), self.lease_ms.clone()],
-                ),
-            )
-            .await?;
+            let result = bounded("cannot re-assert a claim", self.run_claim(user)).await?;
             if result == 0 {
                 presence.held.remove(&user);
                 warn!(node = %self.node_id, user = user.0, "lost a claim while this node's lease was gone; another node holds the user now");
@@ -515,18 +532,80 @@ impl Shared {
     /// Redis's acknowledgements as out-of-band frames), so on its own a returned `subscribe` does
     /// not mean the channel is live. Redis answers commands on one connection in order, so the
     /// reply to a PING sent after them is the confirmation.
-    async fn confirm_subscriptions(&self) -> Result<(), BrokerError> {
-        bounded("cannot confirm a subscription change", self.subscriber.ping::<Value>(None)).await.map(drop)
+    ///
+    /// On a cluster the PING goes to each master the change went to: the subscriber holds one
+    /// connection per master.
+    async fn confirm_subscriptions(&self, channels: &[String]) -> Result<(), BrokerError> {
+        const WHAT: &str = "cannot confirm a subscription change";
+        if !self.cluster {
+            return bounded(WHAT, self.subscriber.ping::<Value>(None)).await.map(drop);
+        }
+        let client = self.subscriber.to_client();
+        let masters: HashSet<Server> = match self.subscriber.cached_cluster_state() {
+            Some(state) => channels
+                .iter()
+                .filter_map(|c| state.get_server(fred::util::redis_keyslot(c.as_bytes())).cloned())
+                .collect(),
+            None => {
+                return Err(BrokerError::Unavailable(format!("{WHAT}: the cluster's slot map is unknown")));
+            }
+        };
+        let pings = masters.into_iter().map(|master| {
+            let client = client.with_cluster_node(master);
+            async move { bounded(WHAT, client.ping::<Value>(None)).await }
+        });
+        futures::future::try_join_all(pings).await.map(drop)
+    }
+
+    /// SUBSCRIBE (one Redis) or SSUBSCRIBE (a cluster, one command per slot, as Redis asks),
+    /// confirmed. fred tracks the channels, so they are subscribed again after a reconnect.
+    async fn subscribe_channels(&self, channels: Vec<String>) -> Result<(), BrokerError> {
+        if channels.is_empty() {
+            return Ok(());
+        }
+        if !self.cluster {
+            bounded("cannot subscribe", self.subscriber.subscribe(channels.clone())).await?;
+            return self.confirm_subscriptions(&channels).await;
+        }
+        // fred waits for SSUBSCRIBE's own reply (to follow MOVED), so no PING is needed.
+        let groups = by_slot(channels);
+        let subscribed =
+            groups.into_values().map(|group| bounded("cannot subscribe", self.subscriber.ssubscribe(group)));
+        futures::future::try_join_all(subscribed).await.map(drop)
+    }
+
+    /// UNSUBSCRIBE or SUNSUBSCRIBE, confirmed. Never with an empty list: that means "all channels".
+    async fn unsubscribe_channels(&self, channels: Vec<String>) -> Result<(), BrokerError> {
+        if channels.is_empty() {
+            return Ok(());
+        }
+        if !self.cluster {
+            bounded("cannot unsubscribe", self.subscriber.unsubscribe(channels.clone())).await?;
+            return self.confirm_subscriptions(&channels).await;
+        }
+        let groups = by_slot(channels.clone());
+        let unsubscribed = groups
+            .into_values()
+            .map(|group| bounded("cannot unsubscribe", self.subscriber.sunsubscribe(group)));
+        futures::future::try_join_all(unsubscribed).await?;
+        self.confirm_subscriptions(&channels).await
+    }
+
+    /// The channels fred will subscribe again after a reconnect.
+    fn tracked_channels(&self) -> Vec<String> {
+        let tracked = if self.cluster {
+            self.subscriber.tracked_shard_channels()
+        } else {
+            self.subscriber.tracked_channels()
+        };
+        tracked.iter().map(|c| c.to_string()).collect()
     }
 
     async fn subscribe(&self, user: UserId) -> Result<(), BrokerError> {
         ensure_connected(&self.subscriber, "subscriber")?;
         let mut subs = self.subscriptions.lock().await;
         subs.stale.remove(&user);
-        let mut result = bounded("cannot subscribe", self.subscriber.subscribe(self.channel(user))).await;
-        if result.is_ok() {
-            result = self.confirm_subscriptions().await;
-        }
+        let result = self.subscribe_channels(vec![self.channel(user)]).await;
         if result.is_err() {
             // Redis may have subscribed although we got no confirmation.
             subs.stale.insert(user);
@@ -536,13 +615,10 @@ impl Shared {
 
     async fn unsubscribe(&self, user: UserId) -> Result<(), BrokerError> {
         let mut subs = self.subscriptions.lock().await;
-        let mut result = match ensure_connected(&self.subscriber, "subscriber") {
-            Ok(()) => bounded("cannot unsubscribe", self.subscriber.unsubscribe(self.channel(user))).await,
+        let result = match ensure_connected(&self.subscriber, "subscriber") {
+            Ok(()) => self.unsubscribe_channels(vec![self.channel(user)]).await,
             Err(e) => Err(e),
         };
-        if result.is_ok() {
-            result = self.confirm_subscriptions().await;
-        }
         if result.is_err() {
             // fred may still track the channel and would subscribe it again after a reconnect,
             // or Redis may not have seen the UNSUBSCRIBE: retried by `resync_subscriptions`.
@@ -559,11 +635,7 @@ impl Shared {
         if !subs.stale.is_empty() {
             // Never call unsubscribe with an empty list: that means "all channels".
             let channels: Vec<String> = subs.stale.iter().map(|u| self.channel(*u)).collect();
-            let result = match bounded("cannot unsubscribe", self.subscriber.unsubscribe(channels)).await {
-                Ok(()) => self.confirm_subscriptions().await,
-                Err(e) => Err(e),
-            };
-            match result {
+            match self.unsubscribe_channels(channels).await {
                 Ok(()) => subs.stale.clear(),
                 Err(e) => {
                     debug!(node = %self.node_id, error = %e, "dropping stale subscriptions failed; will retry")
@@ -574,20 +646,12 @@ impl Shared {
             // Not fred's `resubscribe_all`: with nothing tracked it sends SUBSCRIBE and PSUBSCRIBE
             // without arguments, which Redis rejects, and the stray error replies then answer
             // later (un)subscriptions before Redis really confirmed them.
-            let channels: Vec<String> =
-                self.subscriber.tracked_channels().iter().map(|c| c.to_string()).collect();
-            let result = if channels.is_empty() {
-                Ok(())
-            } else {
-                match bounded("cannot re-subscribe", self.subscriber.subscribe(channels.clone())).await {
-                    Ok(()) => self.confirm_subscriptions().await,
-                    Err(e) => Err(e),
-                }
-            };
-            match result {
+            let channels = self.tracked_channels();
+            let count = channels.len();
+            match self.subscribe_channels(channels).await {
                 Ok(()) => {
                     subs.resubscribe = false;
-                    debug!(node = %self.node_id, channels = channels.len(), "re-subscribed");
+                    debug!(node = %self.node_id, channels = count, "re-subscribed");
                 }
                 Err(e) => {
                     subs.resubscribe = true;
@@ -619,16 +683,24 @@ impl Broker for RedisBroker {
     async fn publish(&self, user: UserId, frame: Bytes) -> Result<bool, BrokerError> {
         let shared = &self.shared;
         ensure_connected(&shared.client, "command")?;
-        let receivers: i64 =
-            bounded("cannot publish", shared.client.publish(shared.channel(user), frame)).await?;
+        let channel = shared.channel(user);
+        let receivers: i64 = if shared.cluster {
+            bounded("cannot publish", shared.client.spublish(channel, frame)).await?
+        } else {
+            bounded("cannot publish", shared.client.publish(channel, frame)).await?
+        };
         Ok(receivers > 0)
     }
 
     async fn announce(&self, event: Bytes) -> Result<(), BrokerError> {
         let shared = &self.shared;
         ensure_connected(&shared.client, "command")?;
-        let _: i64 =
-            bounded("cannot announce", shared.client.publish(events_channel(&shared.prefix), event)).await?;
+        let channel = events_channel(&shared.prefix);
+        let _: i64 = if shared.cluster {
+            bounded("cannot announce", shared.client.spublish(channel, event)).await?
+        } else {
+            bounded("cannot announce", shared.client.publish(channel, event)).await?
+        };
         Ok(())
     }
 }
@@ -636,6 +708,51 @@ impl Broker for RedisBroker {
 /// The channel every node listens on for announcements (not a user channel: it is no number).
 fn events_channel(prefix: &str) -> String {
     format!("{prefix}events")
+}
+
+/// Channels grouped by hash slot: SSUBSCRIBE takes the channels of one slot only.
+fn by_slot(channels: Vec<String>) -> std::collections::BTreeMap<u16, Vec<String>> {
+    let mut groups: std::collections::BTreeMap<u16, Vec<String>> = Default::default();
+    for channel in channels {
+        groups.entry(fred::util::redis_keyslot(channel.as_bytes())).or_default().push(channel);
+    }
+    groups
+}
+
+/// Who owns which slots, as this node last read it.
+fn slot_owners(subscriber: &SubscriberClient) -> Option<Vec<(u16, u16, Server)>> {
+    let state = subscriber.cached_cluster_state()?;
+    Some(state.slots().iter().map(|r| (r.start, r.end, r.primary.clone())).collect())
+}
+
+/// On a Redis Cluster, every [`TOPOLOGY_POLL`]: reads the slot map again, and when a slot
+/// changed owner (a replica promoted, a resharding) subscribes every channel again and has the
+/// sessions read the log. A master that loses a slot drops its sharded subscribers' channels in
+/// it (it sends them SUNSUBSCRIBE, which fred does not report), and whatever was published to the
+/// slot meanwhile reached no one; both are mended here. Re-subscribing a live channel is harmless.
+async fn topology_loop(shared: Arc<Shared>, sink: Arc<dyn Sink>, stop: CancellationToken) {
+    let mut known = slot_owners(&shared.subscriber);
+    let mut tick = tokio::time::interval(TOPOLOGY_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = bounded("cannot read the cluster's slot map", shared.subscriber.sync_cluster()).await
+        {
+            debug!(node = %shared.node_id, error = %e, "reading the slot map failed; retrying");
+            continue;
+        }
+        let now = slot_owners(&shared.subscriber);
+        if now.is_none() || now == known {
+            continue;
+        }
+        info!(node = %shared.node_id, "Redis Cluster slots changed owner; re-subscribing and catching up from the log");
+        known = now;
+        shared.resync_subscriptions(true).await;
+        sink.resync();
+    }
 }
 
 /// Messages [`receive_loop`] handles per wake-up at most.

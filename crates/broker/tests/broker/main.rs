@@ -6,4 +6,5 @@ mod contract;
 mod local;
 mod proxy;
 mod redis;
+mod redis_cluster;
 mod support;

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use chat_broker::{RedisBroker, RedisConfig, channel_of};
 use chat_ports::{Broker, BrokerError, Sink};
 use chat_proto::UserId;
-use fred::prelude::{Builder, Client, ClientLike, Config, KeysInterface, PubsubInterface};
+use fred::prelude::{Builder, Client, ClientLike, ClusterInterface, Config, KeysInterface, PubsubInterface};
 use fred::types::{ClusterHash, CustomCommand};
 
 use crate::contract::{self, Cluster, Node, until_true};
@@ -26,11 +26,20 @@ fn redis_url() -> String {
     std::env::var("CHAT_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
 }
 
-fn missing_redis(e: impl std::fmt::Display) -> ! {
+/// The Redis Cluster the tests share (`make test-services` starts it: deploy/redis-cluster.sh).
+pub(crate) fn redis_cluster_url() -> String {
+    std::env::var("CHAT_TEST_REDIS_CLUSTER_URL").unwrap_or_else(|_| {
+        "redis-cluster://127.0.0.1:7400?node=127.0.0.1:7401&node=127.0.0.1:7402".to_owned()
+    })
+}
+
+pub(crate) fn missing_redis(e: impl std::fmt::Display) -> ! {
     panic!(
-        "these tests need a Redis server at {} (set CHAT_TEST_REDIS_URL to use another): {e}. \
-         Run deploy/redis-setup.sh to start a local one.",
-        redis_url()
+        "these tests need a Redis server at {} (CHAT_TEST_REDIS_URL) and a Redis Cluster at {} \
+         (CHAT_TEST_REDIS_CLUSTER_URL): {e}. Run `make test-services` (deploy/redis-setup.sh, \
+         deploy/redis-cluster.sh) to start local ones.",
+        redis_url(),
+        redis_cluster_url()
     )
 }
 
@@ -42,17 +51,17 @@ fn unique_prefix(test: &str) -> String {
 }
 
 /// A plain fred client for the test's own commands (publishing bursts, killing connections).
-async fn raw_client(url: &str) -> Client {
+pub(crate) async fn raw_client(url: &str) -> Client {
     let config = Config::from_url(url).unwrap_or_else(|e| missing_redis(e));
     let client = Builder::from_config(config).build().unwrap_or_else(|e| missing_redis(e));
     client.init().await.unwrap_or_else(|e| missing_redis(e));
     client
 }
 
-/// Nodes that share one Redis under one test prefix.
-struct RedisCluster {
-    url: String,
-    prefix: String,
+/// Nodes that share one Redis (or one Redis Cluster) under one test prefix.
+pub(crate) struct RedisCluster {
+    pub(crate) url: String,
+    pub(crate) prefix: String,
     lease: Duration,
     capacity: usize,
     next: AtomicU32,
@@ -60,8 +69,12 @@ struct RedisCluster {
 
 impl RedisCluster {
     fn new(test: &str) -> Self {
+        Self::on(redis_url(), test)
+    }
+
+    pub(crate) fn on(url: String, test: &str) -> Self {
         RedisCluster {
-            url: redis_url(),
+            url,
             prefix: unique_prefix(test),
             lease: SHORT_LEASE,
             capacity: 4096,
@@ -79,7 +92,7 @@ impl RedisCluster {
         }
     }
 
-    async fn redis_node<S: Sink + 'static>(&self, sink: Arc<S>) -> Arc<RedisBroker> {
+    pub(crate) async fn redis_node<S: Sink + 'static>(&self, sink: Arc<S>) -> Arc<RedisBroker> {
         self.connect(self.config(), sink).await
     }
 
@@ -88,16 +101,28 @@ impl RedisCluster {
     }
 }
 
-/// Deletes every key under `prefix` (the presence keys have no TTL).
+/// Deletes every key under `prefix` (the presence keys have no TTL); on a cluster, on every
+/// master, where the keys start with a hash tag (`{prefix…}`).
 async fn delete_keys(url: &str, prefix: &str) -> Result<(), fred::error::Error> {
     let config = Config::from_url(url)?;
     let client = Builder::from_config(config).build()?;
     client.init().await?;
-    let keys: Vec<String> = client
-        .custom(CustomCommand::new_static("KEYS", ClusterHash::Random, false), vec![format!("{prefix}*")])
-        .await?;
-    if !keys.is_empty() {
-        let _: i64 = client.del(keys).await?;
+    let keys_command = || CustomCommand::new_static("KEYS", ClusterHash::Random, false);
+    let mut keys: Vec<String> = Vec::new();
+    match client.cached_cluster_state() {
+        Some(state) => {
+            for master in state.unique_primary_nodes() {
+                let found: Vec<String> = client
+                    .with_cluster_node(master)
+                    .custom(keys_command(), vec![format!("{{{prefix}*")])
+                    .await?;
+                keys.extend(found);
+            }
+        }
+        None => keys = client.custom(keys_command(), vec![format!("{prefix}*")]).await?,
+    }
+    for key in keys {
+        let _: i64 = client.del(key).await?;
     }
     client.quit().await
 }

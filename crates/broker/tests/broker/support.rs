@@ -1,7 +1,7 @@
 //! Test helpers: a sink that records what it is given, and polling with a deadline.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -14,6 +14,7 @@ pub struct RecordingSink {
     frames: Mutex<Vec<(UserId, Bytes)>>,
     stall_first: bool,
     released: AtomicBool,
+    resyncs: AtomicUsize,
 }
 
 impl RecordingSink {
@@ -43,6 +44,11 @@ impl RecordingSink {
         frames.unwrap_or_else(|| panic!("expected {n} frames within {within:?}, got {:?}", self.frames()))
     }
 
+    /// How many times the broker asked for a resync (messages may have been missed).
+    pub fn resyncs(&self) -> usize {
+        self.resyncs.load(Ordering::SeqCst)
+    }
+
     /// Whether a frame with exactly these bytes arrived for `user`.
     pub fn has(&self, user: UserId, frame: &[u8]) -> bool {
         self.frames().iter().any(|(u, f)| *u == user && f.as_ref() == frame)
@@ -50,6 +56,10 @@ impl RecordingSink {
 }
 
 impl Sink for RecordingSink {
+    fn resync(&self) {
+        self.resyncs.fetch_add(1, Ordering::SeqCst);
+    }
+
     fn deliver(&self, user: UserId, frame: Bytes) {
         let first = {
             let mut frames = self.frames.lock().expect("sink lock");

@@ -1,0 +1,238 @@
+//! The contract suite against a Redis Cluster (`CHAT_TEST_REDIS_CLUSTER_URL`, started by
+//! `make test-services`), plus what only a cluster has: presence spread over hash-tag buckets,
+//! and sharded channels re-subscribed when their slot moves to another master. The slot move
+//! runs on a Redis Cluster of the test's own (deploy/redis-cluster.sh), never the shared one.
+//! These tests fail (never skip) when the cluster is not reachable.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chat_broker::channel_of;
+use chat_ports::Broker;
+use chat_proto::UserId;
+use fred::prelude::{ClientLike, ClusterInterface};
+use fred::types::{ClusterHash, CustomCommand};
+
+use crate::contract::{self, until_true};
+use crate::redis::{RedisCluster, missing_redis, raw_client, redis_cluster_url};
+use crate::support::RecordingSink;
+
+macro_rules! cluster_contract {
+    ($name:ident, $check:path) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            let cluster = RedisCluster::on(redis_cluster_url(), stringify!($name));
+            $check(&cluster).await;
+        }
+    };
+}
+
+cluster_contract!(cluster_delivers_exact_bytes, contract::delivers_exact_bytes);
+cluster_contract!(cluster_every_subscribed_node_receives, contract::every_subscribed_node_receives);
+cluster_contract!(cluster_publish_to_nobody_is_false, contract::publish_to_nobody_is_false);
+cluster_contract!(cluster_unsubscribe_stops_delivery, contract::unsubscribe_stops_delivery);
+cluster_contract!(
+    cluster_subscription_changes_are_live_on_return,
+    contract::subscription_changes_are_live_on_return
+);
+cluster_contract!(cluster_claim_is_exclusive, contract::claim_is_exclusive);
+cluster_contract!(cluster_concurrent_claims_have_one_winner, contract::concurrent_claims_have_one_winner);
+cluster_contract!(cluster_dead_node_frees_its_claims, contract::dead_node_frees_its_claims);
+
+/// Presence keys land on every master (the buckets' hash tags spread), every script stays in
+/// one slot (a CROSSSLOT error would fail the claims), and release_all frees users of every
+/// bucket at once. Channels are sharded: SPUBLISH reaches the subscriber, PUBLISH does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_presence_spreads_over_masters_and_channels_are_sharded() {
+    let cluster = RedisCluster::on(redis_cluster_url(), "spread");
+    let sink = Arc::new(RecordingSink::default());
+    let a = cluster.redis_node(Arc::clone(&sink)).await;
+    let b = cluster.redis_node(Arc::new(RecordingSink::default())).await;
+    let users: Vec<UserId> = (1000..1200).map(UserId).collect();
+    for u in &users {
+        assert!(a.claim(*u).await.expect("claim"), "claim of {u:?}");
+        assert!(!b.claim(*u).await.expect("claim b"), "{u:?} claimed twice");
+    }
+
+    let raw = raw_client(&cluster.url).await;
+    let state = raw.cached_cluster_state().expect("the client knows the cluster's slots");
+    let masters = state.unique_primary_nodes();
+    assert_eq!(masters.len(), 3, "the test cluster has 3 masters");
+    for master in masters {
+        let keys: Vec<String> = raw
+            .with_cluster_node(master.clone())
+            .custom(
+                CustomCommand::new_static("KEYS", ClusterHash::Random, false),
+                vec![format!("{{{}*user:*", cluster.prefix)],
+            )
+            .await
+            .expect("KEYS");
+        assert!(keys.len() >= 20, "master {master} holds only {} of 200 presence keys", keys.len());
+    }
+
+    a.release_all(&users).await.expect("release_all");
+    for u in &users {
+        assert_eq!(a.holder(*u).await.expect("holder"), None, "{u:?} still held");
+    }
+
+    let u = UserId(1500);
+    a.subscribe(u).await.expect("subscribe");
+    let channel = channel_of(&cluster.prefix, u);
+    let classic: i64 =
+        fred::prelude::PubsubInterface::publish(&raw, channel.clone(), "classic").await.expect("PUBLISH");
+    assert_eq!(classic, 0, "a user's channel is sharded: a classic PUBLISH reaches no one");
+    assert!(b.publish(u, Bytes::from_static(b"sharded")).await.expect("SPUBLISH"));
+    assert!(
+        until_true(Duration::from_secs(3), || async { sink.frames().len() == 1 }).await,
+        "the sharded publish arrived"
+    );
+    assert_eq!(sink.frames()[0], (u, Bytes::from_static(b"sharded")));
+
+    let _ = raw.quit().await;
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// A Redis Cluster of this test's own, stopped and deleted on drop.
+struct OwnCluster {
+    dir: PathBuf,
+    base: u16,
+}
+
+fn script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy/redis-cluster.sh")
+}
+
+impl OwnCluster {
+    fn start(test: &str) -> OwnCluster {
+        let dir = std::env::temp_dir().join(format!("chat-broker-{test}-{}", std::process::id()));
+        // Ports and bus ports (port + 10000) free for six nodes.
+        let base = (0..200)
+            .map(|i| 21000 + ((std::process::id() as u16 % 150) * 20 + i * 7) % 4000)
+            .find(|base| {
+                (0..6).all(|i| {
+                    std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()
+                        && std::net::TcpListener::bind(("127.0.0.1", base + 10000 + i)).is_ok()
+                })
+            })
+            .expect("six free ports for a Redis Cluster");
+        let cluster = OwnCluster { dir, base };
+        let out = Command::new("bash")
+            .arg(script())
+            .args(["up", "--dir"])
+            .arg(&cluster.dir)
+            .args(["--port", &base.to_string()])
+            .output()
+            .unwrap_or_else(|e| missing_redis(e));
+        assert!(
+            out.status.success(),
+            "deploy/redis-cluster.sh up failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        cluster
+    }
+
+    fn url(&self) -> String {
+        format!("redis-cluster://127.0.0.1:{}?node=127.0.0.1:{}", self.base, self.base + 1)
+    }
+
+    fn cli(&self, port: u16, args: &[&str]) -> String {
+        let out =
+            Command::new("redis-cli").args(["-p", &port.to_string()]).args(args).output().expect("redis-cli");
+        let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        assert!(out.status.success() && !text.starts_with("ERR"), "redis-cli -p {port} {args:?}: {text}");
+        text
+    }
+
+    /// (port, node id) of the master serving `slot`.
+    fn owner(&self, slot: u16) -> (u16, String) {
+        let nodes = self.cli(self.base, &["cluster", "nodes"]);
+        for line in nodes.lines() {
+            let fields: Vec<&str> = line.split(' ').collect();
+            if !fields[2].contains("master") {
+                continue;
+            }
+            let port: u16 = fields[1].split([':', '@']).nth(1).and_then(|p| p.parse().ok()).expect("port");
+            let serves = fields[8..].iter().any(|range| match range.split_once('-') {
+                Some((a, b)) => {
+                    a.parse::<u16>().is_ok_and(|a| a <= slot) && b.parse::<u16>().is_ok_and(|b| slot <= b)
+                }
+                None => range.parse::<u16>().ok() == Some(slot),
+            });
+            if serves {
+                return (port, fields[0].to_owned());
+            }
+        }
+        panic!("no master serves slot {slot}: {nodes}");
+    }
+
+    /// Moves `slot` (which holds no keys) to another master, as `redis-cli --cluster reshard` does.
+    fn move_slot(&self, slot: u16) -> u16 {
+        let (from_port, from) = self.owner(slot);
+        let (to_port, to) = (0..6)
+            .map(|i| self.base + i)
+            .filter(|p| *p != from_port)
+            .find_map(|p| {
+                let role = self.cli(p, &["role"]);
+                role.starts_with("master").then(|| (p, self.cli(p, &["cluster", "myid"])))
+            })
+            .expect("another master");
+        let slot = slot.to_string();
+        self.cli(to_port, &["cluster", "setslot", &slot, "importing", &from]);
+        self.cli(from_port, &["cluster", "setslot", &slot, "migrating", &to]);
+        self.cli(to_port, &["cluster", "setslot", &slot, "node", &to]);
+        self.cli(from_port, &["cluster", "setslot", &slot, "node", &to]);
+        to_port
+    }
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        let _ = Command::new("bash").arg(script()).args(["down", "--dir"]).arg(&self.dir).output();
+    }
+}
+
+/// A slot moved to another master while a node is subscribed to a channel in it: Redis drops
+/// the subscription (SUNSUBSCRIBE); the node notices the new owner, subscribes there, and
+/// publishes reach it again. A message published while the node was not subscribed there is
+/// not lost to the service: the sink is asked to read the log (`resync`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_resubscribes_when_a_slot_moves() {
+    let own = OwnCluster::start("slot-move");
+    let cluster = RedisCluster::on(own.url(), "slot_move");
+    let sink = Arc::new(RecordingSink::default());
+    let a = cluster.redis_node(Arc::clone(&sink)).await;
+    let b = cluster.redis_node(Arc::new(RecordingSink::default())).await;
+    let u = UserId(77);
+    a.subscribe(u).await.expect("subscribe");
+    assert!(b.publish(u, Bytes::from_static(b"before")).await.expect("publish"));
+
+    let slot = fred::util::redis_keyslot(channel_of(&cluster.prefix, u).as_bytes());
+    let resyncs = sink.resyncs();
+    let to_port = own.move_slot(slot);
+    assert_eq!(own.owner(slot).0, to_port, "the slot moved");
+
+    let mut n = 0;
+    let moved = until_true(Duration::from_secs(10), || {
+        n += 1;
+        let (b, frame) = (Arc::clone(&b), Bytes::from(format!("after {n}")));
+        async move { b.publish(u, frame).await.unwrap_or(false) }
+    })
+    .await;
+    assert!(moved, "no subscriber on the slot's new master");
+    assert!(
+        until_true(Duration::from_secs(3), || async {
+            sink.frames().iter().any(|(_, f)| f.starts_with(b"after"))
+        })
+        .await,
+        "a publish after the move arrived"
+    );
+    assert!(sink.resyncs() > resyncs, "the node had the sessions read the log after the move");
+
+    a.shutdown().await;
+    b.shutdown().await;
+}
