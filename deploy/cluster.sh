@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A local cluster: two chat-server nodes (127.0.0.1:6000 and :6002, configs
 # deploy/node-a.toml and node-b.toml) on the local MySQL and Redis, behind
-# nginx on 127.0.0.1:8000 (deploy/nginx.conf). Everything it starts keeps its
+# nginx on 127.0.0.1:8000 (deploy/nginx.conf); the web client through nginx on
+# http://127.0.0.1:8080/ (the nodes' WebSocket listeners, 6080 and 6082). Everything it starts keeps its
 # pid and log under deploy/run/.
 #   deploy/cluster.sh up | down | status
 set -euo pipefail
@@ -33,7 +34,9 @@ up() {
         nginx -p "$run/nginx" -c "$root/deploy/nginx.conf" -e "$run/nginx/error.log"
     fi
     wait_port 8000 10
+    wait_port 8080 10
     echo "cluster up: nginx 127.0.0.1:8000 -> nodes 127.0.0.1:6000, 127.0.0.1:6002 (logs in deploy/run/)"
+    echo "web client: open http://127.0.0.1:8080/ (nginx -> WebSocket listeners 127.0.0.1:6080, 127.0.0.1:6082)"
 }
 
 down() {

@@ -7,6 +7,7 @@
 
 pub mod drill;
 pub mod ops;
+pub mod web;
 
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::path::PathBuf;
@@ -311,26 +312,40 @@ pub fn nginx_bin() -> PathBuf {
 
 /// An nginx stream load balancer run from `deploy/nginx.conf` with test ports, killed on drop.
 pub struct Nginx {
-    /// Where it listens.
+    /// Where it listens (the TCP stream balancer).
     pub addr: SocketAddr,
+    /// Where its HTTP server proxies the web client and WebSocket to the nodes' `ws_listen`.
+    pub web_addr: SocketAddr,
     child: Child,
     dir: tempdir::TempDir,
 }
 
 impl Nginx {
-    /// Starts nginx in front of exactly two upstream nodes.
+    /// Starts nginx in front of exactly two upstream nodes (its web side points at free ports).
     pub fn start(upstreams: [SocketAddr; 2]) -> Nginx {
+        let nowhere = || -> SocketAddr { format!("127.0.0.1:{}", free_port()).parse().expect("addr") };
+        Nginx::start_web(upstreams, [nowhere(), nowhere()])
+    }
+
+    /// Starts nginx in front of two nodes: `upstreams` for TCP, `web` their WebSocket listeners.
+    pub fn start_web(upstreams: [SocketAddr; 2], web: [SocketAddr; 2]) -> Nginx {
         let bin = nginx_bin();
         let template_path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/nginx.conf");
         let template = std::fs::read_to_string(&template_path).expect("read deploy/nginx.conf");
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-        for needle in ["127.0.0.1:6000", "127.0.0.1:6002", "127.0.0.1:8000"] {
+        let web_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        for needle in
+            ["127.0.0.1:6000", "127.0.0.1:6002", "127.0.0.1:8000", "127.0.0.1:6080", "127.0.0.1:6082", "127.0.0.1:8080"]
+        {
             assert!(template.contains(needle), "deploy/nginx.conf no longer names {needle}");
         }
         let conf = template
             .replace("127.0.0.1:6000", &upstreams[0].to_string())
             .replace("127.0.0.1:6002", &upstreams[1].to_string())
-            .replace("127.0.0.1:8000", &addr.to_string());
+            .replace("127.0.0.1:8000", &addr.to_string())
+            .replace("127.0.0.1:6080", &web[0].to_string())
+            .replace("127.0.0.1:6082", &web[1].to_string())
+            .replace("127.0.0.1:8080", &web_addr.to_string());
         let dir = tempdir::TempDir::new("chat-nginx");
         let conf_path = dir.path().join("nginx.conf");
         std::fs::write(&conf_path, conf).expect("write nginx.conf");
@@ -347,9 +362,9 @@ impl Nginx {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn nginx");
-        let mut nginx = Nginx { addr, child, dir };
+        let mut nginx = Nginx { addr, web_addr, child, dir };
         let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(addr).is_err() {
+        while std::net::TcpStream::connect(addr).is_err() || std::net::TcpStream::connect(web_addr).is_err() {
             if let Ok(Some(status)) = nginx.child.try_wait() {
                 panic!("nginx exited with {status}: {}", nginx.error_log());
             }
@@ -380,6 +395,13 @@ impl Drop for Nginx {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The Redis Cluster the tests share (`CHAT_TEST_REDIS_CLUSTER_URL`; `make test-services`
+/// starts it with deploy/redis-cluster.sh on 127.0.0.1:7400-7405).
+pub fn redis_cluster_url() -> String {
+    std::env::var("CHAT_TEST_REDIS_CLUSTER_URL")
+        .unwrap_or_else(|_| "redis-cluster://127.0.0.1:7400?node=127.0.0.1:7401&node=127.0.0.1:7402".to_owned())
 }
 
 /// A private `redis-server` on its own port (for tests that restart Redis), killed on drop.

@@ -92,7 +92,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let addr = listener.local_addr().context("listener has no address")?;
     let ws_listener = match &settings.ws_listen {
-        Some(ws) => Some(TcpListener::bind(ws).await.with_context(|| format!("cannot listen for WebSocket on {ws}"))?),
+        Some(ws) => Some(
+            TcpListener::bind(ws).await.with_context(|| format!("cannot listen for WebSocket on {ws}"))?,
+        ),
         None => None,
     };
 

@@ -1,0 +1,523 @@
+// chat-cluster's web client: plain JavaScript, no build step, no library. It speaks the
+// protocol's extension (docs/PROTOCOL.md) over the WebSocket at /ws of the page's own origin:
+// one JSON request per text message. Message text only ever goes through textContent.
+'use strict';
+
+const $ = (id) => document.getElementById(id);
+const WS_URL = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws';
+const HISTORY_PAGE = 30;
+const ACK_DELAY_MS = 500;
+const LIST_EVERY_MS = 10000;
+
+const state = {
+  ws: null,
+  me: null, // {id, name}
+  token: sessionStorage.getItem('chat.token'),
+  loggedIn: false,
+  wantOpen: false, // reconnect when the socket drops
+  backoff: 0,
+  friends: new Map(), // id -> {id, name, state}
+  groups: new Map(), // id -> {id, groupname, groupdesc, users}
+  convs: new Map(), // 'u:2' | 'g:5' -> conversation
+  current: null,
+  pending: new Map(), // cid -> {key, text, msg}
+  history: [], // keys of HISTORY requests in flight, answered in order
+  acks: new Map(), // key -> highest seq to acknowledge
+  ackTimer: null,
+  listTimer: null,
+  cidSeq: 0,
+  loginReq: null, // what to do when the LOGIN ack comes: 'login' | 'resume'
+};
+
+function keyOf(kind, id) { return kind + ':' + id; }
+
+function conv(key, title) {
+  let c = state.convs.get(key);
+  if (!c) {
+    const [kind, id] = key.split(':');
+    c = { key, kind, id: Number(id), title: title || key, byMid: new Map(), order: [], maxSeq: 0,
+      unread: 0, credit: 0, oldest: null, more: true, loaded: false, loading: false };
+    state.convs.set(key, c);
+  }
+  if (title && c.title === key) c.title = title;
+  return c;
+}
+
+// ---- connection ----------------------------------------------------------------------
+
+function connect() {
+  if (state.ws) return;
+  setConn('reconnecting');
+  const ws = new WebSocket(WS_URL);
+  state.ws = ws;
+  ws.onopen = () => {
+    state.backoff = 0;
+    if (state.token) resume();
+    else if (state.onOpen) { const f = state.onOpen; state.onOpen = null; f(); }
+  };
+  ws.onmessage = (ev) => {
+    let frame;
+    try { frame = JSON.parse(ev.data); } catch { return; }
+    handle(frame);
+  };
+  ws.onclose = () => {
+    if (state.ws !== ws) return;
+    state.ws = null;
+    state.loggedIn = false;
+    state.history = [];
+    for (const c of state.convs.values()) c.loading = false;
+    if (state.wantOpen && state.token) {
+      setConn('reconnecting');
+      const delay = Math.min(5000, 300 * 2 ** state.backoff++) * (0.75 + Math.random() / 2);
+      setTimeout(connect, delay);
+    } else {
+      setConn('offline');
+    }
+  };
+}
+
+function send(obj) {
+  if (state.ws && state.ws.readyState === WebSocket.OPEN) { state.ws.send(JSON.stringify(obj)); return true; }
+  return false;
+}
+
+function withSocket(f) {
+  if (state.ws && state.ws.readyState === WebSocket.OPEN) f();
+  else { state.onOpen = f; connect(); }
+}
+
+function setConn(s) { $('conn').dataset.state = s; $('conn').textContent = s; }
+
+function currentAcks() {
+  const acks = [];
+  for (const c of state.convs.values()) {
+    if (c.maxSeq > 0) acks.push(c.kind === 'u' ? { id: c.id, seq: c.maxSeq } : { groupid: c.id, seq: c.maxSeq });
+  }
+  return acks;
+}
+
+function resume() {
+  state.loginReq = 'resume';
+  send({ msgid: 17, token: state.token, acks: currentAcks() });
+}
+
+// ---- inbound -------------------------------------------------------------------------
+
+function handle(f) {
+  switch (f.msgid) {
+    case 2: return onLoginAck(f);
+    case 5: return onRegAck(f);
+    case 6: case 10: return onPush(f);
+    case 11: return onAck(f);
+    case 12: return send({ msgid: 13 });
+    case 14: return onNotice(f);
+    case 16: return onLists(f);
+    case 20: return onHistory(f);
+  }
+}
+
+function onRegAck(f) {
+  if (f.errno === 0) {
+    $('reg-result').textContent = 'Registered: your user id is ' + f.id + '. Log in with it.';
+    $('reg-result').dataset.id = f.id;
+    $('login-id').value = f.id;
+    $('login-password').value = $('reg-password').value;
+  } else {
+    $('auth-error').textContent = f.errmsg || 'registration failed';
+  }
+}
+
+function onLoginAck(f) {
+  const how = state.loginReq;
+  state.loginReq = null;
+  if (f.errno !== 0) {
+    if (how === 'resume' && (f.errno === 2 || f.errno === 13)) {
+      // The old node still holds the session (its lease has not run out yet): try again.
+      setTimeout(() => { if (state.ws && !state.loggedIn) resume(); }, 500 + Math.random() * 500);
+      return;
+    }
+    if (how === 'resume') {
+      dropSession();
+      $('auth-error').textContent = 'Your session ended; log in again.';
+    } else {
+      $('auth-error').textContent = f.errmsg || 'login failed';
+    }
+    return;
+  }
+  const fresh = how !== 'resume' || !state.me || state.me.id !== f.id;
+  state.me = { id: f.id, name: f.name };
+  state.token = f.resume;
+  state.loggedIn = true;
+  state.wantOpen = true;
+  sessionStorage.setItem('chat.token', f.resume);
+  setConn('online');
+  $('auth').hidden = true;
+  $('app').hidden = false;
+  $('me-name').textContent = f.name;
+  $('me-id').textContent = f.id;
+  onLists(f);
+  if (fresh) {
+    // The replay that follows brings exactly these messages: count them once.
+    for (const u of f.unread || []) {
+      const c = conv(u.groupid ? keyOf('g', u.groupid) : keyOf('u', u.id));
+      c.unread = u.count;
+      c.credit = u.count;
+    }
+    renderLists();
+  }
+  // What was sent but never acknowledged goes again, with the same cid: stored once.
+  for (const [cid, p] of state.pending) if (p.msg.state !== 'failed') transmit(cid, p);
+  if (state.current) {
+    const c = state.convs.get(state.current);
+    if (c && !c.loaded) loadHistory(c);
+  }
+  clearInterval(state.listTimer);
+  state.listTimer = setInterval(() => send({ msgid: 15 }), LIST_EVERY_MS);
+}
+
+function onLists(f) {
+  state.friends = new Map((f.friends || []).map((x) => [x.id, x]));
+  state.groups = new Map((f.groups || []).map((g) => [g.id, g]));
+  for (const x of state.friends.values()) conv(keyOf('u', x.id), x.name);
+  for (const g of state.groups.values()) conv(keyOf('g', g.id), g.groupname);
+  renderLists();
+}
+
+function onNotice(f) {
+  if (f.errno === 15 && /resumed on another connection/.test(f.errmsg || '')) {
+    // Another tab or device took this session over: do not take it back.
+    state.wantOpen = false;
+  }
+  $('action-result').textContent = f.errmsg || '';
+}
+
+function onPush(f) {
+  const key = f.msgid === 10 ? keyOf('g', f.groupid) : keyOf('u', f.id === state.me.id ? f.to : f.id);
+  const title = f.msgid === 10 ? (state.groups.get(f.groupid) || {}).groupname : (f.id === state.me.id ? null : f.name);
+  const c = conv(key, title);
+  const isNew = addMessage(c, toMsg(f));
+  if (typeof f.seq === 'number' && f.seq > c.maxSeq) {
+    c.maxSeq = f.seq;
+    queueAck(c);
+  }
+  if (isNew && f.id !== state.me.id) {
+    if (c.credit > 0) c.credit--;
+    else if (state.current !== key || document.hidden) c.unread++;
+    renderLists();
+  }
+}
+
+function toMsg(f) {
+  return { mid: f.mid, seq: f.seq, from: f.id, name: f.name, text: f.msg, time: f.time, state: 'acked' };
+}
+
+function onAck(f) {
+  if (f.re === 6 || f.re === 10) return onChatAck(f);
+  if (f.re === 19) {
+    const key = state.history.shift();
+    const c = key && state.convs.get(key);
+    if (c) { c.loading = false; historyStatus(c, f.errmsg || 'history unavailable'); }
+    return;
+  }
+  const out = $('action-result');
+  if (f.re === 7 || f.re === 8 || f.re === 9) {
+    if (f.errno === 0) {
+      out.textContent = f.re === 7 ? 'Friend added.' : f.re === 8 ? 'Group created: id ' + f.groupid + '.' : 'Joined the group.';
+      if (f.re === 8) out.dataset.groupid = f.groupid;
+      send({ msgid: 15 });
+    } else {
+      out.textContent = f.errmsg || 'refused';
+    }
+  } else if (f.errno !== 0) {
+    out.textContent = f.errmsg || 'refused';
+  }
+}
+
+function onChatAck(f) {
+  const p = state.pending.get(f.cid);
+  if (!p) return;
+  const c = state.convs.get(p.key);
+  if (f.errno === 0) {
+    state.pending.delete(f.cid);
+    p.msg.mid = f.mid;
+    p.msg.seq = f.seq;
+    if (c.byMid.has(f.mid)) {
+      removeMessage(c, p.msg); // history brought it already
+    } else {
+      c.byMid.set(f.mid, p.msg);
+      p.msg.state = 'acked';
+      paint(p.msg);
+    }
+    if (f.seq > c.maxSeq) { c.maxSeq = f.seq; queueAck(c); }
+  } else if (f.errno === 13 || f.errno === 14) {
+    // Unavailable or rate limited: the same cid again a little later.
+    setTimeout(() => transmit(f.cid, p), 1000);
+  } else {
+    state.pending.delete(f.cid);
+    p.msg.state = 'failed';
+    p.msg.title = f.errmsg || 'refused';
+    paint(p.msg);
+  }
+}
+
+function onHistory(f) {
+  const key = state.history.shift();
+  const c = key && state.convs.get(key);
+  if (!c) return;
+  c.loading = false;
+  c.loaded = true;
+  const list = $('messages');
+  const fromBottom = list.scrollHeight - list.scrollTop;
+  for (const m of f.messages || []) {
+    addMessage(c, toMsg(m));
+    if (typeof m.seq === 'number' && m.seq > c.maxSeq) { c.maxSeq = m.seq; queueAck(c); }
+  }
+  if (f.messages && f.messages.length) {
+    const first = f.messages[0].mid;
+    if (c.oldest === null || first < c.oldest) c.oldest = first;
+  }
+  c.more = !!f.more;
+  if (state.current === key) list.scrollTop = list.scrollHeight - fromBottom;
+  historyStatus(c, c.more ? '' : 'beginning of the conversation');
+}
+
+function historyStatus(c, text) {
+  if (state.current === c.key) $('history-status').textContent = text;
+}
+
+// ---- messages ------------------------------------------------------------------------
+
+// Adds a message once (by mid), in mid order (the conversation's seq order). True if new.
+function addMessage(c, m) {
+  if (c.byMid.has(m.mid)) return false;
+  c.byMid.set(m.mid, m);
+  let i = c.order.length;
+  while (i > 0 && (c.order[i - 1].mid === undefined || c.order[i - 1].mid > m.mid)) i--;
+  c.order.splice(i, 0, m);
+  if (state.current === c.key) {
+    const list = $('message-list');
+    const atBottom = isAtBottom();
+    const next = c.order[i + 1];
+    list.insertBefore(element(m), next && next.el ? next.el : null);
+    if (atBottom || i === c.order.length - 1) scrollDown();
+  }
+  return true;
+}
+
+function removeMessage(c, m) {
+  const i = c.order.indexOf(m);
+  if (i >= 0) c.order.splice(i, 1);
+  if (m.el) m.el.remove();
+}
+
+function element(m) {
+  const li = document.createElement('li');
+  li.className = 'msg' + (m.from === state.me.id ? ' mine' : '');
+  const from = document.createElement('div');
+  from.className = 'from';
+  from.textContent = m.from === state.me.id ? '' : m.name || '#' + m.from;
+  const text = document.createElement('div');
+  text.className = 'text';
+  text.textContent = m.text; // never innerHTML: a message is text
+  const meta = document.createElement('div');
+  meta.className = 'meta';
+  li.append(from, text, meta);
+  m.el = li;
+  paint(m);
+  return li;
+}
+
+function paint(m) {
+  if (!m.el) return;
+  m.el.dataset.state = m.state;
+  if (m.mid !== undefined) m.el.dataset.mid = m.mid;
+  m.el.querySelector('.meta').textContent = m.time ? m.time.slice(11, 16) : '';
+  if (m.title) m.el.title = m.title;
+}
+
+function isAtBottom() {
+  const l = $('messages');
+  return l.scrollHeight - l.scrollTop - l.clientHeight < 40;
+}
+
+function scrollDown() { const l = $('messages'); l.scrollTop = l.scrollHeight; }
+
+function queueAck(c) {
+  state.acks.set(c.key, c.maxSeq);
+  if (state.acks.size >= 50) return flushAcks();
+  if (!state.ackTimer) state.ackTimer = setTimeout(flushAcks, ACK_DELAY_MS);
+}
+
+function flushAcks() {
+  clearTimeout(state.ackTimer);
+  state.ackTimer = null;
+  if (!state.acks.size || !state.loggedIn) return;
+  const acks = [];
+  for (const [key, seq] of state.acks) {
+    const [kind, id] = key.split(':');
+    acks.push(kind === 'u' ? { id: Number(id), seq } : { groupid: Number(id), seq });
+  }
+  if (send({ msgid: 18, acks })) state.acks.clear();
+}
+
+function loadHistory(c) {
+  if (c.loading || !state.loggedIn || (c.loaded && !c.more)) return;
+  const req = { msgid: 19, limit: HISTORY_PAGE };
+  if (c.kind === 'u') req.id = c.id; else req.groupid = c.id;
+  if (c.loaded && c.oldest !== null) req.before = c.oldest;
+  if (send(req)) {
+    c.loading = true;
+    state.history.push(c.key);
+    historyStatus(c, 'loading…');
+  }
+}
+
+function sendChat(text) {
+  const c = state.convs.get(state.current);
+  if (!c || !text.trim()) return;
+  const cid = 'w' + Date.now().toString(36) + '-' + (state.cidSeq++);
+  const now = new Date();
+  const hhmm = String(now.getHours()).padStart(2, '0') + ':' + String(now.getMinutes()).padStart(2, '0');
+  const msg = { from: state.me.id, name: state.me.name, text, state: 'pending', time: '0000-00-00 ' + hhmm };
+  const p = { key: c.key, text, msg };
+  state.pending.set(cid, p);
+  c.order.push(msg); // pending ones stay at the end until acknowledged
+  $('message-list').append(element(msg));
+  scrollDown();
+  transmit(cid, p);
+}
+
+function transmit(cid, p) {
+  const c = state.convs.get(p.key);
+  if (!state.loggedIn) return; // sent again after the resume
+  send(c.kind === 'u' ? { msgid: 6, to: c.id, msg: p.text, cid } : { msgid: 10, groupid: c.id, msg: p.text, cid });
+}
+
+// ---- views ---------------------------------------------------------------------------
+
+function renderLists() {
+  const row = (c, online) => {
+    const li = document.createElement('li');
+    li.dataset.key = c.key;
+    if (state.current === c.key) li.setAttribute('aria-current', 'true');
+    const dot = document.createElement('span');
+    dot.className = 'dot' + (online ? ' online' : '');
+    dot.title = online ? 'online' : 'offline';
+    const name = document.createElement('span');
+    name.className = 'name';
+    name.textContent = c.title;
+    const badge = document.createElement('span');
+    badge.className = 'badge';
+    badge.textContent = c.unread > 0 ? String(c.unread) : '';
+    li.append(dot, name, badge);
+    li.onclick = () => openConv(c.key);
+    return li;
+  };
+  const friends = [...state.convs.values()].filter((c) => c.kind === 'u');
+  $('friends').replaceChildren(...friends.map((c) => row(c, (state.friends.get(c.id) || {}).state === 'online')));
+  const groups = [...state.convs.values()].filter((c) => c.kind === 'g');
+  $('groups').replaceChildren(...groups.map((c) => {
+    const g = state.groups.get(c.id);
+    const online = g ? g.users.filter((u) => u.state === 'online' && u.id !== state.me.id).length : 0;
+    const li = row(c, online > 0);
+    li.querySelector('.name').textContent = c.title + (g ? ' · ' + g.users.length + ' members, ' + online + ' online' : '');
+    return li;
+  }));
+}
+
+function openConv(key) {
+  const c = state.convs.get(key);
+  if (!c) return;
+  state.current = key;
+  c.unread = 0;
+  c.credit = 0;
+  $('conv-title').textContent = c.title + (c.kind === 'g' ? ' (group ' + c.id + ')' : ' (#' + c.id + ')');
+  $('message-list').replaceChildren(...c.order.map((m) => (m.el ? m.el : element(m))));
+  $('history-status').textContent = c.loaded && !c.more ? 'beginning of the conversation' : '';
+  $('composer-input').disabled = false;
+  $('send-btn').disabled = false;
+  $('app').classList.add('in-conv');
+  renderLists();
+  scrollDown();
+  if (!c.loaded) loadHistory(c);
+  $('composer-input').focus();
+}
+
+function dropSession() {
+  state.token = null;
+  state.loggedIn = false;
+  state.wantOpen = false;
+  sessionStorage.removeItem('chat.token');
+  clearInterval(state.listTimer);
+  $('app').hidden = true;
+  $('auth').hidden = false;
+}
+
+// ---- wiring --------------------------------------------------------------------------
+
+$('login-form').onsubmit = (e) => {
+  e.preventDefault();
+  $('auth-error').textContent = '';
+  const id = Number($('login-id').value.trim());
+  const password = $('login-password').value;
+  if (!Number.isInteger(id)) { $('auth-error').textContent = 'The user id is a number.'; return; }
+  if (state.me && state.me.id !== id) { state.convs.clear(); state.pending.clear(); state.current = null; }
+  withSocket(() => { state.loginReq = 'login'; send({ msgid: 1, id, password, ext: 1 }); });
+};
+
+$('reg-form').onsubmit = (e) => {
+  e.preventDefault();
+  $('auth-error').textContent = '';
+  const name = $('reg-name').value.trim();
+  const password = $('reg-password').value;
+  withSocket(() => send({ msgid: 4, name, password, ext: 1 }));
+};
+
+$('add-friend-form').onsubmit = (e) => {
+  e.preventDefault();
+  send({ msgid: 7, friendid: Number($('add-friend-id').value.trim()) });
+  $('add-friend-id').value = '';
+};
+$('create-group-form').onsubmit = (e) => {
+  e.preventDefault();
+  send({ msgid: 8, groupname: $('create-group-name').value.trim(), groupdesc: $('create-group-desc').value.trim() || '-' });
+  $('create-group-name').value = '';
+  $('create-group-desc').value = '';
+};
+$('join-group-form').onsubmit = (e) => {
+  e.preventDefault();
+  send({ msgid: 9, groupid: Number($('join-group-id').value.trim()) });
+  $('join-group-id').value = '';
+};
+
+$('composer').onsubmit = (e) => {
+  e.preventDefault();
+  const input = $('composer-input');
+  sendChat(input.value);
+  input.value = '';
+};
+$('composer-input').onkeydown = (e) => {
+  if (e.key === 'Enter' && !e.shiftKey) { e.preventDefault(); $('composer').requestSubmit(); }
+};
+$('messages').onscroll = () => {
+  const c = state.convs.get(state.current);
+  if (c && $('messages').scrollTop < 60 && c.loaded && c.more) loadHistory(c);
+};
+$('back-btn').onclick = () => { $('app').classList.remove('in-conv'); };
+$('logout-btn').onclick = () => {
+  flushAcks();
+  send({ msgid: 3 });
+  dropSession();
+  state.convs.clear();
+  state.pending.clear();
+  state.current = null;
+  $('message-list').replaceChildren();
+  if (state.ws) state.ws.close();
+};
+window.addEventListener('beforeunload', flushAcks);
+document.addEventListener('visibilitychange', () => {
+  if (!document.hidden && state.current) { const c = state.convs.get(state.current); if (c) { c.unread = 0; renderLists(); } }
+});
+
+// A page reloaded within its tab's session resumes without the password.
+if (state.token) { state.wantOpen = true; connect(); }
