@@ -16,12 +16,14 @@ build:
 	$(CARGO) build --workspace --all-targets
 
 # Brings up what the tests need: a clean MariaDB test database, a running Redis,
-# nginx, and the terminal tools (tmux, script) the console tests drive the client with.
+# nginx, the terminal tools (tmux, script) the console tests drive the client with, and
+# the browser tests' Chromium, Node.js and playwright-core (deploy/browser-setup.sh).
 test-services:
 	bash deploy/db-setup.sh --reset-test
 	bash deploy/redis-setup.sh
 	bash deploy/nginx-setup.sh
 	bash deploy/tools-setup.sh
+	bash deploy/browser-setup.sh
 
 test: test-services build
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \

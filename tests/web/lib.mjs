@@ -1,0 +1,166 @@
+// Helpers of the browser scenarios: Debian's headless Chromium through playwright-core, and
+// the steps a person takes in the web client. A scenario prints `STEP …` lines as it goes,
+// `ASK …` when it needs the Rust test to act (the answer comes on stdin), and `PASS` last.
+import { chromium } from 'playwright-core';
+import { createInterface } from 'node:readline';
+import { join } from 'node:path';
+
+export const PASSWORD = 'pw-web-1';
+const TIMEOUT = 20000;
+
+export function step(text) { console.log('STEP ' + text); }
+
+const stdin = createInterface({ input: process.stdin });
+const answers = [];
+const waiting = [];
+stdin.on('line', (line) => { const w = waiting.shift(); if (w) w(line); else answers.push(line); });
+
+/** Asks the test to do something and waits for its one-line answer. */
+export function ask(question) {
+  console.log('ASK ' + question);
+  return answers.length ? Promise.resolve(answers.shift()) : new Promise((resolve) => waiting.push(resolve));
+}
+
+export async function launch() {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--disable-background-networking'],
+  });
+}
+
+/** A person at a browser: their own context (own sessionStorage), one page at `url`. */
+export async function person(browser, url, label) {
+  // bypassCSP: Playwright's waitForFunction evaluates strings, which the page's policy forbids.
+  // It also means the markup test checks the rendering itself (textContent), not the policy.
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, bypassCSP: true });
+  const page = await context.newPage();
+  page.setDefaultTimeout(TIMEOUT);
+  const user = { page, label, dialogs: [], errors: [] };
+  page.on('dialog', async (d) => { user.dialogs.push(d.message()); await d.dismiss(); });
+  page.on('pageerror', (e) => user.errors.push(String(e)));
+  await page.goto(url);
+  return user;
+}
+
+export async function register(user, name) {
+  const { page } = user;
+  await page.fill('#reg-name', name);
+  await page.fill('#reg-password', PASSWORD);
+  await page.click('#reg-btn');
+  await page.waitForSelector('#reg-result[data-id]');
+  user.id = Number(await page.getAttribute('#reg-result', 'data-id'));
+  user.name = name;
+  return user.id;
+}
+
+export async function login(user, id = user.id) {
+  const { page } = user;
+  for (let attempt = 0; ; attempt++) {
+    await page.evaluate(() => { document.getElementById('auth-error').textContent = ''; });
+    await page.fill('#login-id', String(id));
+    await page.fill('#login-password', PASSWORD);
+    await page.click('#login-btn');
+    await page.waitForFunction(() => document.querySelector('#conn[data-state="online"]')
+      || document.getElementById('auth-error').textContent !== '');
+    const error = await page.textContent('#auth-error');
+    if (!error) break;
+    // A logout elsewhere may still be releasing the account.
+    if (attempt >= 10 || !/using/.test(error)) throw new Error(`${user.label}: login ${id}: ${error}`);
+    await page.waitForTimeout(300);
+  }
+  user.id = id;
+}
+
+async function action(user, input, value, button) {
+  const { page } = user;
+  if (!(await page.isVisible(input))) await page.click('details.actions summary');
+  await page.evaluate(() => { document.getElementById('action-result').textContent = ''; });
+  await page.fill(input, String(value));
+  await page.click(button);
+  await page.waitForFunction(() => document.getElementById('action-result').textContent !== '');
+  return page.textContent('#action-result');
+}
+
+export async function addFriend(user, id) {
+  const text = await action(user, '#add-friend-id', id, '#add-friend-btn');
+  if (text !== 'Friend added.') throw new Error(`${user.label}: add friend ${id}: ${text}`);
+  await user.page.waitForSelector(`#friends li[data-key="u:${id}"]`);
+}
+
+export async function createGroup(user, name) {
+  const { page } = user;
+  if (!(await page.isVisible('#create-group-name'))) await page.click('details.actions summary');
+  await page.fill('#create-group-desc', 'made in a browser');
+  const text = await action(user, '#create-group-name', name, '#create-group-btn');
+  const gid = Number(await page.getAttribute('#action-result', 'data-groupid'));
+  if (!gid) throw new Error(`${user.label}: create group: ${text}`);
+  await page.waitForSelector(`#groups li[data-key="g:${gid}"]`);
+  return gid;
+}
+
+export async function joinGroup(user, gid) {
+  const text = await action(user, '#join-group-id', gid, '#join-group-btn');
+  if (text !== 'Joined the group.') throw new Error(`${user.label}: join group ${gid}: ${text}`);
+  await user.page.waitForSelector(`#groups li[data-key="g:${gid}"]`);
+}
+
+export async function open(user, key) {
+  await user.page.click(`li[data-key="${key}"]`);
+  await user.page.waitForFunction((k) => document.querySelector(`li[data-key="${k}"]`)?.getAttribute('aria-current') === 'true', key);
+}
+
+/** Sends `text` in the open conversation; waits until the server acknowledged it (✓). */
+export async function say(user, text, { acked = true } = {}) {
+  const { page } = user;
+  await page.fill('#composer-input', text);
+  await page.press('#composer-input', 'Enter');
+  if (acked) await waitState(user, text, 'acked');
+}
+
+export async function waitState(user, text, state, timeout = TIMEOUT) {
+  await user.page.waitForFunction(([t, s]) => [...document.querySelectorAll('#message-list .msg')]
+    .some((m) => m.querySelector('.text').textContent === t && m.dataset.state === s), [text, state], { timeout });
+}
+
+/** Waits until the open conversation shows `text`. */
+export async function sees(user, text, timeout = TIMEOUT) {
+  await user.page.waitForFunction((t) => [...document.querySelectorAll('#message-list .text')]
+    .some((e) => e.textContent === t), text, { timeout });
+}
+
+/** How many times the open conversation shows exactly `text`. */
+export async function count(user, text) {
+  return user.page.evaluate((t) => [...document.querySelectorAll('#message-list .text')]
+    .filter((e) => e.textContent === t).length, text);
+}
+
+export async function unread(user, key) {
+  return user.page.evaluate((k) => document.querySelector(`li[data-key="${k}"] .badge`)?.textContent ?? '', key);
+}
+
+export async function screenshot(user, name) {
+  const path = join(process.env.SCREENSHOTS || '.', name);
+  await user.page.screenshot({ path });
+  step(`screenshot ${path}`);
+}
+
+export function expect(ok, what) {
+  if (!ok) throw new Error('expected: ' + what);
+}
+
+/** Runs a scenario: PASS and exit 0, or the error and exit 1 (the browser closed either way). */
+export async function run(scenario) {
+  const browser = await launch();
+  let code = 0;
+  try {
+    await scenario(browser);
+    console.log('PASS');
+  } catch (e) {
+    console.log('FAIL ' + (e && e.stack ? e.stack : e));
+    code = 1;
+  } finally {
+    await browser.close().catch(() => {});
+    stdin.close();
+  }
+  process.exit(code);
+}
