@@ -10,8 +10,8 @@
 # BENCH_RATES_CROSS, BENCH_RATES_SAME, BENCH_RATES_NGINX, BENCH_RATES_GROUP10,
 # BENCH_RATES_GROUP50 (msgs/s lists), BENCH_IDLE_USERS (10000),
 # BENCH_THREADS (chat-bench worker threads, 1), BENCH_OUT (bench/RESULTS.md),
-# BENCH_STEPS (which of: idle cross same nginx group10 group50 metrics tls; default all),
-# BENCH_RATE_OPS (msgs/s of the metrics and tls steps' fixed-rate runs, 10000),
+# BENCH_STEPS (which of: idle cross same nginx group10 group50 metrics ws tls; default all),
+# BENCH_RATE_OPS (msgs/s of the metrics, ws and tls steps' fixed-rate runs, 10000),
 # BENCH_WORKERS (the nodes' worker threads, 1), BENCH_SERVER (another chat-server binary, for A/B runs),
 # BENCH_BASELINE (a git revision, default 2ee51e0: the last at-most-once server; `none` skips it):
 # built once into bench/run/baseline/ (reused while the revision stays the same); after this
@@ -25,6 +25,10 @@
 # both nodes with TLS on the client port (a self-signed certificate made by openssl into
 # bench/run/tls/, trusted by chat-bench through --ca-file). tls runs last before the baseline
 # switch, so nothing after it runs on the TLS nodes.
+#
+# The ws step (issue 13) runs the same load through WebSocket (chat-bench --ws) on the nodes'
+# WebSocket listeners (127.0.0.1:6104 and :6105; nginx's web port is rendered as 8180), so
+# ws.json stands beside metrics-off.json: the same rate, CPU per message over each transport.
 #
 #   deploy/bench.sh        the suite
 #   deploy/bench.sh up     only the cluster, kept up until interrupted (for profiling by hand)
@@ -42,6 +46,9 @@ NODE_B=127.0.0.1:6102
 ADMIN_A=127.0.0.1:6101
 ADMIN_B=127.0.0.1:6103
 LB=127.0.0.1:8100
+WS_A=127.0.0.1:6104
+WS_B=127.0.0.1:6105
+WEB_LB=127.0.0.1:8180
 DURATION=${BENCH_DURATION:-10}
 GRACE=${BENCH_GRACE:-3}
 RATES_CROSS=${BENCH_RATES_CROSS:-5000,10000,20000,30000,40000}
@@ -52,7 +59,7 @@ RATES_GROUP50=${BENCH_RATES_GROUP50:-500,1100,2000,3000}
 IDLE_USERS=${BENCH_IDLE_USERS:-10000}
 THREADS=${BENCH_THREADS:-1}
 OUT=${BENCH_OUT:-bench/RESULTS.md}
-STEPS=${BENCH_STEPS:-idle cross same nginx group10 group50 metrics tls}
+STEPS=${BENCH_STEPS:-idle cross same nginx group10 group50 metrics ws tls}
 RATE_OPS=${BENCH_RATE_OPS:-10000}
 BASELINE=${BENCH_BASELINE:-2ee51e0}
 # The steps run again on the baseline server.
@@ -209,13 +216,13 @@ stop_nodes() { # stops node-a and node-b (PID_A, PID_B) and waits until their po
         [ "$p" = "$PID_A" ] || [ "$p" = "$PID_B" ] || keep+=("$p")
     done
     pids_started=("${keep[@]}")
-    for port in 6100 6101 6102 6103; do
+    for port in 6100 6101 6102 6103 6104 6105; do
         for _ in $(seq 1 100); do port_free "$port" && break; sleep 0.1; done
     done
 }
-start_node node-a "$NODE_A" "$server" CHAT_ADMIN_LISTEN="$ADMIN_A"
+start_node node-a "$NODE_A" "$server" CHAT_ADMIN_LISTEN="$ADMIN_A" CHAT_WS_LISTEN="$WS_A"
 PID_A=$last_pid
-start_node node-b "$NODE_B" "$server" CHAT_ADMIN_LISTEN="$ADMIN_B"
+start_node node-b "$NODE_B" "$server" CHAT_ADMIN_LISTEN="$ADMIN_B" CHAT_WS_LISTEN="$WS_B"
 PID_B=$last_pid
 wait_port 6100 60
 wait_port 6102 60
@@ -223,6 +230,7 @@ wait_port 6101 10
 wait_port 6103 10
 
 sed -e "s/127\.0\.0\.1:6000/$NODE_A/; s/127\.0\.0\.1:6002/$NODE_B/; s/127\.0\.0\.1:8000/$LB/" \
+    -e "s/127\.0\.0\.1:6080/$WS_A/; s/127\.0\.0\.1:6082/$WS_B/; s/127\.0\.0\.1:8080/$WEB_LB/" \
     deploy/nginx.conf >"$run/nginx.conf"
 nginx -p "$run/nginx" -c "$run/nginx.conf" -e "$run/nginx/error.log"
 nginx_started=1
@@ -337,6 +345,10 @@ if [[ " $STEPS " == *" metrics "* ]]; then
     scrapes=$(wc -l <"$run/scrapes")
     log "metrics: $scrapes scrapes of /metrics during the second run"
 fi
+
+# Issue 13: the same fixed-rate load through WebSocket, beside metrics-off.json's TCP run.
+step ws ws.json chat --ws --nodes "$WS_A,$WS_B" --users 200 --cross 1 --rate "$RATE_OPS" "${timing[@]}" \
+    --pids "$PIDS" --watch "$WATCH"
 
 check_nodes() { # logs: the nodes must have survived their steps
     local p

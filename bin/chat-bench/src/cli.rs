@@ -68,6 +68,10 @@ pub struct Target {
     /// self-signed server certificate); default: the system's trust store.
     #[arg(long, value_name = "PEM", requires = "tls")]
     pub ca_file: Option<PathBuf>,
+    /// Connect over WebSocket: the addresses are the nodes' `ws_listen` (or nginx's web port),
+    /// each frame one text message at `ws://ADDR/ws`.
+    #[arg(long, conflicts_with = "tls")]
+    pub ws: bool,
 }
 
 /// Who talks one-to-one.

@@ -2,8 +2,9 @@
 //! create or join a group, log out, each waiting for its reply. The measured
 //! traffic does not go through here (see `fleet`), only the requests whose
 //! answers the set-up needs. A connection is plain TCP or, with `--tls`, TLS
-//! (rustls, through chat-tls); the halves are an enum, so the plain path stays
-//! tokio's own split TCP halves, with one `match` per poll.
+//! (rustls, through chat-tls) or, with `--ws`, WebSocket (chat-ws: one frame per text
+//! message); the halves are an enum, so the plain path stays tokio's own split TCP halves,
+//! with one `match` per poll.
 
 use std::io;
 use std::pin::Pin;
@@ -44,6 +45,8 @@ pub enum ReadHalf {
     Plain(OwnedReadHalf),
     /// TLS over TCP.
     Tls(tokio::io::ReadHalf<ClientStream>),
+    /// WebSocket over TCP.
+    Ws(chat_ws::WsRead),
 }
 
 /// The writing half of a connection.
@@ -52,6 +55,8 @@ pub enum WriteHalf {
     Plain(OwnedWriteHalf),
     /// TLS over TCP.
     Tls(tokio::io::WriteHalf<ClientStream>),
+    /// WebSocket over TCP.
+    Ws(chat_ws::WsWrite),
 }
 
 impl AsyncRead for ReadHalf {
@@ -63,6 +68,7 @@ impl AsyncRead for ReadHalf {
         match self.get_mut() {
             ReadHalf::Plain(r) => Pin::new(r).poll_read(cx, buf),
             ReadHalf::Tls(r) => Pin::new(r).poll_read(cx, buf),
+            ReadHalf::Ws(r) => Pin::new(r).poll_read(cx, buf),
         }
     }
 }
@@ -72,6 +78,7 @@ impl AsyncWrite for WriteHalf {
         match self.get_mut() {
             WriteHalf::Plain(w) => Pin::new(w).poll_write(cx, buf),
             WriteHalf::Tls(w) => Pin::new(w).poll_write(cx, buf),
+            WriteHalf::Ws(w) => Pin::new(w).poll_write(cx, buf),
         }
     }
 
@@ -79,6 +86,7 @@ impl AsyncWrite for WriteHalf {
         match self.get_mut() {
             WriteHalf::Plain(w) => Pin::new(w).poll_flush(cx),
             WriteHalf::Tls(w) => Pin::new(w).poll_flush(cx),
+            WriteHalf::Ws(w) => Pin::new(w).poll_flush(cx),
         }
     }
 
@@ -86,6 +94,7 @@ impl AsyncWrite for WriteHalf {
         match self.get_mut() {
             WriteHalf::Plain(w) => Pin::new(w).poll_shutdown(cx),
             WriteHalf::Tls(w) => Pin::new(w).poll_shutdown(cx),
+            WriteHalf::Ws(w) => Pin::new(w).poll_shutdown(cx),
         }
     }
 
@@ -97,6 +106,7 @@ impl AsyncWrite for WriteHalf {
         match self.get_mut() {
             WriteHalf::Plain(w) => Pin::new(w).poll_write_vectored(cx, bufs),
             WriteHalf::Tls(w) => Pin::new(w).poll_write_vectored(cx, bufs),
+            WriteHalf::Ws(w) => Pin::new(w).poll_write_vectored(cx, bufs),
         }
     }
 
@@ -104,17 +114,20 @@ impl AsyncWrite for WriteHalf {
         match self {
             WriteHalf::Plain(w) => w.is_write_vectored(),
             WriteHalf::Tls(w) => w.is_write_vectored(),
+            WriteHalf::Ws(w) => w.is_write_vectored(),
         }
     }
 }
 
 impl WriteHalf {
     /// Pushes out what TLS still holds of the last write (rustls keeps the records a full
-    /// socket did not take, until the next write or a flush); nothing to do on plain TCP.
+    /// socket did not take, until the next write or a flush) or what tungstenite buffered of
+    /// the last messages; nothing to do on plain TCP.
     pub async fn flush_tls(&mut self) -> io::Result<()> {
         match self {
             WriteHalf::Plain(_) => Ok(()),
             WriteHalf::Tls(w) => w.flush().await,
+            WriteHalf::Ws(w) => w.flush().await,
         }
     }
 }
@@ -151,14 +164,21 @@ pub struct Conn {
 
 impl Conn {
     /// Connects to `addr` (`HOST:PORT`), over TLS with `tls` (the server's certificate
-    /// checked against HOST).
-    pub async fn connect(addr: &str, tls: Option<&Arc<ClientConfig>>) -> anyhow::Result<Conn> {
+    /// checked against HOST), or over WebSocket (`ws://HOST:PORT/ws`) with `ws`.
+    pub async fn connect(addr: &str, tls: Option<&Arc<ClientConfig>>, ws: bool) -> anyhow::Result<Conn> {
         let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
             .await
             .with_context(|| format!("connecting to {addr}: timed out"))?
             .with_context(|| format!("connecting to {addr}"))?;
         stream.set_nodelay(true).context("TCP_NODELAY")?;
         let (read, write) = match tls {
+            None if ws => {
+                let (read, write) = tokio::time::timeout(CONNECT_TIMEOUT, chat_ws::connect(stream, addr))
+                    .await
+                    .with_context(|| format!("WebSocket handshake with {addr}: timed out"))?
+                    .with_context(|| format!("WebSocket handshake with {addr}"))?;
+                (ReadHalf::Ws(read), WriteHalf::Ws(write))
+            }
             None => {
                 let (read, write) = stream.into_split();
                 (ReadHalf::Plain(read), WriteHalf::Plain(write))

@@ -65,6 +65,7 @@ fn setup_of(t: &Target) -> anyhow::Result<Setup> {
         prefix: t.name_prefix.clone().unwrap_or_else(unique_prefix),
         concurrency: t.concurrency,
         tls,
+        ws: t.ws,
     })
 }
 

@@ -24,6 +24,8 @@ pub struct Setup {
     pub concurrency: usize,
     /// TLS to the nodes (`--tls`), else plain TCP.
     pub tls: Option<Arc<ClientConfig>>,
+    /// WebSocket to the nodes' `ws_listen` (`--ws`).
+    pub ws: bool,
 }
 
 /// A name prefix unique to this bench process: `b<seconds-hex><pid-hex>`.
@@ -50,7 +52,7 @@ impl Setup {
         let ready: Vec<Ready> = stream::iter(0..users)
             .map(|i| async move {
                 let (node, addr) = self.addr(i);
-                let mut conn = Conn::connect(addr, self.tls.as_ref()).await?;
+                let mut conn = Conn::connect(addr, self.tls.as_ref(), self.ws).await?;
                 let id = conn.register(&self.user_name(i), false).await?;
                 conn.login(id, false).await?;
                 Ok::<_, anyhow::Error>(Ready { conn, id, node, group: None })
@@ -72,7 +74,7 @@ impl Setup {
         let mut setup: Vec<(Conn, UserId)> = stream::iter(0..users)
             .map(|i| async move {
                 let (_, addr) = self.addr(i);
-                let mut conn = Conn::connect(addr, self.tls.as_ref()).await?;
+                let mut conn = Conn::connect(addr, self.tls.as_ref(), self.ws).await?;
                 let id = conn.register(&self.user_name(i), true).await?;
                 conn.login(id, true).await?;
                 Ok::<_, anyhow::Error>((conn, id))
@@ -106,7 +108,7 @@ impl Setup {
         let ready: Vec<Ready> = stream::iter(0..users)
             .map(|i| async move {
                 let (node, addr) = self.addr(i);
-                let mut conn = Conn::connect(addr, self.tls.as_ref()).await?;
+                let mut conn = Conn::connect(addr, self.tls.as_ref(), self.ws).await?;
                 conn.login(ids[i], false).await?;
                 let group: (GroupId, u32) = (group_ids[i / size], (i % size) as u32);
                 Ok::<_, anyhow::Error>(Ready { conn, id: ids[i], node, group: Some(group) })
@@ -125,8 +127,13 @@ mod tests {
 
     #[test]
     fn names_are_short_and_distinct() {
-        let s =
-            Setup { nodes: vec!["a".into(), "b".into()], prefix: unique_prefix(), concurrency: 1, tls: None };
+        let s = Setup {
+            nodes: vec!["a".into(), "b".into()],
+            prefix: unique_prefix(),
+            concurrency: 1,
+            tls: None,
+            ws: false,
+        };
         assert!(s.user_name(99_999).len() <= 50);
         assert_ne!(s.user_name(1), s.user_name(11));
         assert_eq!(s.addr(3), (1, "b"));

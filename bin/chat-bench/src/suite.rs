@@ -47,6 +47,8 @@ pub struct Suite {
     pub metrics_on: Option<RunReport>,
     /// The same over TLS on the client port.
     pub tls: Option<RunReport>,
+    /// The same through WebSocket (`chat-bench --ws` on the nodes' `ws_listen`).
+    pub ws: Option<RunReport>,
 }
 
 /// The bound of issue 12 on what scraping every second may add to the CPU per message (%).
@@ -84,6 +86,7 @@ impl Suite {
             metrics_off: load(dir, "metrics-off.json", &mut problems),
             metrics_on: load(dir, "metrics-on.json", &mut problems),
             tls: load(dir, "tls.json", &mut problems),
+            ws: load(dir, "ws.json", &mut problems),
             ..Suite::default()
         };
         let baseline = std::fs::read_to_string(dir.join(BASELINE_FILE))
@@ -216,6 +219,7 @@ impl Suite {
             }
         }
         self.operations_section(&mut out);
+        self.websocket_section(&mut out);
         out.push_str("\n## Idle connections\n\n");
         match &self.idle {
             Some(r) => {
@@ -310,6 +314,44 @@ impl Suite {
     }
 }
 
+impl Suite {
+    /// "WebSocket": the fixed-rate one-to-one load through WebSocket beside the same over TCP.
+    fn websocket_section(&self, out: &mut String) {
+        out.push_str("\n## WebSocket\n\n");
+        let Some(ws) = &self.ws else {
+            out.push_str("Not measured.\n");
+            return;
+        };
+        let _ = writeln!(
+            out,
+            "The same load as \"plain, /metrics not scraped\" above ({:.0} msgs/s, {} users, cross \
+             share {}), through WebSocket: chat-bench `--ws` connects to the nodes' `ws_listen` \
+             (`{}`), one JSON frame per text message, through the same handler and limits as TCP.\n",
+            ws.rate,
+            ws.users,
+            ws.cross.map_or_else(|| "-".into(), |c| c.to_string()),
+            ws.nodes.join(", "),
+        );
+        let mut present: Vec<(&str, &RunReport)> = Vec::new();
+        if let Some(tcp) = &self.metrics_off {
+            present.push(("TCP", tcp));
+        }
+        present.push(("WebSocket", ws));
+        out.push_str(&labelled_runs_table(&present).to_markdown());
+        for line in anomalies(std::slice::from_ref(ws)) {
+            let _ = writeln!(out, "- {line}");
+        }
+        let verdict = overhead_verdict(
+            "WebSocket: CPU per message",
+            ["over TCP", "over WebSocket"],
+            self.metrics_off.as_ref(),
+            Some(ws),
+            None,
+        );
+        let _ = writeln!(out, "\n{}: {}.", verdict.target, verdict.measured);
+    }
+}
+
 /// One sweep's shape, table, best rate and anomalies ("Not measured." without it).
 fn sweep_section(out: &mut String, sweep: Option<&SweepReport>) {
     let Some(s) = sweep else {
@@ -357,7 +399,7 @@ mod tests {
         std::fs::create_dir_all(&dir).expect("temp dir");
         std::fs::write(dir.join("idle.json"), "{not json").expect("write");
         let (suite, problems) = Suite::load(&dir);
-        assert_eq!(problems.len(), 9);
+        assert_eq!(problems.len(), 10);
         let md = suite.markdown(&problems);
         assert!(md.contains("| target | measured | met |"));
         assert_eq!(md.matches("| ? |").count(), 8);
@@ -452,8 +494,8 @@ mod tests {
         let (suite, problems) = Suite::load(&dir);
         assert_eq!(suite.baseline.as_deref(), Some("at-most-once baseline (2ee51e0)"));
         // same, nginx, group10, idle: not run; the baseline files are all there.
-        // And the three runs of the operations step.
-        assert_eq!(problems.len(), 7, "{problems:?}");
+        // And the three runs of the operations step, and the WebSocket run.
+        assert_eq!(problems.len(), 8, "{problems:?}");
         let md = suite.markdown(&problems);
         assert_tables_filled(&md);
         assert_eq!(md.matches(&format!("### {DURABLE}")).count(), 2, "{md}");
@@ -497,6 +539,7 @@ mod tests {
         write("metrics-off.json", 50.0);
         write("metrics-on.json", 51.0);
         write("tls.json", 60.0);
+        write("ws.json", 55.0);
         let (suite, problems) = Suite::load(&dir);
         let md = suite.markdown(&problems);
         assert_tables_filled(&md);
@@ -517,6 +560,14 @@ mod tests {
         assert!(
             md.contains(
                 "| TLS on the client port: CPU per message | 60.0 µs/msg over TLS, 50.0 µs/msg plain: +20.0 % | info |"
+            ),
+            "{md}"
+        );
+        assert!(md.contains("## WebSocket"), "{md}");
+        assert_eq!(md.matches("| WebSocket | 10000 |").count(), 1, "{md}");
+        assert!(
+            md.contains(
+                "WebSocket: CPU per message: 55.0 µs/msg over WebSocket, 50.0 µs/msg over TCP: +10.0 %."
             ),
             "{md}"
         );

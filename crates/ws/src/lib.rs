@@ -46,8 +46,7 @@ pub const BINARY_REFUSAL: &str = "binary messages are not accepted: send each JS
 
 /// What a connection refused because the node is full gets on this listener (`chat-net`
 /// writes it raw; the LF it appends after it is ignored once the client has read the answer).
-pub const FULL: &str =
-    "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 32\r\nConnection: close\r\n\r\nserver is full; try again later\n";
+pub const FULL: &str = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 32\r\nConnection: close\r\n\r\nserver is full; try again later\n";
 
 /// Settings of the WebSocket listener.
 #[derive(Debug, Clone)]
@@ -88,7 +87,10 @@ impl WsTransport {
         {
             return true;
         }
-        self.config.allowed_origins.iter().any(|o| o == "*" || o.trim_end_matches('/').eq_ignore_ascii_case(origin))
+        self.config
+            .allowed_origins
+            .iter()
+            .any(|o| o == "*" || o.trim_end_matches('/').eq_ignore_ascii_case(origin))
     }
 
     async fn accept(&self, mut stream: TcpStream, peer: SocketAddr) -> Option<(WsRead, WsWrite)> {
@@ -104,8 +106,14 @@ impl WsTransport {
                 break end;
             }
             if buf.len() > MAX_HEAD {
-                respond(&mut stream, "431 Request Header Fields Too Large", "text/plain", b"request head too large\n", &[])
-                    .await;
+                respond(
+                    &mut stream,
+                    "431 Request Header Fields Too Large",
+                    "text/plain",
+                    b"request head too large\n",
+                    &[],
+                )
+                .await;
                 return None;
             }
         };
@@ -127,13 +135,21 @@ impl WsTransport {
         let method = request.method.unwrap_or("");
         let upgrade = header("upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
         if method != "GET" && method != "HEAD" {
-            respond(&mut stream, "405 Method Not Allowed", "text/plain", b"only GET\n", &["Allow: GET, HEAD"]).await;
+            respond(
+                &mut stream,
+                "405 Method Not Allowed",
+                "text/plain",
+                b"only GET\n",
+                &["Allow: GET, HEAD"],
+            )
+            .await;
             return None;
         }
         if !upgrade {
             if path == WS_PATH {
                 let body = b"this is the WebSocket endpoint: connect with a WebSocket client\n";
-                respond(&mut stream, "426 Upgrade Required", "text/plain", body, &["Upgrade: websocket"]).await;
+                respond(&mut stream, "426 Upgrade Required", "text/plain", body, &["Upgrade: websocket"])
+                    .await;
                 return None;
             }
             let (status, kind, body) = match web::asset(path) {
@@ -145,13 +161,18 @@ impl WsTransport {
             return None;
         }
         if path != WS_PATH {
-            respond(&mut stream, "404 Not Found", "text/plain", b"the WebSocket endpoint is /ws\n", &[]).await;
+            respond(&mut stream, "404 Not Found", "text/plain", b"the WebSocket endpoint is /ws\n", &[])
+                .await;
             return None;
         }
         if header("sec-websocket-version") != Some("13") {
-            respond(&mut stream, "426 Upgrade Required", "text/plain", b"WebSocket version 13 only\n", &[
-                "Sec-WebSocket-Version: 13",
-            ])
+            respond(
+                &mut stream,
+                "426 Upgrade Required",
+                "text/plain",
+                b"WebSocket version 13 only\n",
+                &["Sec-WebSocket-Version: 13"],
+            )
             .await;
             return None;
         }
@@ -176,13 +197,29 @@ impl WsTransport {
         let probe = socket2::SockRef::from(&stream).try_clone().ok();
         let rest = buf.split_off(head_len);
         let ws = WebSocketStream::from_partially_read(stream, rest, Role::Server, Some(self.ws)).await;
-        let shared = Arc::new(Mutex::new(ws));
         debug!(%peer, "WebSocket open");
-        Some((
-            WsRead { ws: shared.clone(), pending: Vec::new(), pos: 0, done: false },
-            WsWrite { ws: shared, probe, closing: None },
-        ))
+        Some(halves(ws, probe))
     }
+}
+
+/// The two byte-stream halves over one WebSocket (either role).
+fn halves(ws: WebSocketStream<TcpStream>, probe: Option<socket2::Socket>) -> (WsRead, WsWrite) {
+    let shared = Arc::new(Mutex::new(ws));
+    (
+        WsRead { ws: shared.clone(), pending: Vec::new(), pos: 0, done: false },
+        WsWrite { ws: shared, probe, closing: None },
+    )
+}
+
+/// The client's side (chat-bench): a WebSocket to `ws://{host}/ws` over `stream`, as the same
+/// two halves: LF-ended frames written go out as text messages, text messages come in as lines.
+pub async fn connect(
+    stream: TcpStream,
+    host: &str,
+) -> Result<(WsRead, WsWrite), tokio_tungstenite::tungstenite::Error> {
+    let probe = socket2::SockRef::from(&stream).try_clone().ok();
+    let (ws, _) = tokio_tungstenite::client_async(format!("ws://{host}{WS_PATH}"), stream).await?;
+    Ok(halves(ws, probe))
 }
 
 fn find_head_end(buf: &[u8]) -> Option<usize> {
@@ -322,9 +359,9 @@ impl AsyncWrite for WsWrite {
             }
             let rest = &buf[used..];
             let end = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
-            let text = Bytes::copy_from_slice(&rest[..end]).try_into().map_err(|_| {
-                io::Error::new(io::ErrorKind::InvalidData, "an outbound frame is not UTF-8")
-            })?;
+            let text = Bytes::copy_from_slice(&rest[..end])
+                .try_into()
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "an outbound frame is not UTF-8"))?;
             if let Err(e) = Pin::new(&mut *ws).start_send(Message::Text(text)) {
                 return if used == 0 { Poll::Ready(Err(io_error(e))) } else { Poll::Ready(Ok(used)) };
             }
