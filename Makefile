@@ -6,6 +6,9 @@
 CARGO ?= cargo
 export CHAT_TEST_MYSQL_URL ?= mysql://chat_test:chat_test@127.0.0.1:3306/chat_test
 export CHAT_TEST_REDIS_URL ?= redis://127.0.0.1:6379
+# The tests' own Redis Cluster (3 masters + 3 replicas), started fresh by test-services.
+TEST_REDIS_CLUSTER_PORT ?= 7400
+export CHAT_TEST_REDIS_CLUSTER_URL ?= redis-cluster://127.0.0.1:$(TEST_REDIS_CLUSTER_PORT)?node=127.0.0.1:$(shell expr $(TEST_REDIS_CLUSTER_PORT) + 1)&node=127.0.0.1:$(shell expr $(TEST_REDIS_CLUSTER_PORT) + 2)
 
 .PHONY: run build test test-services lint fmt
 
@@ -15,12 +18,15 @@ run:
 build:
 	$(CARGO) build --workspace --all-targets
 
-# Brings up what the tests need: a clean MariaDB test database, a running Redis,
-# nginx, the terminal tools (tmux, script) the console tests drive the client with, and
-# the browser tests' Chromium, Node.js and playwright-core (deploy/browser-setup.sh).
+# Brings up what the tests need: a clean MariaDB test database, a running Redis, a fresh
+# Redis Cluster of the tests' own (deploy/run/redis-cluster-test), nginx, and the terminal
+# tools (tmux, script) the console tests drive the client with, and the browser tests'
+# Chromium, Node.js and playwright-core (deploy/browser-setup.sh).
 test-services:
 	bash deploy/db-setup.sh --reset-test
 	bash deploy/redis-setup.sh
+	bash deploy/redis-cluster.sh down --dir deploy/run/redis-cluster-test
+	bash deploy/redis-cluster.sh up --dir deploy/run/redis-cluster-test --port $(TEST_REDIS_CLUSTER_PORT)
 	bash deploy/nginx-setup.sh
 	bash deploy/tools-setup.sh
 	bash deploy/browser-setup.sh

@@ -19,6 +19,7 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::redis_cluster::RedisCluster;
 use crate::{Nginx, RedisServer, ServerProcess, TcpProxy, WireClient, mysql_url, tempdir::TempDir, unique};
 
 /// The nodes' presence lease: a killed node's users are free again within it.
@@ -69,6 +70,8 @@ pub struct Setup {
     pub mysql_proxy: bool,
     /// Extra environment for the recipients' node.
     pub recipients_node_env: Vec<(&'static str, String)>,
+    /// The nodes share a Redis Cluster of the drill's own instead of one Redis.
+    pub redis_cluster: bool,
 }
 
 impl Setup {
@@ -81,7 +84,13 @@ impl Setup {
             group_senders: 4,
             mysql_proxy: false,
             recipients_node_env: Vec::new(),
+            redis_cluster: false,
         }
+    }
+
+    /// The same, on a Redis Cluster (3 masters, 3 replicas) of the drill's own.
+    pub fn on_redis_cluster(name: &'static str) -> Setup {
+        Setup { redis_cluster: true, ..Setup::new(name) }
     }
 }
 
@@ -770,11 +779,15 @@ impl TrafficRun {
 pub struct Drill {
     setup: Setup,
     started: Instant,
-    /// The cluster's own Redis.
-    pub redis: RedisServer,
+    /// The cluster's own Redis (unless the setup asked for a Redis Cluster).
+    pub redis: Option<RedisServer>,
+    /// The cluster's own Redis Cluster, when the setup asked for one.
+    pub redis_cluster: Option<RedisCluster>,
     /// Between the nodes and MySQL, when the setup asks for it.
     pub mysql_proxy: Option<TcpProxy>,
     nodes: [ServerProcess; 2],
+    /// The nodes' channel and key prefix.
+    prefix: String,
     /// nginx in front of both nodes: where clients reconnect.
     pub nginx: Nginx,
     /// The senders, logged in on the senders' node at the start.
@@ -853,13 +866,20 @@ impl Drill {
     /// odd-numbered ones claiming nothing: see [`Claims`]).
     pub async fn start(setup: Setup) -> Drill {
         let started = Instant::now();
-        let redis = RedisServer::start();
+        let (redis, redis_cluster) = if setup.redis_cluster {
+            (None, Some(RedisCluster::start()))
+        } else {
+            (Some(RedisServer::start()), None)
+        };
+        let redis_url =
+            redis.as_ref().map_or_else(|| redis_cluster.as_ref().map(RedisCluster::url), |r| Some(r.url()));
+        let redis_url = redis_url.expect("a Redis or a Redis Cluster");
         let mysql_proxy = if setup.mysql_proxy { Some(TcpProxy::start(mysql_addr()).await) } else { None };
         let database = mysql_proxy.as_ref().map_or_else(mysql_url, proxied_url);
         let prefix = format!("{}:", unique("drill"));
         let (a, b) = tokio::join!(
-            start_node("a", database.clone(), redis.url(), prefix.clone(), Vec::new()),
-            start_node("b", database, redis.url(), prefix, setup.recipients_node_env.clone()),
+            start_node("a", database.clone(), redis_url.clone(), prefix.clone(), Vec::new()),
+            start_node("b", database, redis_url, prefix.clone(), setup.recipients_node_env.clone()),
         );
         let nginx = Nginx::start([a.addr, b.addr]);
 
@@ -901,8 +921,10 @@ impl Drill {
             setup,
             started,
             redis,
+            redis_cluster,
             mysql_proxy,
             nodes: [a, b],
+            prefix,
             nginx,
             senders,
             recipients,
@@ -911,6 +933,48 @@ impl Drill {
             tasks,
             owed_at_fault: None,
         }
+    }
+
+    /// The pub/sub channel of every recipient.
+    pub fn recipient_channels(&self) -> Vec<String> {
+        self.recipients
+            .iter()
+            .map(|c| chat_broker::channel_of(&self.prefix, chat_proto::UserId(c.id as i32)))
+            .collect()
+    }
+
+    /// The drill's own Redis; panics on a drill on a Redis Cluster.
+    pub fn redis(&mut self) -> &mut RedisServer {
+        self.redis.as_mut().expect("this drill runs on one Redis")
+    }
+
+    /// The drill's own Redis Cluster; panics on a drill on one Redis.
+    pub fn redis_cluster(&self) -> &RedisCluster {
+        self.redis_cluster.as_ref().expect("this drill runs on a Redis Cluster")
+    }
+
+    /// After [`finish`](Self::finish) (every client gone): logs every user in again with a
+    /// password through nginx, retrying while presence says another session holds the user
+    /// (errno 2), and returns how long the slowest one took. A claim left behind (a stale
+    /// presence key) would hold a user until its node's lease ran out.
+    pub async fn log_everyone_in_again(&self) -> Duration {
+        let started = Instant::now();
+        let ids: Vec<i64> = self.clients().map(|c| c.id).collect();
+        let nginx = self.nginx.addr;
+        let logins = ids.into_iter().map(|id| async move {
+            loop {
+                let mut client = WireClient::connect(nginx).await;
+                let ack = client.login(id, true).await;
+                if ack["errno"] == 0 {
+                    return;
+                }
+                assert_eq!(ack["errno"], 2, "user {id} cannot log in again: {ack}");
+                assert!(started.elapsed() < BOUND, "user {id} still held by a stale session after {BOUND:?}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        futures::future::join_all(logins).await;
+        started.elapsed()
     }
 
     /// The node a side started on.

@@ -7,6 +7,7 @@
 
 pub mod drill;
 pub mod ops;
+pub mod redis_cluster;
 pub mod web;
 
 use std::net::{SocketAddr, TcpListener as StdListener};
@@ -334,9 +335,14 @@ impl Nginx {
         let template = std::fs::read_to_string(&template_path).expect("read deploy/nginx.conf");
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
         let web_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-        for needle in
-            ["127.0.0.1:6000", "127.0.0.1:6002", "127.0.0.1:8000", "127.0.0.1:6080", "127.0.0.1:6082", "127.0.0.1:8080"]
-        {
+        for needle in [
+            "127.0.0.1:6000",
+            "127.0.0.1:6002",
+            "127.0.0.1:8000",
+            "127.0.0.1:6080",
+            "127.0.0.1:6082",
+            "127.0.0.1:8080",
+        ] {
             assert!(template.contains(needle), "deploy/nginx.conf no longer names {needle}");
         }
         let conf = template
@@ -400,8 +406,9 @@ impl Drop for Nginx {
 /// The Redis Cluster the tests share (`CHAT_TEST_REDIS_CLUSTER_URL`; `make test-services`
 /// starts it with deploy/redis-cluster.sh on 127.0.0.1:7400-7405).
 pub fn redis_cluster_url() -> String {
-    std::env::var("CHAT_TEST_REDIS_CLUSTER_URL")
-        .unwrap_or_else(|_| "redis-cluster://127.0.0.1:7400?node=127.0.0.1:7401&node=127.0.0.1:7402".to_owned())
+    std::env::var("CHAT_TEST_REDIS_CLUSTER_URL").unwrap_or_else(|_| {
+        "redis-cluster://127.0.0.1:7400?node=127.0.0.1:7401&node=127.0.0.1:7402".to_owned()
+    })
 }
 
 /// A private `redis-server` on its own port (for tests that restart Redis), killed on drop.

@@ -1,16 +1,43 @@
 //! Black-box cluster tests: real nodes on MySQL and Redis, behind a real nginx.
-//! Each test uses its own Redis channel prefix (pub/sub ignores database numbers).
+//! Each test uses its own Redis channel prefix (pub/sub ignores database numbers), and each
+//! runs twice: on one Redis (`single_redis`) and on the Redis Cluster of `make test-services`
+//! (`redis_cluster`: sharded channels, bucketed presence keys).
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use chat_tests::{Nginx, RedisServer, ServerProcess, WireClient, cluster_node, redis_url, unique};
+use chat_tests::{Nginx, RedisServer, ServerProcess, WireClient, cluster_node, unique};
 use serde_json::{Value, json};
 
 fn two_nodes(redis: &str, lease: u64) -> (ServerProcess, ServerProcess) {
     let prefix = format!("{}:", unique("t"));
     (cluster_node("n1", redis, &prefix, lease), cluster_node("n2", redis, &prefix, lease))
 }
+
+/// Runs a test on one Redis and on a Redis Cluster.
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn single_redis() {
+                super::$name(&chat_tests::redis_url()).await
+            }
+
+            #[tokio::test]
+            async fn redis_cluster() {
+                super::$name(&chat_tests::redis_cluster_url()).await
+            }
+        }
+    )*};
+}
+
+on_both!(
+    through_nginx_users_on_two_nodes_chat_both_ways,
+    sigkill_a_node_and_its_users_recover_within_the_lease,
+    twenty_rounds_of_simultaneous_duplicate_logins_on_two_nodes,
+    sigterm_on_one_node_leaves_the_other_nodes_users_online,
+    a_recipient_that_leaves_while_messages_are_in_flight_gets_them_next_time
+);
 
 async fn registered(addr: std::net::SocketAddr, base: &str) -> i64 {
     WireClient::connect(addr).await.register(&unique(base)).await
@@ -32,9 +59,8 @@ fn logged_in_on(node: &ServerProcess, id: i64) -> bool {
     node.log().lines().any(|l| l.contains("logged in") && l.contains(&format!("user={id}")))
 }
 
-#[tokio::test]
-async fn through_nginx_users_on_two_nodes_chat_both_ways() {
-    let (n1, n2) = two_nodes(&redis_url(), 10);
+async fn through_nginx_users_on_two_nodes_chat_both_ways(redis: &str) {
+    let (n1, n2) = two_nodes(redis, 10);
     let lb = Nginx::start([n1.addr, n2.addr]);
     let ida = registered(lb.addr, "a").await;
     let idb = registered(lb.addr, "b").await;
@@ -86,10 +112,9 @@ async fn through_nginx_users_on_two_nodes_chat_both_ways() {
     assert_eq!(c.replayed_texts(&ack).await, vec!["to all from a", "to all from b", "one-to-one while away"]);
 }
 
-#[tokio::test]
-async fn sigkill_a_node_and_its_users_recover_within_the_lease() {
+async fn sigkill_a_node_and_its_users_recover_within_the_lease(redis: &str) {
     let lease = 3;
-    let (n1, mut n2) = two_nodes(&redis_url(), lease);
+    let (n1, mut n2) = two_nodes(redis, lease);
     let ida = registered(n1.addr, "a").await;
     let idb = registered(n1.addr, "b").await;
     let mut a = WireClient::connect(n1.addr).await;
@@ -108,9 +133,8 @@ async fn sigkill_a_node_and_its_users_recover_within_the_lease() {
     assert_eq!(b2.replayed_texts(&ack).await, vec!["after the crash"]);
 }
 
-#[tokio::test]
-async fn twenty_rounds_of_simultaneous_duplicate_logins_on_two_nodes() {
-    let (n1, n2) = two_nodes(&redis_url(), 10);
+async fn twenty_rounds_of_simultaneous_duplicate_logins_on_two_nodes(redis: &str) {
+    let (n1, n2) = two_nodes(redis, 10);
     let id = registered(n1.addr, "dup").await;
     for round in 0..20 {
         let mut c1 = WireClient::connect(n1.addr).await;
@@ -129,9 +153,8 @@ async fn twenty_rounds_of_simultaneous_duplicate_logins_on_two_nodes() {
     }
 }
 
-#[tokio::test]
-async fn sigterm_on_one_node_leaves_the_other_nodes_users_online() {
-    let (mut n1, n2) = two_nodes(&redis_url(), 10);
+async fn sigterm_on_one_node_leaves_the_other_nodes_users_online(redis: &str) {
+    let (mut n1, n2) = two_nodes(redis, 10);
     let ida = registered(n2.addr, "a").await;
     let idb = registered(n2.addr, "b").await;
     let idx = registered(n2.addr, "x").await;
@@ -156,9 +179,8 @@ async fn sigterm_on_one_node_leaves_the_other_nodes_users_online() {
     assert_eq!(x2.login(idx, true).await["errno"], 0);
 }
 
-#[tokio::test]
-async fn a_recipient_that_leaves_while_messages_are_in_flight_gets_them_next_time() {
-    let (n1, n2) = two_nodes(&redis_url(), 10);
+async fn a_recipient_that_leaves_while_messages_are_in_flight_gets_them_next_time(redis: &str) {
+    let (n1, n2) = two_nodes(redis, 10);
     let ida = registered(n1.addr, "a").await;
     let idb = registered(n1.addr, "b").await;
     let mut a = WireClient::connect(n1.addr).await;

@@ -13,10 +13,10 @@ async fn restarting_redis_mid_stream_loses_nothing_acknowledged() {
     let traffic = drill.traffic(Traffic::steady());
     drill.wait_acked(traffic.planned() / 3).await;
 
-    drill.redis.stop();
+    drill.redis().stop();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let owed = drill.owed();
-    drill.redis.restart();
+    drill.redis().restart();
 
     let ledger = drill.finish(traffic).await;
     ledger.assert_nothing_lost();
