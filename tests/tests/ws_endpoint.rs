@@ -81,6 +81,13 @@ async fn an_over_long_message_gets_the_usual_error_and_the_connection_stays() {
     );
     // Still served: the login works on the same connection.
     assert_eq!(c.login(id).await["errno"], 0);
+    // A message too big to read at all (over 4× the limit, and at least 64 KiB) ends the
+    // connection, saying why.
+    c.send_text("y".repeat(70_000)).await;
+    match c.next_within(Duration::from_secs(5)).await {
+        Some(Message::Close(Some(frame))) => assert_eq!(frame.code, CloseCode::Size, "close 1009: {frame:?}"),
+        other => panic!("expected a close frame (1009), got {other:?}"),
+    }
 }
 
 #[tokio::test]

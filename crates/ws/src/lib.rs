@@ -48,6 +48,10 @@ pub const BINARY_REFUSAL: &str = "binary messages are not accepted: send each JS
 /// writes it raw; the LF it appends after it is ignored once the client has read the answer).
 pub const FULL: &str = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 32\r\nConnection: close\r\n\r\nserver is full; try again later\n";
 
+/// The reason sent with the close frame (1009) that ends a connection whose message is too
+/// big to read at all (over four times the frame limit, and over 64 KiB).
+pub const TOO_BIG: &str = "message too big";
+
 /// Settings of the WebSocket listener.
 #[derive(Debug, Clone)]
 pub struct WsConfig {
@@ -290,11 +294,11 @@ impl WsRead {
         self.pos = 0;
     }
 
-    /// Refuses a binary message: a close frame saying why (1003, unsupported data), queued and
-    /// flushed as far as the socket takes it; the writer's shutdown finishes the flush.
-    fn refuse_binary(&mut self, cx: &mut Context<'_>) {
+    /// Ends the connection with a close frame saying why, queued and flushed as far as the
+    /// socket takes it; the writer's shutdown finishes the flush.
+    fn refuse(&mut self, cx: &mut Context<'_>, code: CloseCode, reason: &'static str) {
         let mut ws = lock(&self.ws);
-        let frame = CloseFrame { code: CloseCode::Unsupported, reason: BINARY_REFUSAL.into() };
+        let frame = CloseFrame { code, reason: reason.into() };
         if let Poll::Ready(Ok(())) = Pin::new(&mut *ws).poll_ready(cx) {
             let _ = Pin::new(&mut *ws).start_send(Message::Close(Some(frame)));
             let _ = Pin::new(&mut *ws).poll_flush(cx);
@@ -322,11 +326,16 @@ impl AsyncRead for WsRead {
                 Poll::Ready(Some(Ok(Message::Text(text)))) => this.line(text.as_bytes()),
                 Poll::Ready(Some(Ok(Message::Binary(_)))) => {
                     debug!("binary WebSocket message refused");
-                    this.refuse_binary(cx);
+                    this.refuse(cx, CloseCode::Unsupported, BINARY_REFUSAL);
                     return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, BINARY_REFUSAL)));
                 }
                 // Ping (tungstenite queues the pong), pong, close (the stream ends next).
                 Poll::Ready(Some(Ok(_))) => {}
+                Poll::Ready(Some(Err(tokio_tungstenite::tungstenite::Error::Capacity(e)))) => {
+                    debug!(error = %e, "WebSocket message too big");
+                    this.refuse(cx, CloseCode::Size, TOO_BIG);
+                    return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, TOO_BIG)));
+                }
                 Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(io_error(e))),
             }
         }
