@@ -122,6 +122,12 @@ export async function waitState(user, text, state, timeout = TIMEOUT) {
     .some((m) => m.querySelector('.text').textContent === t && m.dataset.state === s), [text, state], { timeout });
 }
 
+/** Waits until every message of the user's in the open conversation is acknowledged. */
+export async function waitAllAcked(user) {
+  await user.page.waitForFunction(() => [...document.querySelectorAll('#message-list .msg.mine')]
+    .every((m) => m.dataset.state === 'acked'));
+}
+
 /** Waits until the open conversation shows `text`. */
 export async function sees(user, text, timeout = TIMEOUT) {
   await user.page.waitForFunction((t) => [...document.querySelectorAll('#message-list .text')]

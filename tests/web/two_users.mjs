@@ -1,7 +1,7 @@
 // Two browser users on different nodes (URL_A, URL_B: each node's own listener) register,
 // befriend, chat one-to-one and in a group, and see each other's messages; a message that
 // looks like HTML shows as text and runs nothing; screenshots at desktop and phone width.
-import { run, person, register, login, addFriend, createGroup, joinGroup, open, say, sees, count, unread,
+import { run, waitAllAcked, person, register, login, addFriend, createGroup, joinGroup, open, say, sees, count, unread,
   screenshot, expect, step } from './lib.mjs';
 
 const suffix = Date.now().toString(36).slice(-6) + Math.floor(Math.random() * 1e4);
@@ -75,5 +75,27 @@ await run(async (browser) => {
   await screenshot(alice, 'conversation-phone.png');
   await alice.page.click('#back-btn');
   expect(await alice.page.isVisible(`#friends li[data-key="u:${bob.id}"]`), 'back shows the list at phone width');
-  for (const u of [alice, bob, bob2]) expect(u.errors.length === 0, `${u.label}: no script errors: ${u.errors}`);
+
+  // Scrolling back: more messages than one page (30); a fresh page shows the newest page and
+  // loads the older ones when scrolled to the top, each once.
+  await alice.page.setViewportSize({ width: 1280, height: 800 });
+  await open(alice, `u:${bob.id}`);
+  for (let i = 1; i <= 35; i++) await say(alice, `n${i}`, { acked: i === 35 });
+  await waitAllAcked(alice);
+  const bob3 = await person(browser, process.env.URL_B, 'bob, scrolling');
+  await bob2.page.click('#logout-btn');
+  await login(bob3, bob.id);
+  await open(bob3, `u:${alice.id}`);
+  await sees(bob3, 'n35');
+  expect((await count(bob3, 'n1')) === 0, 'the first page holds only the newest messages');
+  for (let tries = 0; tries < 10 && (await count(bob3, 'hello bob, from node a')) === 0; tries++) {
+    await bob3.page.evaluate(() => { const m = document.getElementById('messages'); m.scrollTop = 0; m.dispatchEvent(new Event('scroll')); });
+    await bob3.page.waitForTimeout(300);
+  }
+  for (const t of ['hello bob, from node a', 'n1', 'n20', 'n35']) {
+    expect((await count(bob3, t)) === 1, `after scrolling back, ${t} shows once`);
+  }
+  await bob3.page.waitForSelector('#history-status:text("beginning of the conversation")');
+  step('history scrolls back page by page');
+  for (const u of [alice, bob, bob2, bob3]) expect(u.errors.length === 0, `${u.label}: no script errors: ${u.errors}`);
 });
