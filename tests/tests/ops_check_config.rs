@@ -50,6 +50,36 @@ fn prints_the_effective_configuration_with_secrets_redacted_and_opens_nothing() 
 }
 
 #[test]
+fn the_websocket_settings_come_from_the_file_the_environment_and_the_flag() {
+    let dir = TempDir::new("chat-check-ws");
+    let file = dir.path().join("node.toml");
+    std::fs::write(
+        &file,
+        "ws_listen = \"127.0.0.1:6080\"\nws_allowed_origins = [\"https://chat.example.com\"]\n",
+    )
+    .expect("write the file");
+    let file = file.display().to_string();
+    let (code, out, err) = check(&["--config", &file], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.lines().any(|l| l == "ws_listen = \"127.0.0.1:6080\""), "{out}");
+    assert!(out.lines().any(|l| l == "ws_allowed_origins = [\"https://chat.example.com\"]"), "{out}");
+    let (code, out, err) = check(
+        &["--config", &file, "--ws-listen", "127.0.0.1:7080"],
+        &[("CHAT_WS_ALLOWED_ORIGINS", "https://a.example,https://b.example")],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.lines().any(|l| l == "ws_listen = \"127.0.0.1:7080\""), "{out}");
+    assert!(
+        out.lines().any(|l| l == "ws_allowed_origins = [\"https://a.example\",\"https://b.example\"]"),
+        "{out}"
+    );
+    let (code, out, err) = check(&[], &[("CHAT_WS_LISTEN", "127.0.0.1:7081")]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.lines().any(|l| l == "ws_listen = \"127.0.0.1:7081\""), "{out}");
+    assert!(out.lines().any(|l| l == "ws_allowed_origins = []"), "{out}");
+}
+
+#[test]
 fn each_error_is_one_clear_line_and_exit_code_2() {
     for (args, says) in [
         (vec!["--admin-listen", "nowhere"], "admin_listen: `nowhere` is not an address"),
@@ -60,6 +90,7 @@ fn each_error_is_one_clear_line_and_exit_code_2() {
             "tls_cert /nonexistent/cert.pem: No such file",
         ),
         (vec!["--database-url", "postgres://u:pw@h/db"], "database_url must start with"),
+        (vec!["--ws-listen", "nowhere"], "ws_listen: `nowhere` is not an address"),
     ] {
         let (code, out, err) = check(&args, &[]);
         assert_eq!(code, 2, "{args:?}: stdout {out} stderr {err}");
