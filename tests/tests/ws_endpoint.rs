@@ -211,3 +211,39 @@ async fn a_thousand_connections_leave_no_file_descriptor_behind() {
         "file descriptors: {before} before, {after} after 1,000 connections (peak {peak})"
     );
 }
+
+#[tokio::test]
+async fn a_websocket_client_that_does_not_read_is_dropped_without_stalling_the_sender() {
+    let node = WsNode::sqlite(&[], &[("CHAT_OUTBOUND_QUEUE", "16"), ("CHAT_RATE_BURST", "10000")]);
+    let mut lazy = WsClient::connect(node.ws).await;
+    let lazy_id = lazy.register(&unique("lazy")).await;
+    assert_eq!(lazy.login(lazy_id).await["errno"], 0);
+    let mut sender = WireClient::connect(node.server.addr).await;
+    let sender_id = WireClient::connect(node.server.addr).await.register(&unique("flood")).await;
+    assert_eq!(sender.login(sender_id, true).await["errno"], 0);
+    let body = "z".repeat(50_000);
+    let (started, total) = (Instant::now(), 200);
+    for i in 0..total {
+        sender.send(&json!({"msgid":6,"to":lazy_id,"msg":format!("{i}:{body}")})).await;
+        assert_eq!(sender.recv().await["errno"], 0, "the sender is never stalled");
+    }
+    assert!(started.elapsed() < Duration::from_secs(20));
+    // What reached the lazy client before it was dropped is less than everything, and then
+    // its connection ends.
+    let mut seen = 0;
+    let ended = loop {
+        match lazy.next_within(Duration::from_secs(3)).await {
+            Some(Message::Text(t)) if t.contains(&body[..100]) => seen += 1,
+            Some(Message::Text(_)) => {}
+            Some(Message::Close(_)) | None => break true,
+            Some(_) => {}
+        }
+        if seen >= total {
+            break false;
+        }
+    };
+    assert!(ended && seen < total, "the lazy client was disconnected after {seen} of {total}");
+    let mut again = WsClient::connect(node.ws).await;
+    let ack = again.login(lazy_id).await;
+    assert_eq!(ack["errno"], 0, "the session ended like a disconnect: {ack}");
+}
