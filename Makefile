@@ -48,8 +48,11 @@ fmt:
 .PHONY: cluster cluster-down cluster-status
 
 # Two nodes (6000, 6002) on the local MySQL and Redis behind nginx on 8000.
+# `make cluster REDIS=cluster`: the nodes on a local Redis Cluster (3 masters + 3 replicas
+# on 7000-7005, deploy/redis-cluster.sh) instead of the single Redis on 6379.
+REDIS ?= single
 cluster:
-	bash deploy/cluster.sh up
+	REDIS=$(REDIS) bash deploy/cluster.sh up
 
 cluster-down:
 	bash deploy/cluster.sh down

@@ -5,6 +5,9 @@
 # http://127.0.0.1:8080/ (the nodes' WebSocket listeners, 6080 and 6082). Everything it starts keeps its
 # pid and log under deploy/run/.
 #   deploy/cluster.sh up | down | status
+# REDIS=cluster (make cluster REDIS=cluster) puts the nodes on a local Redis Cluster of
+# 3 masters + 3 replicas instead (deploy/redis-cluster.sh: 127.0.0.1:7000-7005, data in
+# deploy/run/redis-cluster/); `down` stops it too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -17,9 +20,18 @@ server=$target/debug/chat-server
 
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
+redis_cluster_dir=$run/redis-cluster
+
 up() {
     bash deploy/db-setup.sh
-    bash deploy/redis-setup.sh
+    if [ "${REDIS:-single}" = cluster ]; then
+        bash deploy/redis-cluster.sh up --dir "$redis_cluster_dir" --port 7000
+        # The environment overrides the nodes' config files (redis_url).
+        CHAT_REDIS_URL=$(bash deploy/redis-cluster.sh url --port 7000)
+        export CHAT_REDIS_URL
+    else
+        bash deploy/redis-setup.sh
+    fi
     bash deploy/nginx-setup.sh
     cargo build --bin chat-server
     mkdir -p "$run/nginx"
@@ -53,6 +65,7 @@ down() {
         if alive "$run/$node.pid"; then kill -KILL "$(cat "$run/$node.pid")" || true; fi
         rm -f "$run/$node.pid"
     done
+    if [ -d "$redis_cluster_dir" ]; then bash deploy/redis-cluster.sh down --dir "$redis_cluster_dir"; fi
     echo "cluster down"
 }
 
@@ -60,6 +73,7 @@ status() {
     for p in node-a node-b nginx/nginx; do
         if alive "$run/$p.pid"; then echo "$p: running (pid $(cat "$run/$p.pid"))"; else echo "$p: stopped"; fi
     done
+    if [ -d "$redis_cluster_dir" ]; then bash deploy/redis-cluster.sh status --dir "$redis_cluster_dir"; fi
 }
 
 case "${1:-}" in
