@@ -10,7 +10,8 @@
 # BENCH_RATES_CROSS, BENCH_RATES_SAME, BENCH_RATES_NGINX, BENCH_RATES_GROUP10,
 # BENCH_RATES_GROUP50 (msgs/s lists), BENCH_IDLE_USERS (10000),
 # BENCH_THREADS (chat-bench worker threads, 1), BENCH_OUT (bench/RESULTS.md),
-# BENCH_STEPS (which of: idle cross same nginx group10 group50 metrics ws tls; default all),
+# BENCH_STEPS (which of: idle cross same nginx group10 group50 metrics ws rcluster tls; default all),
+# BENCH_RATES_RCLUSTER (msgs/s list of the Redis Cluster sweep, 10000,20000,30000),
 # BENCH_RATE_OPS (msgs/s of the metrics, ws and tls steps' fixed-rate runs, 10000),
 # BENCH_WORKERS (the nodes' worker threads, 1), BENCH_SERVER (another chat-server binary, for A/B runs),
 # BENCH_BASELINE (a git revision, default 2ee51e0: the last at-most-once server; `none` skips it):
@@ -25,6 +26,12 @@
 # both nodes with TLS on the client port (a self-signed certificate made by openssl into
 # bench/run/tls/, trusted by chat-bench through --ca-file). tls runs last before the baseline
 # switch, so nothing after it runs on the TLS nodes.
+#
+# The rcluster step (issue 11) restarts both nodes on a Redis Cluster of 3 masters and 3 replicas
+# that the suite starts itself (deploy/redis-cluster.sh on 127.0.0.1:7500-7505, data in
+# bench/run/redis-cluster/, stopped on exit) and runs the cross-node sweep again into
+# rcluster.json, watching each Redis process, so that RESULTS.md shows where the publish load goes
+# beside the single Redis's cross.json (which watches the one Redis).
 #
 # The ws step (issue 13) runs the same load through WebSocket (chat-bench --ws) on the nodes'
 # WebSocket listeners (127.0.0.1:6104 and :6105; nginx's web port is rendered as 8180), so
@@ -59,7 +66,9 @@ RATES_GROUP50=${BENCH_RATES_GROUP50:-500,1100,2000,3000}
 IDLE_USERS=${BENCH_IDLE_USERS:-10000}
 THREADS=${BENCH_THREADS:-1}
 OUT=${BENCH_OUT:-bench/RESULTS.md}
-STEPS=${BENCH_STEPS:-idle cross same nginx group10 group50 metrics ws tls}
+STEPS=${BENCH_STEPS:-idle cross same nginx group10 group50 metrics ws rcluster tls}
+RATES_RCLUSTER=${BENCH_RATES_RCLUSTER:-10000,20000,30000}
+REDIS_CLUSTER_PORT=7500
 RATE_OPS=${BENCH_RATE_OPS:-10000}
 BASELINE=${BENCH_BASELINE:-2ee51e0}
 # The steps run again on the baseline server.
@@ -94,8 +103,13 @@ port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 pids_started=()
 nginx_started=0
 
+redis_cluster_started=0
+
 cleanup() {
     set +e
+    if [ "$redis_cluster_started" = 1 ]; then
+        bash deploy/redis-cluster.sh down --dir "$run/redis-cluster" >/dev/null
+    fi
     if [ "$nginx_started" = 1 ] && [ -f "$run/nginx/nginx.pid" ]; then
         nginx -p "$run/nginx" -c "$run/nginx.conf" -e "$run/nginx/error.log" -s quit 2>/dev/null
     fi
@@ -182,7 +196,7 @@ background=$(machine_busy)
 log "machine busy before the suite (other work): $background cores"
 
 rm -rf "$results"
-rm -f "$run"/baseline-node-*.log "$run"/*-baseline.log "$run"/tls-node-*.log
+rm -f "$run"/baseline-node-*.log "$run"/*-baseline.log "$run"/tls-node-*.log "$run"/rcluster-node-*.log
 mkdir -p "$run/nginx" "$results"
 
 # 10,000 connections on a node and as many in the bench: raise the open-file limit.
@@ -361,6 +375,42 @@ check_nodes() { # logs: the nodes must have survived their steps
 }
 check_nodes "node-*.log"
 
+# Issue 11: the cross-node sweep with both nodes on a Redis Cluster, each Redis process watched.
+if [[ " $STEPS " == *" rcluster "* ]]; then
+    log "restarting both nodes on a Redis Cluster (3 masters + 3 replicas on $REDIS_CLUSTER_PORT-$((REDIS_CLUSTER_PORT + 5)))"
+    bash deploy/redis-cluster.sh down --dir "$run/redis-cluster" >/dev/null
+    redis_cluster_started=1
+    if bash deploy/redis-cluster.sh up --dir "$run/redis-cluster" --port "$REDIS_CLUSTER_PORT" >&2; then
+        stop_nodes
+        rc_env=(CHAT_REDIS_URL="$(bash deploy/redis-cluster.sh url --port "$REDIS_CLUSTER_PORT")")
+        start_node rcluster-node-a "$NODE_A" "$server" CHAT_ADMIN_LISTEN="$ADMIN_A" "${rc_env[@]}"
+        PID_A=$last_pid
+        start_node rcluster-node-b "$NODE_B" "$server" CHAT_ADMIN_LISTEN="$ADMIN_B" "${rc_env[@]}"
+        PID_B=$last_pid
+        if wait_port 6100 60 && wait_port 6102 60 && alive "$PID_A" && alive "$PID_B"; then
+            PIDS="node-a=$PID_A,node-b=$PID_B"
+            rc_watch="nginx=$NGINX_WORKER,mysql=$MYSQL_PID"
+            for p in $(seq "$REDIS_CLUSTER_PORT" $((REDIS_CLUSTER_PORT + 5))); do
+                role=$(redis-cli -p "$p" role | head -n1)
+                rc_watch="$rc_watch,redis-$p-${role/slave/replica}=$(cat "$run/redis-cluster/$p/redis.pid")"
+            done
+            log "Redis Cluster node-a pid $PID_A, node-b pid $PID_B, watching $rc_watch"
+            step rcluster rcluster.json sweep --nodes "$NODE_A,$NODE_B" --users 200 --cross 1 \
+                --rates "$RATES_RCLUSTER" "${timing[@]}" --max-p99-ms 50 --pids "$PIDS" --watch "$rc_watch"
+            check_nodes "rcluster-node-*.log"
+            # The steps after this one (tls, the baseline) start nodes of their own on the single Redis.
+            stop_nodes
+        else
+            log "the nodes did not come up on the Redis Cluster (see bench/run/rcluster-node-*.log)"
+            failed+=("rcluster nodes did not start")
+        fi
+    else
+        failed+=("the Redis Cluster did not start")
+    fi
+    bash deploy/redis-cluster.sh down --dir "$run/redis-cluster" >/dev/null
+    redis_cluster_started=0
+fi
+
 tls_ran=0
 if [[ " $STEPS " == *" tls "* ]]; then
     # Last before the baseline switch: both nodes restart with TLS on the client port.
@@ -500,6 +550,9 @@ mkdir -p "$(dirname "$OUT")"
     echo "  every second ($scrapes scrapes in that run), then over TLS after restarting both nodes with"
     echo "  \`CHAT_TLS_CERT\`/\`CHAT_TLS_KEY\` (a self-signed P-256 certificate made by openssl at run time;"
     echo "  chat-bench \`--tls --ca-file\`). The TLS run is the last of this commit's, before any baseline."
+    echo "- Redis Cluster (issue 11): the rcluster step restarts both nodes on a Redis Cluster of 3 masters and"
+    echo "  3 replicas the suite starts on 127.0.0.1:$REDIS_CLUSTER_PORT-$((REDIS_CLUSTER_PORT + 5)) (deploy/redis-cluster.sh, data under"
+    echo "  bench/run/redis-cluster/) and runs the cross-node sweep at $RATES_RCLUSTER msgs/s, watching each Redis process."
     echo "- Idle: VmRSS of node-a after start-up (before the bench connects) and with $IDLE_USERS logged-in idle"
     echo "  connections (after a 10 s hold); the difference divided by the connections."
     echo
@@ -511,7 +564,7 @@ mkdir -p "$(dirname "$OUT")"
     echo "for the baseline), fields stripped:"
     echo
     echo '```'
-    for node in node-a node-b tls-node-a tls-node-b baseline-node-a baseline-node-b; do
+    for node in node-a node-b rcluster-node-a rcluster-node-b tls-node-a tls-node-b baseline-node-a baseline-node-b; do
         [ -f "$run/$node.log" ] || continue
         lines=$(grep -E ' (WARN|ERROR) ' "$run/$node.log" |
             sed -E 's/^[^ ]+ +(WARN|ERROR) +/\1 /; s/ [a-z_.]+=[^ ]+//g' | sort | uniq -c | sort -rn | head -n 8 || true)

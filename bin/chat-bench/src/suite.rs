@@ -49,6 +49,8 @@ pub struct Suite {
     pub tls: Option<RunReport>,
     /// The same through WebSocket (`chat-bench --ws` on the nodes' `ws_listen`).
     pub ws: Option<RunReport>,
+    /// `cross` with the nodes on a Redis Cluster (sharded pub/sub), each Redis process watched.
+    pub rcluster: Option<SweepReport>,
 }
 
 /// The bound of issue 12 on what scraping every second may add to the CPU per message (%).
@@ -87,6 +89,7 @@ impl Suite {
             metrics_on: load(dir, "metrics-on.json", &mut problems),
             tls: load(dir, "tls.json", &mut problems),
             ws: load(dir, "ws.json", &mut problems),
+            rcluster: load(dir, "rcluster.json", &mut problems),
             ..Suite::default()
         };
         let baseline = std::fs::read_to_string(dir.join(BASELINE_FILE))
@@ -218,6 +221,7 @@ impl Suite {
                 ),
             }
         }
+        self.redis_cluster_section(&mut out);
         self.operations_section(&mut out);
         self.websocket_section(&mut out);
         out.push_str("\n## Idle connections\n\n");
@@ -352,6 +356,74 @@ impl Suite {
     }
 }
 
+impl Suite {
+    /// "Cross-node one-to-one on a Redis Cluster": the sweep, and every Redis process's CPU
+    /// beside the single Redis's at the same rates.
+    fn redis_cluster_section(&self, out: &mut String) {
+        out.push_str("\n## Cross-node one-to-one on a Redis Cluster\n\n");
+        out.push_str(
+            "The cross-node sweep again with both nodes on a Redis Cluster of 3 masters and 3 \
+             replicas (deploy/redis-cluster.sh, sharded pub/sub: SSUBSCRIBE/SPUBLISH), started \
+             by the suite on this machine; same users, rates and bounds as the single-Redis rows.\n\n",
+        );
+        sweep_section(out, self.rcluster.as_ref());
+        let (Some(single), Some(cluster)) = (&self.cross, &self.rcluster) else {
+            return;
+        };
+        out.push_str(
+            "\n### Redis CPU, single Redis beside the cluster\n\nCores busy on average over each run \
+             (CPU seconds from /proc over the run's wall time), per Redis process, and Redis CPU per \
+             delivered message. A master serves the publishes of its slots; a replica receives \
+             its master's SPUBLISH stream (sharded messages are propagated inside the shard).\n\n",
+        );
+        out.push_str(&redis_cpu_table(single, cluster).to_markdown());
+        out.push_str(
+            "\nAt these rates much of each Redis process's CPU is its own upkeep (timers, and on a \
+             cluster the gossip of the cluster bus), which does not grow with the messages; the \
+             cost per publish alone, measured with redis-benchmark, is in docs/SCALING.md §1.2. \
+             What the table shows is where the publishes go: evenly over the three masters, each \
+             replica following its own.\n",
+        );
+    }
+}
+
+/// One row per rate both sweeps ran: the single Redis's cores, each cluster process's cores,
+/// and µs of Redis CPU per delivery on each side.
+fn redis_cpu_table(single: &SweepReport, cluster: &SweepReport) -> crate::report::Table {
+    let redis = |r: &RunReport| -> Vec<(String, f64)> {
+        r.others
+            .iter()
+            .filter(|o| o.name.starts_with("redis"))
+            .filter_map(|o| o.cpu_s.map(|s| (o.name.clone(), s)))
+            .collect()
+    };
+    let names: Vec<String> =
+        cluster.rows.first().map(|r| redis(r).into_iter().map(|(n, _)| n).collect()).unwrap_or_default();
+    let mut headers = vec!["msgs/s".to_owned(), "single: redis cores".to_owned(), "single µs/msg".to_owned()];
+    headers.extend(names.iter().map(|n| format!("cluster: {n}")));
+    headers.extend(["cluster total cores".to_owned(), "cluster µs/msg".to_owned()]);
+    let per_msg = |cpu: f64, r: &RunReport| {
+        if r.delivered > 0 { format!("{:.1}", cpu * 1e6 / r.delivered as f64) } else { "-".to_owned() }
+    };
+    let cores =
+        |cpu: f64, r: &RunReport| if r.wall_s > 0.0 { format!("{:.2}", cpu / r.wall_s) } else { "-".into() };
+    let mut rows = Vec::new();
+    for c in &cluster.rows {
+        let Some(s) = single.rows.iter().find(|s| s.rate == c.rate) else { continue };
+        let s_cpu: f64 = redis(s).iter().map(|(_, v)| v).sum();
+        let c_redis = redis(c);
+        let c_cpu: f64 = c_redis.iter().map(|(_, v)| v).sum();
+        let mut row = vec![format!("{:.0}", c.rate), cores(s_cpu, s), per_msg(s_cpu, s)];
+        for name in &names {
+            let v = c_redis.iter().find(|(n, _)| n == name).map(|(_, v)| *v);
+            row.push(v.map_or_else(|| "-".into(), |v| cores(v, c)));
+        }
+        row.extend([cores(c_cpu, c), per_msg(c_cpu, c)]);
+        rows.push(row);
+    }
+    crate::report::Table { headers, rows }
+}
+
 /// One sweep's shape, table, best rate and anomalies ("Not measured." without it).
 fn sweep_section(out: &mut String, sweep: Option<&SweepReport>) {
     let Some(s) = sweep else {
@@ -399,7 +471,7 @@ mod tests {
         std::fs::create_dir_all(&dir).expect("temp dir");
         std::fs::write(dir.join("idle.json"), "{not json").expect("write");
         let (suite, problems) = Suite::load(&dir);
-        assert_eq!(problems.len(), 10);
+        assert_eq!(problems.len(), 11);
         let md = suite.markdown(&problems);
         assert!(md.contains("| target | measured | met |"));
         assert_eq!(md.matches("| ? |").count(), 8);
@@ -494,8 +566,8 @@ mod tests {
         let (suite, problems) = Suite::load(&dir);
         assert_eq!(suite.baseline.as_deref(), Some("at-most-once baseline (2ee51e0)"));
         // same, nginx, group10, idle: not run; the baseline files are all there.
-        // And the three runs of the operations step, and the WebSocket run.
-        assert_eq!(problems.len(), 8, "{problems:?}");
+        // And the three runs of the operations step, the WebSocket run and the Redis Cluster sweep.
+        assert_eq!(problems.len(), 9, "{problems:?}");
         let md = suite.markdown(&problems);
         assert_tables_filled(&md);
         assert_eq!(md.matches(&format!("### {DURABLE}")).count(), 2, "{md}");
@@ -523,6 +595,50 @@ mod tests {
             ),
             "{md}"
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The Redis Cluster sweep renders beside the single Redis's, one column per Redis process,
+    /// CPU per delivery from the watched processes only.
+    #[test]
+    fn the_redis_cluster_sweep_renders_each_redis_process() {
+        let dir = std::env::temp_dir().join(format!("chat-bench-suite-rc-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let write = |file: &str, report: &SweepReport| {
+            std::fs::write(dir.join(file), serde_json::to_string(report).expect("json")).expect("write")
+        };
+        // Single Redis: run() watches "redis" at 0.5 s over 3 s.
+        write("cross.json", &SweepReport::new("chat", 50.0, vec![run(10000.0, 10000.0, 9.0, false)]));
+        let mut on_cluster = run(10000.0, 10000.0, 8.0, false);
+        on_cluster.others = ["redis-7500-master", "redis-7501-master", "redis-7503-replica"]
+            .iter()
+            .enumerate()
+            .map(|(i, name)| CpuUse {
+                name: (*name).into(),
+                pid: 10 + i as u32,
+                cpu_s: Some(0.3),
+                sys_s: None,
+            })
+            .collect();
+        write(
+            "rcluster.json",
+            &SweepReport::new("chat", 50.0, vec![on_cluster, run(20000.0, 20000.0, 9.0, false)]),
+        );
+        let (suite, problems) = Suite::load(&dir);
+        let md = suite.markdown(&problems);
+        assert_tables_filled(&md);
+        assert!(md.contains("## Cross-node one-to-one on a Redis Cluster"), "{md}");
+        assert!(
+            md.contains(
+                "| msgs/s | single: redis cores | single µs/msg | cluster: redis-7500-master | \
+                 cluster: redis-7501-master | cluster: redis-7503-replica | cluster total cores | cluster µs/msg |"
+            ),
+            "{md}"
+        );
+        // 0.5 s over 3 s = 0.17 cores and 0.5 s / 30,000 deliveries = 16.7 µs; the cluster's
+        // three 0.3 s = 0.9 s = 30.0 µs. 20000 msgs/s has no single-Redis row: left out.
+        assert!(md.contains("| 10000 | 0.17 | 16.7 | 0.10 | 0.10 | 0.10 | 0.30 | 30.0 |"), "{md}");
+        assert!(!md.contains("| 20000 | 0."), "{md}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
