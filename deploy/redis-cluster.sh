@@ -64,6 +64,10 @@ up() {
     for p in $(ports); do
         mkdir -p "$dir/$p"
         if alive "$dir/$p/redis.pid"; then continue; fi
+        if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+            echo "redis-cluster: 127.0.0.1:$p is in use by a process not started from $dir; stop it or use --port" >&2
+            exit 1
+        fi
         [ -f "$dir/$p/nodes.conf" ] || fresh=1
         redis-server --port "$p" --bind 127.0.0.1 --dir "$dir/$p" \
             --daemonize yes --pidfile "$dir/$p/redis.pid" --logfile "$dir/$p/redis.log" \
