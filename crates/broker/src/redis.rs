@@ -208,6 +208,7 @@ impl RedisBroker {
         let messages = subscriber.message_rx();
         let events = Events {
             sub_reconnects: subscriber.reconnect_rx(),
+            client_reconnects: client.reconnect_rx(),
             sub_errors: subscriber.error_rx(),
             client_errors: client.error_rx(),
         };
@@ -823,6 +824,7 @@ async fn receive_loop(
 /// The connection events the broker reacts to.
 struct Events {
     sub_reconnects: Receiver<fred::prelude::Server>,
+    client_reconnects: Receiver<fred::prelude::Server>,
     sub_errors: Receiver<(fred::error::Error, Option<fred::prelude::Server>)>,
     client_errors: Receiver<(fred::error::Error, Option<fred::prelude::Server>)>,
 }
@@ -865,10 +867,15 @@ async fn event_loop(mut events: Events, shared: Arc<Shared>, sink: Arc<dyn Sink>
                 Err(RecvError::Lagged(_)) => {}
                 Err(RecvError::Closed) => break,
             },
-        }
-        if client_down && shared.client.is_connected() {
-            info!(node = %shared.node_id, "Redis command connection reconnected");
-            client_down = false;
+            // Not `is_connected` after an error: fred still says connected right after "lost".
+            event = events.client_reconnects.recv() => match event {
+                Ok(_) if client_down => {
+                    info!(node = %shared.node_id, "Redis command connection reconnected");
+                    client_down = false;
+                }
+                Ok(_) | Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => break,
+            },
         }
     }
 }

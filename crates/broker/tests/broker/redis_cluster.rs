@@ -148,12 +148,21 @@ impl OwnCluster {
         text
     }
 
-    /// (port, node id) of the master serving `slot`.
+    /// (port, node id) of the master serving `slot`, as any live node sees it.
     fn owner(&self, slot: u16) -> (u16, String) {
-        let nodes = self.cli(self.base, &["cluster", "nodes"]);
+        let nodes = (0..6)
+            .find_map(|i| {
+                let out = Command::new("redis-cli")
+                    .args(["-p", &(self.base + i).to_string(), "cluster", "nodes"])
+                    .output()
+                    .ok()?;
+                let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+                (out.status.success() && text.contains("myself")).then_some(text)
+            })
+            .expect("a live cluster node");
         for line in nodes.lines() {
             let fields: Vec<&str> = line.split(' ').collect();
-            if !fields[2].contains("master") {
+            if !fields[2].contains("master") || fields[2].contains("fail") {
                 continue;
             }
             let port: u16 = fields[1].split([':', '@']).nth(1).and_then(|p| p.parse().ok()).expect("port");
@@ -233,6 +242,63 @@ async fn cluster_resubscribes_when_a_slot_moves() {
     );
     assert!(sink.resyncs() > resyncs, "the node had the sessions read the log after the move");
 
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// A master SIGKILLed: while its replica is not yet promoted, calls fail fast (fred reconnects
+/// the cluster as a whole, so no call may wait for it); once the replica took over, the node
+/// has by itself subscribed every channel on the new owner and put back its claims, on every
+/// shard, with no restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_heals_by_itself_after_a_master_dies() {
+    let own = OwnCluster::start("dead-master");
+    let cluster = RedisCluster::on(own.url(), "dead_master");
+    let sink = Arc::new(RecordingSink::default());
+    let a = cluster.redis_node(Arc::clone(&sink)).await;
+    let b = cluster.redis_node(Arc::new(RecordingSink::default())).await;
+    let users: Vec<UserId> = (1..=30).map(UserId).collect();
+    for u in &users {
+        a.subscribe(*u).await.expect("subscribe");
+        assert!(a.claim(*u).await.expect("claim"));
+    }
+    let slot = |u: UserId| fred::util::redis_keyslot(channel_of(&cluster.prefix, u).as_bytes());
+    let victim = own.owner(slot(users[0])).0;
+    let resyncs = sink.resyncs();
+    let pid = std::fs::read_to_string(own.dir.join(victim.to_string()).join("redis.pid")).expect("pid");
+    assert!(Command::new("kill").args(["-KILL", pid.trim()]).status().expect("kill").success());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let started = std::time::Instant::now();
+    for u in &users {
+        let _ = b.publish(*u, Bytes::from_static(b"during")).await;
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "calls waited for the failover: {:?}",
+        started.elapsed()
+    );
+
+    // Healed: every channel receives again and every claim is this node's, on every shard.
+    let healed = until_true(Duration::from_secs(15), || {
+        let (b, users) = (Arc::clone(&b), users.clone());
+        async move {
+            for u in users {
+                if !b.publish(u, Bytes::from(format!("after {}", u.0))).await.unwrap_or(false) {
+                    return false;
+                }
+            }
+            true
+        }
+    })
+    .await;
+    assert!(healed, "not every channel was subscribed again after the failover");
+    assert_ne!(own.owner(slot(users[0])).0, victim, "a replica took the dead master's slots");
+    for u in &users {
+        assert_eq!(a.holder(*u).await.expect("holder"), Some(a.node_id().to_owned()), "{u:?} lost");
+        assert!(!b.claim(*u).await.expect("claim b"), "{u:?} claimable by another node");
+    }
+    assert!(sink.resyncs() > resyncs, "the sessions were asked to read the log");
     a.shutdown().await;
     b.shutdown().await;
 }
