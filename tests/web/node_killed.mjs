@@ -26,6 +26,12 @@ await run(async (browser) => {
   await sees(bob, 'a3');
   step('six messages before the kill');
 
+  // Every connection state alice's page shows from now on.
+  await alice.page.evaluate(() => {
+    window.connStates = [];
+    const conn = document.getElementById('conn');
+    new MutationObserver(() => window.connStates.push(conn.dataset.state)).observe(conn, { attributes: true });
+  });
   const killed = await ask(`kill ${alice.id}`);
   step(killed);
   // Typing goes on while alice's page has no node: hers wait as pending, bob's are stored.
@@ -34,9 +40,9 @@ await run(async (browser) => {
     await say(bob, `b${i}`, { acked: false });
     texts.push(`a${i}`, `b${i}`);
   }
-  await alice.page.waitForSelector('#conn[data-state="reconnecting"], #conn[data-state="online"]');
-  await alice.page.waitForSelector('#conn[data-state="online"]', { timeout: 30000 });
-  step('alice\'s page is online again');
+  await alice.page.waitForFunction(() => window.connStates.includes('reconnecting')
+    && document.getElementById('conn').dataset.state === 'online', null, { timeout: 30000 });
+  step('alice\'s page lost its node, reconnected and resumed');
   for (const u of [alice, bob]) {
     for (const t of texts) await sees(u, t, 30000);
   }

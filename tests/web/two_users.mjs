@@ -57,8 +57,16 @@ await run(async (browser) => {
   // History: a fresh page for bob (another context) logs in and reads the conversation back.
   const bob2 = await person(browser, process.env.URL_A, 'bob, again');
   await bob.page.click('#logout-btn');
+  await open(alice, `u:${bob.id}`);
+  await say(alice, 'while you were away');
   await login(bob2, bob.id);
+  // The LOGIN ack's unread count, and the replay that follows it counted once, not twice.
+  await bob2.page.waitForFunction((k) => document.querySelector(`li[data-key="${k}"] .badge`)?.textContent === '1', `u:${alice.id}`);
+  await bob2.page.waitForTimeout(500);
+  expect((await unread(bob2, `u:${alice.id}`)) === '1', 'one unread message after the login');
   await open(bob2, `u:${alice.id}`);
+  await sees(bob2, 'while you were away');
+  expect((await count(bob2, 'while you were away')) === 1, 'the replayed message shows once');
   await sees(bob2, 'hello bob, from node a');
   await sees(bob2, 'hi alice, from node b');
   expect((await count(bob2, evil)) === 1, 'history shows each message once');
