@@ -33,10 +33,8 @@ async fn a_browser_user_and_a_tcp_user_chat_both_ways_across_nodes() {
     let tcp_id = WireClient::connect(node_b).await.register(&unique("console")).await;
     let mut tcp = WireClient::connect(node_b).await;
     assert_eq!(tcp.login(tcp_id, true).await["errno"], 0);
-    let mut scenario = Scenario::start(
-        "with_console",
-        &[("URL", cluster.node_url(0)), ("PEER", tcp_id.to_string())],
-    );
+    let mut scenario =
+        Scenario::start("with_console", &[("URL", cluster.node_url(0)), ("PEER", tcp_id.to_string())]);
     let question = scenario.next_question(SCENARIO_TIME).expect("the browser sent its message");
     let browser_id: i64 = question.strip_prefix("sent ").and_then(|s| s.parse().ok()).expect("ASK sent <id>");
     // The browser's message reaches the TCP user (skipping nothing else: it is the only one).
