@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Makes sure the browser tests (tests/tests/web_browser.rs, scenarios in tests/web/) can run:
-# Debian's Chromium at /usr/bin/chromium, Node.js with npm, and playwright-core from the
+# Debian's Chromium at /usr/bin/chromium (and a colour emoji font), Node.js with npm, and playwright-core from the
 # committed tests/web/package.json and package-lock.json (`npm ci`). Playwright's own browser
 # download is never used: the scenarios launch /usr/bin/chromium. Idempotent; installs with
 # apt-get as root, otherwise says what to install and fails.
@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 
 missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+# Colour emoji in the screenshots (without it an emoji renders as an empty box).
+[ -e /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || missing+=(fonts-noto-color-emoji)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 if [ "${#missing[@]}" -gt 0 ]; then
