@@ -31,12 +31,16 @@ test-services:
 	bash deploy/tools-setup.sh
 	bash deploy/browser-setup.sh
 
+# The tests' Redis Cluster is stopped afterwards, pass or fail, so that no run leaves six
+# redis-server processes holding 7400-7405 behind it.
 test: test-services build
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --workspace --no-fail-fast; \
 	else \
 		$(CARGO) test --workspace --no-fail-fast; \
-	fi
+	fi; status=$$?; \
+	bash deploy/redis-cluster.sh down --dir deploy/run/redis-cluster-test; \
+	exit $$status
 
 lint:
 	$(CARGO) fmt --all -- --check
