@@ -167,7 +167,9 @@ build_baseline() {
     t0=$(date +%s)
     rm -rf "$run/baseline-src" "$run/baseline"
     mkdir -p "$run/baseline-src" "$run/baseline"
-    git archive "$baseline_rev" | tar -x -C "$run/baseline-src"
+    # -m: the files get the time of extraction, not the commit's; with the commit's, cargo
+    # would take another revision's artifacts in baseline-target for up to date.
+    git archive "$baseline_rev" | tar -x -m -C "$run/baseline-src"
     (cd "$run/baseline-src" &&
         CARGO_TARGET_DIR=$run/baseline-target cargo build --release --locked --bin chat-server)
     cp "$run/baseline-target/release/chat-server" "$baseline_server"
