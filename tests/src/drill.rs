@@ -953,6 +953,23 @@ impl Drill {
         self.redis_cluster.as_ref().expect("this drill runs on a Redis Cluster")
     }
 
+    /// Ends a Redis Cluster drill: takes the ledger (nothing lost, duplicated or out of order),
+    /// checks that both nodes noticed the slot map change, and that every user can log in
+    /// again within the lease (plus 2 s) once the clients are gone.
+    pub async fn finish_after_a_slot_map_change(&mut self, traffic: TrafficRun) {
+        let ledger = self.finish(traffic).await;
+        ledger.assert_nothing_lost();
+        for side in [Side::Senders, Side::Recipients] {
+            let log = self.node(side).log();
+            assert!(
+                log.contains("Redis Cluster slots changed owner"),
+                "the {side:?} node noticed the new slot owners:\n{log}"
+            );
+        }
+        let again = self.log_everyone_in_again().await;
+        assert!(again < Duration::from_secs(LEASE_SECS + 2), "logging everyone in again took {again:?}");
+    }
+
     /// After [`finish`](Self::finish) (every client gone): logs every user in again with a
     /// password through nginx, retrying while presence says another session holds the user
     /// (errno 2), and returns how long the slowest one took. A claim left behind (a stale
