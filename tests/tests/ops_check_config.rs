@@ -90,6 +90,7 @@ fn each_error_is_one_clear_line_and_exit_code_2() {
             "tls_cert /nonexistent/cert.pem: No such file",
         ),
         (vec!["--database-url", "postgres://u:pw@h/db"], "database_url must start with"),
+        (vec!["--redis-url", "redis-clustr://127.0.0.1:7000"], "redis_url must start with"),
         (vec!["--ws-listen", "nowhere"], "ws_listen: `nowhere` is not an address"),
     ] {
         let (code, out, err) = check(&args, &[]);

@@ -199,6 +199,17 @@ impl Settings {
         if !(self.database_url.starts_with("sqlite://") || self.database_url.starts_with("mysql://")) {
             return bad("database_url must start with sqlite:// or mysql://".into());
         }
+        // One Redis, or a Redis Cluster (fred's cluster URL; sharded pub/sub): ARCHITECTURE.md.
+        const REDIS_SCHEMES: [&str; 4] = ["redis://", "rediss://", "redis-cluster://", "rediss-cluster://"];
+        if let Some(url) = &self.redis_url
+            && !REDIS_SCHEMES.iter().any(|scheme| url.starts_with(scheme))
+        {
+            return bad(
+                "redis_url must start with redis:// or rediss:// (one Redis), or redis-cluster:// or \
+                 rediss-cluster:// (a Redis Cluster)"
+                    .into(),
+            );
+        }
         if self.max_frame_bytes < 1024 {
             return bad("max_frame_bytes must be at least 1024".into());
         }
