@@ -19,7 +19,8 @@ pub struct Cli {
     /// `sqlite://PATH` or `mysql://USER:PASS@HOST:PORT/DB` [env: CHAT_DATABASE_URL] [default: sqlite://data/chat.db].
     #[arg(long, value_name = "URL", global = true)]
     pub database_url: Option<String>,
-    /// Redis URL; without it the node runs alone with the in-process broker [env: CHAT_REDIS_URL].
+    /// Redis URL (`redis://HOST:PORT`, or a Redis Cluster: `redis-cluster://HOST:PORT?node=HOST:PORT`);
+    /// without it the node runs alone with the in-process broker [env: CHAT_REDIS_URL].
     #[arg(long, value_name = "URL", global = true)]
     pub redis_url: Option<String>,
     /// This node's name in the cluster [env: CHAT_NODE_NAME] [default: the listen address].
