@@ -270,9 +270,9 @@ impl RedisBroker {
         if cluster {
             tasks.spawn(topology_loop(Arc::clone(&shared), Arc::clone(&sink), stop_all.clone()));
         }
-        tasks.spawn(event_loop(events, Arc::clone(&shared), sink, stop_all.clone()));
+        tasks.spawn(event_loop(events, Arc::clone(&shared), Arc::clone(&sink), stop_all.clone()));
         let maintenance =
-            tasks.spawn(maintenance_loop(Arc::clone(&shared), lease / 3, stop_renewing.clone()));
+            tasks.spawn(maintenance_loop(Arc::clone(&shared), sink, lease / 3, stop_renewing.clone()));
         info!(node = %shared.node_id, redis = %url, cluster, "connected to Redis");
 
         Ok(Arc::new(RedisBroker {
@@ -498,15 +498,17 @@ impl Shared {
     }
 
     /// Claims every held user again after the lease vanished. A user another node took in the
-    /// meantime is dropped from `held` (that node's session wins) and logged.
-    async fn reassert_claims(&self) -> Result<(), BrokerError> {
+    /// meantime is dropped from `held`, logged, and handed to the sink (that node's session
+    /// wins; the one here ends).
+    async fn reassert_claims(&self, sink: &dyn Sink) -> Result<(), BrokerError> {
         let mut presence = self.presence.lock().await;
         let held: Vec<UserId> = presence.held.iter().copied().collect();
         for user in held {
             let result = bounded("cannot re-assert a claim", self.run_claim(user)).await?;
             if result == 0 {
                 presence.held.remove(&user);
-                warn!(node = %self.node_id, user = user.0, "lost a claim while this node's lease was gone; another node holds the user now");
+                warn!(node = %self.node_id, user = user.0, "lost a claim while this node's lease was gone; another node holds the user now, ending the session here");
+                sink.claim_lost(user);
             }
         }
         Ok(())
@@ -891,7 +893,12 @@ fn log_connection_error(node: &str, which: &str, down: &mut bool, e: &fred::erro
 
 /// Every `period`: renews the lease (re-asserting the claims if it had vanished), retries the
 /// releases and unsubscriptions that failed. Failures are logged and the node keeps serving.
-async fn maintenance_loop(shared: Arc<Shared>, period: Duration, stop: CancellationToken) {
+async fn maintenance_loop(
+    shared: Arc<Shared>,
+    sink: Arc<dyn Sink>,
+    period: Duration,
+    stop: CancellationToken,
+) {
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
@@ -910,7 +917,7 @@ async fn maintenance_loop(shared: Arc<Shared>, period: Duration, stop: Cancellat
                 reassert = true;
             }
             if reassert {
-                shared.reassert_claims().await?;
+                shared.reassert_claims(sink.as_ref()).await?;
                 reassert = false;
             }
             shared.retry_releases().await

@@ -116,6 +116,11 @@ pub trait Sink: Send + Sync + 'static {
     /// Frames for any user may have been lost (the receive buffer overflowed, or the
     /// connection to the broker was down): every session should check the message log.
     fn resync(&self) {}
+
+    /// This node's claim on `user` was lost to another node (the broker lost the claim, e.g. a
+    /// Redis master died before replicating it, and another node claimed the user meanwhile):
+    /// the other node's session wins, so a session for `user` here should end.
+    fn claim_lost(&self, _user: UserId) {}
 }
 
 /// Cross-node routing and cluster-wide presence.

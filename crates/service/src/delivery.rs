@@ -240,6 +240,11 @@ impl Sink for Delivery {
         }
     }
 
+    fn claim_lost(&self, user: UserId) {
+        // Another node holds the user now: one session per user, and that one is the newer.
+        self.sessions.take_over(user);
+    }
+
     fn resync(&self) {
         let sessions = self.sessions.all_stale();
         if !sessions.is_empty() {

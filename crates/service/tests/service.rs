@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 struct Node {
     service: Arc<Service>,
     broker: Arc<LocalBroker>,
+    delivery: Arc<Delivery>,
 }
 
 fn config() -> ServiceConfig {
@@ -30,8 +31,9 @@ fn node(hub: &Arc<LocalHub>, db: &Arc<MemoryStore>) -> Node {
     let log: Arc<dyn Log> = db.clone();
     let delivery = Delivery::new(Sessions::new(64), store.clone(), log.clone());
     let broker = hub.node(delivery.clone());
-    let service = Arc::new(Service::new(store, log, broker.clone(), delivery, config()).expect("service"));
-    Node { service, broker }
+    let service =
+        Arc::new(Service::new(store, log, broker.clone(), delivery.clone(), config()).expect("service"));
+    Node { service, broker, delivery }
 }
 
 fn single() -> (Node, Arc<MemoryStore>) {
@@ -613,6 +615,26 @@ async fn a_client_that_stops_reading_loses_nothing_it_did_not_acknowledge() {
         assert_eq!(b.recv().await["msg"], format!("n{i}"), "every message, in order");
     }
     b.silent().await;
+}
+
+/// The broker lost this node's claim on a user to another node (a Redis master died before
+/// replicating it): the session here ends with the takeover NOTICE, the other one wins.
+#[tokio::test]
+async fn a_claim_lost_in_the_broker_ends_the_session_here() {
+    let (node, _) = single();
+    let (_a, _, mut b, idb, _) = two_logged_in(&node).await;
+    chat_ports::Sink::claim_lost(node.delivery.as_ref(), chat_proto::UserId(idb as i32));
+    let mut last = None;
+    while let Ok(Some(frame)) = tokio::time::timeout(Duration::from_secs(5), b.rx.recv()).await {
+        last = Some(frame);
+    }
+    let notice: Value = serde_json::from_slice(&last.expect("a frame before the close")).expect("json");
+    assert_eq!(notice["errno"], 15, "{notice}");
+    assert!(b.rx.recv().await.is_none(), "the connection was closed");
+    b.close().await;
+    // The user is free here again: a new login on this node works.
+    let mut b2 = Client::new(&node);
+    ext_login(&mut b2, idb).await;
 }
 
 #[tokio::test]

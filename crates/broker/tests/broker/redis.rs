@@ -468,6 +468,49 @@ async fn redis_claims_are_reasserted_after_data_loss() {
     a.shutdown().await;
 }
 
+/// Redis lost this node's lease and a claim (a master that died before replicating them), and
+/// another node claimed the user meanwhile: at its re-assertion this node finds the user taken,
+/// gives it up and tells the sink, so that its own session for the user ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_a_claim_taken_while_the_lease_was_gone_is_given_up() {
+    let cluster = RedisCluster::new("claim_lost");
+    let sink = Arc::new(RecordingSink::default());
+    let a = cluster.redis_node(Arc::clone(&sink)).await;
+    let b = cluster.redis_node(Arc::new(RecordingSink::default())).await;
+    let (u, v) = (UserId(72), UserId(73));
+    assert!(a.claim(u).await.expect("claim"));
+    assert!(a.claim(v).await.expect("claim"));
+
+    let raw = raw_client(&cluster.url).await;
+    let _: i64 = raw
+        .del(vec![
+            format!("{}lease:{}", cluster.prefix, a.node_id()),
+            format!("{}user:{}", cluster.prefix, u.0),
+            format!("{}user:{}", cluster.prefix, v.0),
+        ])
+        .await
+        .expect("DEL");
+    assert!(b.claim(u).await.expect("b claims the user whose key vanished"));
+
+    let given_up = until_true(SHORT_LEASE * 3, || {
+        let sink = Arc::clone(&sink);
+        async move { sink.lost() == vec![u] }
+    })
+    .await;
+    assert!(given_up, "the lost claim was not handed to the sink: {:?}", sink.lost());
+    assert_eq!(a.holder(u).await.expect("holder"), Some(b.node_id().to_owned()), "b's session wins");
+    assert_eq!(a.holder(v).await.expect("holder"), Some(a.node_id().to_owned()), "v was put back");
+
+    let _ = raw.quit().await;
+    a.shutdown().await;
+    assert_eq!(
+        b.holder(u).await.expect("holder"),
+        Some(b.node_id().to_owned()),
+        "a's shutdown left b's claim"
+    );
+    b.shutdown().await;
+}
+
 /// A Redis outage (simulated by cutting a proxy): every call fails fast with `Unavailable`;
 /// when Redis is back the node re-subscribes what it still wants, does not re-subscribe what it
 /// unsubscribed during the outage, and completes the releases that failed.

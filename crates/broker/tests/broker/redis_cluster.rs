@@ -280,11 +280,15 @@ async fn cluster_heals_by_itself_after_a_master_dies() {
     );
 
     // Healed: every channel receives again and every claim is this node's, on every shard.
+    // (Each node's clients reconnect on their own schedule: both must have.)
     let healed = until_true(Duration::from_secs(15), || {
-        let (b, users) = (Arc::clone(&b), users.clone());
+        let (a, b, users) = (Arc::clone(&a), Arc::clone(&b), users.clone());
         async move {
             for u in users {
                 if !b.publish(u, Bytes::from(format!("after {}", u.0))).await.unwrap_or(false) {
+                    return false;
+                }
+                if a.holder(u).await.ok().flatten().as_deref() != Some(a.node_id()) {
                     return false;
                 }
             }
@@ -292,10 +296,12 @@ async fn cluster_heals_by_itself_after_a_master_dies() {
         }
     })
     .await;
-    assert!(healed, "not every channel was subscribed again after the failover");
+    assert!(
+        healed,
+        "not every channel was subscribed again, or not every claim put back, after the failover"
+    );
     assert_ne!(own.owner(slot(users[0])).0, victim, "a replica took the dead master's slots");
     for u in &users {
-        assert_eq!(a.holder(*u).await.expect("holder"), Some(a.node_id().to_owned()), "{u:?} lost");
         assert!(!b.claim(*u).await.expect("claim b"), "{u:?} claimable by another node");
     }
     assert!(sink.resyncs() > resyncs, "the sessions were asked to read the log");

@@ -15,6 +15,7 @@ pub struct RecordingSink {
     stall_first: bool,
     released: AtomicBool,
     resyncs: AtomicUsize,
+    lost: Mutex<Vec<UserId>>,
 }
 
 impl RecordingSink {
@@ -49,6 +50,11 @@ impl RecordingSink {
         self.resyncs.load(Ordering::SeqCst)
     }
 
+    /// The users whose claim the broker said this node lost, in order.
+    pub fn lost(&self) -> Vec<UserId> {
+        self.lost.lock().expect("sink lock").clone()
+    }
+
     /// Whether a frame with exactly these bytes arrived for `user`.
     pub fn has(&self, user: UserId, frame: &[u8]) -> bool {
         self.frames().iter().any(|(u, f)| *u == user && f.as_ref() == frame)
@@ -58,6 +64,10 @@ impl RecordingSink {
 impl Sink for RecordingSink {
     fn resync(&self) {
         self.resyncs.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn claim_lost(&self, user: UserId) {
+        self.lost.lock().expect("sink lock").push(user);
     }
 
     fn deliver(&self, user: UserId, frame: Bytes) {
