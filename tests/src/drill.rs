@@ -775,14 +775,18 @@ impl TrafficRun {
     }
 }
 
+/// What the drill's nodes route through.
+enum DrillRedis {
+    Single(RedisServer),
+    Cluster(RedisCluster),
+}
+
 /// A two-node cluster, its clients and the group they share.
 pub struct Drill {
     setup: Setup,
     started: Instant,
-    /// The cluster's own Redis (unless the setup asked for a Redis Cluster).
-    pub redis: Option<RedisServer>,
-    /// The cluster's own Redis Cluster, when the setup asked for one.
-    pub redis_cluster: Option<RedisCluster>,
+    /// The cluster's own Redis, or Redis Cluster when the setup asked for one.
+    redis: DrillRedis,
     /// Between the nodes and MySQL, when the setup asks for it.
     pub mysql_proxy: Option<TcpProxy>,
     nodes: [ServerProcess; 2],
@@ -866,14 +870,15 @@ impl Drill {
     /// odd-numbered ones claiming nothing: see [`Claims`]).
     pub async fn start(setup: Setup) -> Drill {
         let started = Instant::now();
-        let (redis, redis_cluster) = if setup.redis_cluster {
-            (None, Some(RedisCluster::start()))
+        let redis = if setup.redis_cluster {
+            DrillRedis::Cluster(RedisCluster::start())
         } else {
-            (Some(RedisServer::start()), None)
+            DrillRedis::Single(RedisServer::start())
         };
-        let redis_url =
-            redis.as_ref().map_or_else(|| redis_cluster.as_ref().map(RedisCluster::url), |r| Some(r.url()));
-        let redis_url = redis_url.expect("a Redis or a Redis Cluster");
+        let redis_url = match &redis {
+            DrillRedis::Single(r) => r.url(),
+            DrillRedis::Cluster(c) => c.url(),
+        };
         let mysql_proxy = if setup.mysql_proxy { Some(TcpProxy::start(mysql_addr()).await) } else { None };
         let database = mysql_proxy.as_ref().map_or_else(mysql_url, proxied_url);
         let prefix = format!("{}:", unique("drill"));
@@ -921,7 +926,6 @@ impl Drill {
             setup,
             started,
             redis,
-            redis_cluster,
             mysql_proxy,
             nodes: [a, b],
             prefix,
@@ -945,12 +949,18 @@ impl Drill {
 
     /// The drill's own Redis; panics on a drill on a Redis Cluster.
     pub fn redis(&mut self) -> &mut RedisServer {
-        self.redis.as_mut().expect("this drill runs on one Redis")
+        match &mut self.redis {
+            DrillRedis::Single(r) => r,
+            DrillRedis::Cluster(_) => panic!("this drill runs on a Redis Cluster"),
+        }
     }
 
     /// The drill's own Redis Cluster; panics on a drill on one Redis.
     pub fn redis_cluster(&self) -> &RedisCluster {
-        self.redis_cluster.as_ref().expect("this drill runs on a Redis Cluster")
+        match &self.redis {
+            DrillRedis::Cluster(c) => c,
+            DrillRedis::Single(_) => panic!("this drill runs on one Redis"),
+        }
     }
 
     /// Ends a Redis Cluster drill: takes the ledger (nothing lost, duplicated or out of order),

@@ -33,6 +33,16 @@ fn free_base() -> u16 {
         .expect("six free ports (and bus ports) for a Redis Cluster")
 }
 
+/// A slot field of CLUSTER NODES (`5461-10922` or `42`) as an inclusive range; `None` for a
+/// slot being migrated (`[42->-id]`).
+fn slot_range(field: &str) -> Option<(u16, u16)> {
+    match field.split_once('-') {
+        _ if field.starts_with('[') => None,
+        Some((a, b)) => Some((a.parse().ok()?, b.parse().ok()?)),
+        None => field.parse().ok().map(|s| (s, s)),
+    }
+}
+
 impl RedisCluster {
     /// Starts the cluster and waits until every node says `cluster_state:ok`.
     pub fn start() -> RedisCluster {
@@ -91,13 +101,7 @@ impl RedisCluster {
     pub fn slots_of(&self, port: u16) -> usize {
         let shards = self.cli(port, &["cluster", "nodes"]);
         let me = shards.lines().find(|l| l.contains("myself")).expect("CLUSTER NODES has myself");
-        me.split(' ')
-            .skip(8)
-            .map(|range| match range.split_once('-') {
-                Some((a, b)) => b.parse::<usize>().unwrap_or(0) + 1 - a.parse::<usize>().unwrap_or(0),
-                None => usize::from(!range.starts_with('[')),
-            })
-            .sum()
+        me.split(' ').skip(8).filter_map(slot_range).map(|(a, b)| usize::from(b - a) + 1).sum()
     }
 
     /// The hash slot of `key` (or channel), as the cluster computes it.
@@ -109,12 +113,7 @@ impl RedisCluster {
     /// The port of the master serving `slot` now.
     pub fn owner_of(&self, slot: u16) -> u16 {
         let nodes = self.cli(self.base, &["cluster", "nodes"]);
-        let serves = |range: &&str| match range.split_once('-') {
-            Some((a, b)) => {
-                a.parse::<u16>().is_ok_and(|a| a <= slot) && b.parse::<u16>().is_ok_and(|b| slot <= b)
-            }
-            None => range.parse::<u16>().ok() == Some(slot),
-        };
+        let serves = |range: &&str| slot_range(range).is_some_and(|(a, b)| (a..=b).contains(&slot));
         nodes
             .lines()
             .map(|line| line.split(' ').collect::<Vec<_>>())
