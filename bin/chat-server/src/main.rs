@@ -147,6 +147,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         resume_ttl: secs(settings.resume_ttl_secs),
         history_page_max: settings.history_page_max,
         batch_max_messages: settings.batch_max_messages,
+        commit_linger: Duration::from_secs_f64(settings.commit_linger_ms / 1000.0),
         login_timeout: secs(settings.login_timeout_secs),
         ping_interval: secs(settings.ping_interval_secs),
     };

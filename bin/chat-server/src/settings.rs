@@ -108,6 +108,7 @@ pub struct Settings {
     pub resume_ttl_secs: f64,
     pub history_page_max: usize,
     pub batch_max_messages: usize,
+    pub commit_linger_ms: f64,
     pub login_timeout_secs: f64,
     pub ping_interval_secs: f64,
     pub keepalive_secs: f64,
@@ -159,6 +160,7 @@ impl Settings {
             .set_default("resume_ttl_secs", 7.0 * 24.0 * 3600.0)?
             .set_default("history_page_max", 100)?
             .set_default("batch_max_messages", 1000)?
+            .set_default("commit_linger_ms", 2.0)?
             .set_default("login_timeout_secs", 60.0)?
             .set_default("ping_interval_secs", 30.0)?
             .set_default("keepalive_secs", 60.0)?
@@ -244,6 +246,9 @@ impl Settings {
             if !(v.is_finite() && v > 0.0) {
                 return bad(format!("{name} must be a positive number"));
             }
+        }
+        if !(self.commit_linger_ms.is_finite() && (0.0..=1000.0).contains(&self.commit_linger_ms)) {
+            return bad("commit_linger_ms must be a number from 0 to 1000".into());
         }
         if self.rate_burst < 1.0 {
             return bad("rate_burst must be at least 1".into());

@@ -17,6 +17,7 @@ use chat_ports::{Log, Store, StoreError};
 use diesel_async::pooled_connection::deadpool::PoolError;
 
 pub mod adopt;
+mod append;
 mod log;
 mod mysql;
 pub mod schema;

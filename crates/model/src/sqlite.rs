@@ -37,8 +37,6 @@ type Conn = SyncConnectionWrapper<SqliteConnection>;
 pub struct SqliteStore {
     pool: Pool<Conn>,
     path: String,
-    /// Conversations known to have their row (see `log.rs`).
-    pub(crate) opened: crate::log::Opened,
     /// Checkouts and their waits, for the node's metrics.
     stats: std::sync::Arc<crate::PoolStats>,
 }
@@ -66,7 +64,6 @@ impl SqliteStore {
         let store = SqliteStore {
             pool,
             path: path.to_string(),
-            opened: Default::default(),
             stats: Default::default(),
         };
         drop(store.conn().await.map_err(|e| ModelError::unreachable(path, reason(e)))?);

@@ -79,6 +79,17 @@ async fn mysql_log_meets_the_contract() {
     chat_ports::log_contract::run_all(db.store.as_ref(), db.log.as_ref()).await;
 }
 
+/// The append as it runs on MySQL 8 (`innodb_autoinc_lock_mode = 2`: ids read back).
+#[tokio::test(flavor = "multi_thread")]
+async fn mysql_log_reading_ids_back_meets_the_contract() {
+    let db = match chat_model::connect(&mysql_url(), 8).await {
+        Ok(db) => db,
+        Err(e) => panic!("the MySQL log contract needs the test database ({e}); run deploy/db-setup.sh"),
+    };
+    let store = chat_model::MysqlStore::connect(&mysql_url(), 8).await.expect("connect").read_ids_back();
+    chat_ports::log_contract::run_all(db.store.as_ref(), &store).await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn sqlite_memory_store_meets_the_contract() {
     let store = chat_model::open("sqlite://:memory:", 1).await.expect("open sqlite memory");

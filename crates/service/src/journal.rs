@@ -1,7 +1,9 @@
 //! Store first, then deliver: the node's group commit. Chat handlers hand their
 //! message to the [`Journal`] and go on reading (a connection's chats pipeline);
 //! one task appends everything that queued meanwhile in one transaction (a batch
-//! grows with the load, so there is no timer to tune), and a second task, in
+//! grows with the load; when the pipeline is idle, a chat waits at most
+//! `commit_linger` for company, so that a quiet node does not pay a transaction
+//! per chat), and a second task, in
 //! batch order, routes each stored message to its recipients (this node's
 //! sessions, or a publish to the recipient's channel) and only then answers the
 //! sender. A message is acknowledged only once it is in the database and was
@@ -20,6 +22,7 @@ use chat_proto::ConvId;
 use futures::StreamExt;
 use futures::stream::FuturesOrdered;
 use tokio::sync::{Notify, mpsc};
+use tokio::time::{Duration, Instant, sleep_until};
 use tracing::warn;
 
 use crate::ServiceError;
@@ -111,6 +114,8 @@ impl Pending {
 struct Job {
     message: NewMessage,
     route: Route,
+    /// When it was queued (it waits at most the linger for company).
+    queued: Instant,
 }
 
 /// What happens to a message once stored: who gets it, who is answered.
@@ -139,6 +144,21 @@ pub(crate) struct BatchLimits {
     pub(crate) messages: usize,
     /// Message text per transaction, in bytes (keeps the INSERT under MySQL's packet limit).
     pub(crate) bytes: usize,
+    /// How long the oldest waiting chat may wait for company before a transaction starts.
+    pub(crate) linger: Duration,
+}
+
+impl BatchLimits {
+    /// When the waiting jobs should go, if not at once: the oldest one's linger ends then,
+    /// unless a full batch waits.
+    fn hold_until(&self, waiting: &VecDeque<Job>) -> Option<Instant> {
+        let oldest = waiting.front()?;
+        if self.linger.is_zero() || waiting.len() >= self.messages {
+            return None;
+        }
+        let until = oldest.queued + self.linger;
+        (until > Instant::now()).then_some(until)
+    }
 }
 
 /// The handle the chat handlers append through.
@@ -174,7 +194,7 @@ impl Journal {
         pending: Arc<Pending>,
     ) -> Result<(), ServiceError> {
         pending.start();
-        let job = Job { message, route: Route { to, answer, pending: pending.clone() } };
+        let job = Job { message, route: Route { to, answer, pending: pending.clone() }, queued: Instant::now() };
         if self.jobs.send(job).await.is_err() {
             pending.finish();
             return Err(ServiceError::Internal);
@@ -203,6 +223,9 @@ async fn commit_loop(
                     Err(mpsc::error::TryRecvError::Disconnected) => open = false,
                 }
             }
+            if open && limits.hold_until(&waiting).is_some() {
+                break;
+            }
             let jobs = take_batch(&mut waiting, &busy, limits);
             if jobs.is_empty() {
                 break;
@@ -213,7 +236,8 @@ async fn commit_loop(
             let timer = delivery.sessions().metrics().store_duration.start_timer();
             flights.push_back(Box::pin(append(log.clone(), jobs, convs, timer)));
         }
-        if flights.is_empty() {
+        let hold = if flights.len() < DEPTH && open { limits.hold_until(&waiting) } else { None };
+        if flights.is_empty() && hold.is_none() {
             if !open {
                 return;
             }
@@ -224,6 +248,7 @@ async fn commit_loop(
             continue;
         }
         tokio::select! {
+            () = sleep_until(hold.unwrap_or_else(Instant::now)), if hold.is_some() => {}
             Some(((result, routes), convs)) = flights.next() => {
                 for conv in &convs {
                     busy.remove(conv);

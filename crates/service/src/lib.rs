@@ -67,6 +67,9 @@ pub struct ServiceConfig {
     pub history_page_max: usize,
     /// Most messages per group-commit transaction.
     pub batch_max_messages: usize,
+    /// How long a chat may wait for company before its transaction starts, when the
+    /// pipeline is idle (ARCHITECTURE.md, "The cost of an append"); zero: never waits.
+    pub commit_linger: Duration,
     /// A connection that is not logged in is closed after this long.
     pub login_timeout: Duration,
     /// An extension client silent this long is pinged, and closed if silent twice as long.
@@ -95,6 +98,7 @@ impl Default for ServiceConfig {
             resume_ttl: Duration::from_secs(7 * 24 * 3600),
             history_page_max: 100,
             batch_max_messages: 1000,
+            commit_linger: Duration::from_millis(2),
             login_timeout: Duration::from_secs(60),
             ping_interval: Duration::from_secs(30),
         }
@@ -131,7 +135,11 @@ impl Service {
         let passwords = Passwords::new(config.hash_cost, config.hash_concurrency)?;
         let login_failures = limits::LoginFailures::new(config.login_failures_per_user, config.login_lockout);
         let limits =
-            journal::BatchLimits { messages: config.batch_max_messages.max(1), bytes: BATCH_MAX_BYTES };
+            journal::BatchLimits {
+            messages: config.batch_max_messages.max(1),
+            bytes: BATCH_MAX_BYTES,
+            linger: config.commit_linger,
+        };
         let clock = Arc::new(handlers::Clock::default());
         let journal = journal::Journal::start(log.clone(), broker.clone(), delivery.clone(), clock, limits);
         spawn_upkeep(&delivery, &log, &config);

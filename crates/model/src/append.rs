@@ -1,0 +1,411 @@
+//! The append, the hot path of the message log, once per backend: what it costs
+//! is what store-first delivery costs (ARCHITECTURE.md, "The cost of an append").
+//!
+//! Both backends share the planning here ([`Plan`]: which messages of a batch are
+//! new, which repeat a `(sender, cid)` stored before or earlier in the batch) and
+//! differ in how the new ones are stored:
+//! - MySQL: one `CALL chat_append_v1(?, ?, ?)` per batch (migrations/mysql,
+//!   `append_procedure`), a statement diesel prepares once per connection and
+//!   caches: one round trip and one transaction whatever the batch holds.
+//! - SQLite: the whole transaction as one closure on the store's connection thread
+//!   (one hop to the blocking pool per batch, not one per statement), each statement
+//!   of a fixed shape that diesel caches.
+//!
+//! Not here: the other log queries (`log.rs`), batching (the service's journal).
+
+use std::collections::{BTreeMap, HashMap};
+
+use chat_ports::{Appended, LoggedMessage, NewMessage, StoreError};
+use chat_proto::{ConvId, UserId};
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel::{ExpressionMethods, QueryDsl, QueryResult};
+
+use crate::log::{ROW, Row, logged};
+use crate::mysql::MysqlStore;
+use crate::schema::messages;
+use crate::sqlite::SqliteStore;
+use crate::store::Fail;
+
+/// Attempts of an append that hit a deadlock, a lock wait timeout or a concurrent duplicate.
+const APPEND_ATTEMPTS: u32 = 5;
+
+/// Worth running the append again: a deadlock between two nodes' appends, a lock wait that
+/// timed out, or a copy of a `(sender, cid)` committed meanwhile (looked up, then skipped).
+fn retryable(e: &DieselError) -> bool {
+    match e {
+        DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => true,
+        DieselError::DatabaseError(_, info) => {
+            let m = info.message().to_ascii_lowercase();
+            m.contains("deadlock") || m.contains("lock wait timeout")
+        }
+        _ => false,
+    }
+}
+
+/// Earlier copies of `(sender, cid)` pairs, as stored.
+type Earlier = HashMap<(i32, String), LoggedMessage>;
+
+/// A batch sorted out: the answers known before storing anything, and the new messages.
+struct Plan {
+    /// Per message of the batch, its answer once known.
+    out: Vec<Option<Appended>>,
+    /// `(i, j)`: message `i` repeats message `j` of the same batch.
+    repeats: Vec<(usize, usize)>,
+    /// The new messages (indices into the batch), in order.
+    fresh: Vec<usize>,
+}
+
+impl Plan {
+    /// Sorts `batch` out, given the copies of its `(sender, cid)` pairs stored before.
+    fn new(batch: &[NewMessage], earlier: &Earlier) -> Plan {
+        let mut out = vec![None; batch.len()];
+        let mut repeats = Vec::new();
+        let mut fresh = Vec::with_capacity(batch.len());
+        let mut in_batch: HashMap<(i32, &str), usize> = HashMap::new();
+        for (i, m) in batch.iter().enumerate() {
+            if let Some(cid) = m.cid.as_deref() {
+                if let Some(first) = earlier.get(&(m.sender.0, cid.to_string())) {
+                    out[i] = Some(Appended { message: first.clone(), duplicate: true });
+                    continue;
+                }
+                if let Some(&j) = in_batch.get(&(m.sender.0, cid)) {
+                    repeats.push((i, j));
+                    continue;
+                }
+                in_batch.insert((m.sender.0, cid), i);
+            }
+            fresh.push(i);
+        }
+        Plan { out, repeats, fresh }
+    }
+
+    /// Records that the new message `i` was stored as `mid` with `seq`.
+    fn stored(&mut self, batch: &[NewMessage], i: usize, mid: i64, seq: i64) {
+        let m = &batch[i];
+        let message = LoggedMessage {
+            mid,
+            conv: m.conv,
+            seq,
+            sender: m.sender,
+            sender_name: m.sender_name.clone(),
+            body: m.body.clone(),
+            created_at: m.created_at,
+        };
+        self.out[i] = Some(Appended { message, duplicate: false });
+    }
+
+    /// The answer, in the batch's order.
+    fn finish(mut self) -> Result<Vec<Appended>, StoreError> {
+        for (i, j) in std::mem::take(&mut self.repeats) {
+            let message = self.out[j].as_ref().map(|a| a.message.clone());
+            self.out[i] = message.map(|message| Appended { message, duplicate: true });
+        }
+        self.out
+            .into_iter()
+            .map(|a| a.ok_or_else(|| StoreError::Internal("append lost a message".into())))
+            .collect()
+    }
+}
+
+/// The `(sender, cid)` pairs of `batch` as stored, looked up only after an append met a
+/// duplicate (a resend: rare, so this statement's varying shape does not matter).
+async fn earlier_copies(
+    conn: &mut diesel_async::AsyncMysqlConnection,
+    batch: &[NewMessage],
+) -> Result<Earlier, DieselError> {
+    use diesel_async::RunQueryDsl;
+
+    let with_cid: Vec<&NewMessage> = batch.iter().filter(|m| m.cid.is_some()).collect();
+    let senders: Vec<i32> = with_cid.iter().map(|m| m.sender.0).collect();
+    let cids: Vec<&str> = with_cid.iter().filter_map(|m| m.cid.as_deref()).collect();
+    let rows = messages::table
+        .filter(messages::sender.eq_any(senders))
+        .filter(messages::cid.eq_any(cids))
+        .select((ROW, messages::cid))
+        .load::<(Row, Option<String>)>(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(row, cid)| {
+            let message = logged(row);
+            ((message.sender.0, cid.unwrap_or_default()), message)
+        })
+        .collect())
+}
+
+/// `CALL chat_append_v1(convs, msgs, ids_back)`: a statement of one fixed shape, so diesel
+/// prepares it once per connection and caches it (diesel caches no `sql_query`, `UPDATE`
+/// or multi-row `INSERT`: each of those is prepared, executed once and closed). The
+/// parameters are bound, never spliced into the text.
+#[derive(Debug, Clone, diesel::query_builder::QueryId)]
+struct AppendCall {
+    convs: String,
+    msgs: String,
+    ids_back: bool,
+}
+
+impl diesel::query_builder::QueryFragment<diesel::mysql::Mysql> for AppendCall {
+    fn walk_ast<'b>(&'b self, mut out: diesel::query_builder::AstPass<'_, 'b, diesel::mysql::Mysql>) -> QueryResult<()> {
+        use diesel::sql_types::{Bool, Text};
+        out.push_sql("CALL chat_append_v1(");
+        out.push_bind_param::<Text, _>(&self.convs)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&self.msgs)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Bool, _>(&self.ids_back)?;
+        out.push_sql(")");
+        Ok(())
+    }
+}
+
+impl diesel::query_builder::Query for AppendCall {
+    type SqlType = (
+        diesel::sql_types::Nullable<diesel::sql_types::Text>,
+        diesel::sql_types::Nullable<diesel::sql_types::BigInt>,
+        diesel::sql_types::Nullable<diesel::sql_types::Text>,
+    );
+}
+
+/// The procedure's answer: `lasts` (`[[conv, lastseq], …]`), `first_id`, `mids` (`[[id, conv, seq], …]`).
+type CallAnswer = (Option<String>, Option<i64>, Option<String>);
+
+impl AppendCall {
+    /// The call storing `plan`'s new messages of `batch`.
+    fn new(batch: &[NewMessage], plan: &Plan, ids_back: bool) -> Result<(AppendCall, Vec<i64>), StoreError> {
+        // Per new message, how many later new messages its conversation has in the batch.
+        let mut counts: BTreeMap<i64, i64> = BTreeMap::new();
+        let mut back = vec![0_i64; plan.fresh.len()];
+        for (k, &i) in plan.fresh.iter().enumerate().rev() {
+            let n = counts.entry(batch[i].conv.0).or_default();
+            back[k] = *n;
+            *n += 1;
+        }
+        let convs: Vec<(i64, i64)> = counts.into_iter().collect();
+        let msgs: Vec<(i64, i64, i32, &str, &str, &str, i64)> = plan
+            .fresh
+            .iter()
+            .zip(&back)
+            .map(|(&i, &back)| {
+                let m = &batch[i];
+                let cid = m.cid.as_deref().unwrap_or("");
+                (m.conv.0, back, m.sender.0, m.sender_name.as_str(), cid, m.body.as_str(), m.created_at)
+            })
+            .collect();
+        let encode = |e: serde_json::Error| StoreError::Internal(format!("encoding an append: {e}"));
+        let call = AppendCall {
+            convs: serde_json::to_string(&convs).map_err(encode)?,
+            msgs: serde_json::to_string(&msgs).map_err(encode)?,
+            ids_back,
+        };
+        Ok((call, back))
+    }
+}
+
+impl MysqlStore {
+    /// Appends `batch` (see [`chat_ports::Log::append`]): one CALL per attempt.
+    pub(crate) async fn append_batch(&self, batch: &[NewMessage]) -> Result<Vec<Appended>, StoreError> {
+        use diesel_async::RunQueryDsl;
+
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn().await?;
+        let ids_back = !self.consecutive_ids;
+        let mut earlier = Earlier::new();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut plan = Plan::new(batch, &earlier);
+            if plan.fresh.is_empty() {
+                return plan.finish();
+            }
+            let (call, back) = AppendCall::new(batch, &plan, ids_back)?;
+            let answer = call.load::<CallAnswer>(&mut *conn).await.and_then(|rows| {
+                rows.into_iter().next().ok_or(DieselError::NotFound)
+            });
+            match answer {
+                Ok((lasts, first_id, mids)) => {
+                    let decode = |what: &str, e: serde_json::Error| {
+                        StoreError::Internal(format!("the append procedure's {what}: {e}"))
+                    };
+                    let lasts: HashMap<i64, i64> =
+                        serde_json::from_str::<Vec<(i64, i64)>>(lasts.as_deref().unwrap_or("[]"))
+                            .map_err(|e| decode("lasts", e))?
+                            .into_iter()
+                            .collect();
+                    let mids: HashMap<(i64, i64), i64> = match mids {
+                        Some(text) => serde_json::from_str::<Vec<(i64, i64, i64)>>(&text)
+                            .map_err(|e| decode("mids", e))?
+                            .into_iter()
+                            .map(|(id, conv, seq)| ((conv, seq), id))
+                            .collect(),
+                        None => HashMap::new(),
+                    };
+                    let first_id = first_id.unwrap_or_default();
+                    for (k, (i, back)) in plan.fresh.clone().into_iter().zip(back).enumerate() {
+                        let conv = batch[i].conv.0;
+                        let Some(last) = lasts.get(&conv) else {
+                            return Err(StoreError::Internal(format!("the append lost conversation {conv}")));
+                        };
+                        let seq = last - back;
+                        let mid = if ids_back {
+                            mids.get(&(conv, seq)).copied().unwrap_or_default()
+                        } else {
+                            first_id + k as i64
+                        };
+                        plan.stored(batch, i, mid, seq);
+                    }
+                    return plan.finish();
+                }
+                Err(e) if attempt < APPEND_ATTEMPTS && retryable(&e) => {
+                    if matches!(e, DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) {
+                        earlier = earlier_copies(&mut conn, batch).await.map_err(crate::store::db_error)?;
+                    }
+                    tracing::debug!(attempt, "append conflicted; retrying");
+                }
+                Err(DieselError::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, _)) => {
+                    return Err(StoreError::UnknownUser);
+                }
+                Err(e) => return Err(crate::store::db_error(e)),
+            }
+        }
+    }
+}
+
+/// The SQLite append, on the store's connection thread.
+mod sqlite {
+    use diesel::RunQueryDsl;
+    use diesel::prelude::*;
+    use diesel::query_builder::{AstPass, QueryFragment, QueryId};
+    use diesel::sql_types::BigInt;
+    use diesel::sqlite::{Sqlite, SqliteConnection};
+
+    use super::*;
+    use crate::schema::conversations;
+
+    diesel::define_sql_function! {
+        /// SQLite's id of the row the connection inserted last.
+        fn last_insert_rowid() -> BigInt;
+    }
+
+    /// `UPDATE "Conversation" SET "lastseq" = ? WHERE "id" = ?`, of a fixed shape that
+    /// diesel caches (its own `UPDATE` is prepared afresh each time).
+    #[derive(Debug, Clone, Copy, QueryId)]
+    struct SetLastSeq {
+        conv: i64,
+        last: i64,
+    }
+
+    impl QueryFragment<Sqlite> for SetLastSeq {
+        fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
+            out.push_sql(r#"UPDATE "Conversation" SET "lastseq" = "#);
+            out.push_bind_param::<BigInt, _>(&self.last)?;
+            out.push_sql(r#" WHERE "id" = "#);
+            out.push_bind_param::<BigInt, _>(&self.conv)?;
+            Ok(())
+        }
+    }
+
+    impl<C> RunQueryDsl<C> for SetLastSeq {}
+
+    /// Appends `batch` in one immediate transaction on `c`.
+    pub(super) fn append(c: &mut SqliteConnection, batch: &[NewMessage]) -> Result<Vec<Appended>, Fail> {
+        c.immediate_transaction::<_, Fail, _>(|c| {
+            // Earlier copies of the batch's (sender, cid) pairs: one indexed lookup each.
+            let mut earlier = Earlier::new();
+            for m in batch {
+                let Some(cid) = m.cid.as_deref() else { continue };
+                let found = messages::table
+                    .filter(messages::sender.eq(m.sender.0))
+                    .filter(messages::cid.eq(cid))
+                    .select(ROW)
+                    .first::<Row>(c)
+                    .optional()?;
+                if let Some(row) = found {
+                    earlier.insert((m.sender.0, cid.to_string()), logged(row));
+                }
+            }
+            let mut plan = Plan::new(batch, &earlier);
+            // Each conversation's counter, read once, written back once.
+            let mut lasts: BTreeMap<i64, i64> = BTreeMap::new();
+            for i in plan.fresh.clone() {
+                let m = &batch[i];
+                let conv = m.conv.0;
+                if !lasts.contains_key(&conv) {
+                    let last = conversations::table
+                        .filter(conversations::id.eq(conv))
+                        .select(conversations::lastseq)
+                        .first::<i64>(c)
+                        .optional()?;
+                    let last = match last {
+                        Some(last) => last,
+                        None => {
+                            // Its first message creates the row (the service checked its users).
+                            let id = ConvId(conv);
+                            let users = id.users();
+                            diesel::insert_into(conversations::table)
+                                .values((
+                                    conversations::id.eq(conv),
+                                    conversations::userlo.eq(users.map(|(lo, _): (UserId, UserId)| lo.0)),
+                                    conversations::userhi.eq(users.map(|(_, hi)| hi.0)),
+                                    conversations::groupid.eq(id.as_group().map(|g| g.0)),
+                                    conversations::lastseq.eq(0_i64),
+                                ))
+                                .execute(c)?;
+                            0
+                        }
+                    };
+                    lasts.insert(conv, last);
+                }
+                let seq = lasts.get(&conv).copied().unwrap_or_default() + 1;
+                lasts.insert(conv, seq);
+                diesel::insert_into(messages::table)
+                    .values((
+                        messages::conv.eq(conv),
+                        messages::seq.eq(seq),
+                        messages::sender.eq(m.sender.0),
+                        messages::sendername.eq(m.sender_name.as_str()),
+                        messages::cid.eq(m.cid.as_deref()),
+                        messages::body.eq(m.body.as_str()),
+                        messages::created_at.eq(m.created_at),
+                    ))
+                    .execute(c)?;
+                let mid = diesel::select(last_insert_rowid()).get_result::<i64>(c)?;
+                plan.stored(batch, i, mid, seq);
+            }
+            for (&conv, &last) in &lasts {
+                SetLastSeq { conv, last }.execute(c)?;
+            }
+            plan.finish().map_err(Fail::Store)
+        })
+    }
+}
+
+impl SqliteStore {
+    /// Appends `batch` (see [`chat_ports::Log::append`]): one closure on the connection's thread.
+    pub(crate) async fn append_batch(&self, batch: &[NewMessage]) -> Result<Vec<Appended>, StoreError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn().await?;
+        // The closure runs on the blocking pool, so it owns its copy of the batch.
+        let owned: std::sync::Arc<[NewMessage]> = batch.into();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let batch = owned.clone();
+            let result = conn.spawn_blocking(move |c| Ok(sqlite::append(c, &batch))).await;
+            match result {
+                Ok(Ok(done)) => return Ok(done),
+                Ok(Err(Fail::Db(e))) if attempt < APPEND_ATTEMPTS && retryable(&e) => {
+                    tracing::debug!(attempt, "append conflicted; retrying");
+                }
+                Ok(Err(Fail::Db(DieselError::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, _)))) => {
+                    return Err(StoreError::UnknownUser);
+                }
+                Ok(Err(e)) => return Err(e.into_store()),
+                Err(e) => return Err(crate::store::db_error(e)),
+            }
+        }
+    }
+}
