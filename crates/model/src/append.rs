@@ -209,7 +209,7 @@ impl MysqlStore {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let mut conn = self.conn().await?;
+        let mut conn = self.append_conn().await?;
         let ids_back = !self.consecutive_ids;
         let mut earlier = Earlier::new();
         let mut attempt = 0;

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use chat_ports::StoreError;
-use diesel_async::pooled_connection::AsyncDieselConnectionManager;
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod};
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
 use diesel_async::{AsyncConnection, AsyncMigrationHarness, AsyncMysqlConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
@@ -19,9 +19,18 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/m
 /// established) before the store answers `Unavailable`.
 pub const CONNECTION_WAIT: Duration = Duration::from_secs(5);
 
+/// Connections of the append's own pool (the journal runs two transactions at once).
+const APPEND_CONNECTIONS: usize = 3;
+
+/// An append connection idle this long is tested before use.
+const APPEND_IDLE_CHECK: Duration = Duration::from_secs(5);
+
 /// The [`chat_ports::Store`] over MySQL/MariaDB (utf8mb4 connections, InnoDB tables).
 pub struct MysqlStore {
     pool: Pool<AsyncMysqlConnection>,
+    /// The append's own connections, handed out without a test query (see
+    /// [`MysqlStore::append_conn`]).
+    append_pool: Pool<AsyncMysqlConnection>,
     url: String,
     /// InnoDB hands a multi-row INSERT consecutive ids (`innodb_autoinc_lock_mode` 0 or 1),
     /// so the append reads them from `LAST_INSERT_ID()` instead of selecting them back.
@@ -40,8 +49,16 @@ impl MysqlStore {
             .max_size(pool_size.max(1))
             .build()
             .map_err(|e| ModelError::unreachable(url, e.to_string()))?;
+        let mut fast = ManagerConfig::default();
+        fast.recycling_method = RecyclingMethod::Fast;
+        let append_pool =
+            Pool::builder(AsyncDieselConnectionManager::<AsyncMysqlConnection>::new_with_config(url, fast))
+                .max_size(APPEND_CONNECTIONS)
+                .build()
+                .map_err(|e| ModelError::unreachable(url, e.to_string()))?;
         let mut store = MysqlStore {
             pool,
+            append_pool,
             url: url.to_string(),
             consecutive_ids: false,
             stats: Default::default(),
@@ -82,6 +99,25 @@ impl MysqlStore {
     pub fn read_ids_back(mut self) -> MysqlStore {
         self.consecutive_ids = false;
         self
+    }
+
+    /// A connection for the append. The main pool runs `SELECT 1` before handing out a
+    /// connection: a second round trip for every batch. The append's connections are used
+    /// without it, unless one sat idle for [`APPEND_IDLE_CHECK`] (the server may have
+    /// closed it meanwhile): then it is tested, and replaced if the test fails.
+    pub(crate) async fn append_conn(&self) -> Result<Object<AsyncMysqlConnection>, StoreError> {
+        use diesel_async::pooled_connection::PoolableConnection;
+
+        for _ in 0..APPEND_CONNECTIONS {
+            let mut conn = checkout(CONNECTION_WAIT, self.append_pool.get(), &self.stats).await?;
+            if Object::metrics(&conn).last_used() < APPEND_IDLE_CHECK
+                || conn.ping(&RecyclingMethod::Verified).await.is_ok()
+            {
+                return Ok(conn);
+            }
+            drop(Object::take(conn));
+        }
+        checkout(CONNECTION_WAIT, self.append_pool.get(), &self.stats).await
     }
 
     /// A pooled connection, or `Unavailable` after [`CONNECTION_WAIT`].
