@@ -25,7 +25,7 @@ mod sqlite;
 mod store;
 
 pub use mysql::MysqlStore;
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteStore, Synchronous};
 
 /// Why the store could not be opened or migrated. Displays as one line.
 #[derive(Debug, thiserror::Error)]
@@ -100,16 +100,22 @@ impl ModelError {
 enum Target<'a> {
     /// The whole `mysql://…` URL.
     Mysql(&'a str),
-    /// The file path (or `:memory:`).
-    Sqlite(&'a str),
+    /// The file path (or `:memory:`), and when commits reach the disk.
+    Sqlite(&'a str, Synchronous),
 }
 
 fn parse(url: &str) -> Result<Target<'_>, ModelError> {
-    if let Some(path) = url.strip_prefix("sqlite://") {
+    if let Some(rest) = url.strip_prefix("sqlite://") {
+        let (path, sync) = match rest.split_once('?') {
+            None => (rest, Synchronous::Full),
+            Some((path, "synchronous=full")) => (path, Synchronous::Full),
+            Some((path, "synchronous=normal")) => (path, Synchronous::Normal),
+            Some(_) => return Err(ModelError::BadUrl(url.to_string())),
+        };
         if path.is_empty() {
             return Err(ModelError::BadUrl(url.to_string()));
         }
-        return Ok(Target::Sqlite(path));
+        return Ok(Target::Sqlite(path, sync));
     }
     if let Some(rest) = url.strip_prefix("mysql://") {
         // A database name is required: the tables live in it.
@@ -127,7 +133,8 @@ fn parse(url: &str) -> Result<Target<'_>, ModelError> {
 ///
 /// - `sqlite://PATH`: a file (relative or absolute; parent directories are
 ///   created), or `sqlite://:memory:` for a private in-memory database.
-///   One connection serves it; `pool_size` is not used.
+///   One connection serves it; `pool_size` is not used. `?synchronous=normal`
+///   trades the last commits on a power cut for speed (see [`Synchronous`]).
 /// - `mysql://USER:PASS@HOST:PORT/DB`: a pool of at most `pool_size` connections;
 ///   a request that cannot get one within 5 s fails with `StoreError::Unavailable`.
 ///
@@ -204,11 +211,11 @@ pub async fn connect(url: &str, pool_size: usize) -> Result<Database, ModelError
             let store = Arc::new(store);
             Ok(Database { store: store.clone(), log: store, pool })
         }
-        Target::Sqlite(path) => {
+        Target::Sqlite(path, sync) => {
             if path != ":memory:" {
                 create_parent(path).await?;
             }
-            let store = SqliteStore::connect(path).await?;
+            let store = SqliteStore::connect_with(path, sync).await?;
             store.run_migrations().await?;
             let pool = store.pool_probe();
             let store = Arc::new(store);
@@ -285,9 +292,16 @@ mod tests {
 
     #[test]
     fn urls_are_parsed() {
-        assert_eq!(parse("sqlite://data/chat.db").ok(), Some(Target::Sqlite("data/chat.db")));
-        assert_eq!(parse("sqlite:///var/lib/chat.db").ok(), Some(Target::Sqlite("/var/lib/chat.db")));
-        assert_eq!(parse("sqlite://:memory:").ok(), Some(Target::Sqlite(":memory:")));
+        let full = Synchronous::Full;
+        assert_eq!(parse("sqlite://data/chat.db").ok(), Some(Target::Sqlite("data/chat.db", full)));
+        assert_eq!(parse("sqlite:///var/lib/chat.db").ok(), Some(Target::Sqlite("/var/lib/chat.db", full)));
+        assert_eq!(parse("sqlite://:memory:").ok(), Some(Target::Sqlite(":memory:", full)));
+        assert_eq!(
+            parse("sqlite://x.db?synchronous=normal").ok(),
+            Some(Target::Sqlite("x.db", Synchronous::Normal))
+        );
+        assert_eq!(parse("sqlite://x.db?synchronous=full").ok(), Some(Target::Sqlite("x.db", full)));
+        assert!(matches!(parse("sqlite://x.db?synchronous=off"), Err(ModelError::BadUrl(_))));
         let my = "mysql://u:p@127.0.0.1:3306/chat";
         assert_eq!(parse(my).ok(), Some(Target::Mysql(my)));
         assert!(matches!(parse("mysql://u:p@127.0.0.1:3306"), Err(ModelError::BadUrl(_))));

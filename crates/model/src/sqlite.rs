@@ -29,7 +29,30 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/s
 pub const CONNECTION_WAIT: Duration = Duration::from_secs(10);
 
 /// Run on every new connection. `busy_timeout` first: switching to WAL may wait on another process.
-const PRAGMAS: &str = "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;";
+const PRAGMAS: &str = "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON;";
+
+/// When a commit reaches the disk (SQLite's `synchronous`, in WAL mode). Either way a
+/// killed process loses nothing committed, and the file stays consistent; they differ on
+/// a power cut or a kernel crash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Synchronous {
+    /// Every commit is fsynced before it returns: a power cut loses nothing acknowledged.
+    /// The default; the group commit pays one fsync per batch, not per message.
+    #[default]
+    Full,
+    /// Commits are fsynced at checkpoints only: a power cut may lose the commits of the
+    /// last moments (never the file's consistency).
+    Normal,
+}
+
+impl Synchronous {
+    fn pragma(self) -> &'static str {
+        match self {
+            Synchronous::Full => "PRAGMA synchronous = FULL;",
+            Synchronous::Normal => "PRAGMA synchronous = NORMAL;",
+        }
+    }
+}
 
 type Conn = SyncConnectionWrapper<SqliteConnection>;
 
@@ -41,10 +64,11 @@ pub struct SqliteStore {
     stats: std::sync::Arc<crate::PoolStats>,
 }
 
-fn setup(path: &str) -> Pin<Box<dyn Future<Output = ConnectionResult<Conn>> + Send + '_>> {
+fn setup(path: &str, sync: Synchronous) -> Pin<Box<dyn Future<Output = ConnectionResult<Conn>> + Send + '_>> {
     Box::pin(async move {
         let mut conn = Conn::establish(path).await?;
         conn.batch_execute(PRAGMAS).await.map_err(ConnectionError::CouldntSetupConfiguration)?;
+        conn.batch_execute(sync.pragma()).await.map_err(ConnectionError::CouldntSetupConfiguration)?;
         Ok(conn)
     })
 }
@@ -54,8 +78,13 @@ impl SqliteStore {
     /// private in-memory database, for tests). Creates no directories and runs no
     /// migrations (see [`SqliteStore::run_migrations`]).
     pub async fn connect(path: &str) -> Result<SqliteStore, ModelError> {
+        SqliteStore::connect_with(path, Synchronous::default()).await
+    }
+
+    /// [`SqliteStore::connect`] with commits reaching the disk as `sync` says.
+    pub async fn connect_with(path: &str, sync: Synchronous) -> Result<SqliteStore, ModelError> {
         let mut config = ManagerConfig::default();
-        config.custom_setup = Box::new(setup);
+        config.custom_setup = Box::new(move |path| setup(path, sync));
         let manager = AsyncDieselConnectionManager::<Conn>::new_with_config(path, config);
         let pool = Pool::builder(manager)
             .max_size(1)
