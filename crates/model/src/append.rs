@@ -266,7 +266,15 @@ impl MysqlStore {
                 Err(DieselError::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, _)) => {
                     return Err(StoreError::UnknownUser);
                 }
-                Err(e) => return Err(crate::store::db_error(e)),
+                Err(e) => {
+                    let e = crate::store::db_error(e);
+                    if matches!(e, StoreError::Unavailable(_)) {
+                        // Never back into the pool: the append's pool hands connections out
+                        // untested, and this one is gone.
+                        drop(diesel_async::pooled_connection::deadpool::Object::take(conn));
+                    }
+                    return Err(e);
+                }
             }
         }
     }
