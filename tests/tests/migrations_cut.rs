@@ -317,70 +317,105 @@ fn check_step_runs_again_or_is_one_statement(db: &ScratchDb, m: &MysqlMigration,
 // The tests
 // ---------------------------------------------------------------------------------------
 
+/// Cuts worked on at once (each in a database of its own): the work is the server's DDL.
+const CUTS_AT_ONCE: usize = 3;
+
+/// What every cut must end as.
+struct Clean {
+    schema: BTreeSet<String>,
+    versions: Vec<String>,
+}
+
+/// One cut: reach it, put rows in, migrate (with the real binary if `by_binary`), compare.
+/// Blocking (the MySQL client runs as a process); call it from a blocking thread.
+fn complete_a_cut(
+    rt: &tokio::runtime::Handle,
+    clean: &Clean,
+    all: &[MysqlMigration],
+    cut: Cut,
+    by_binary: bool,
+) {
+    let m = &all[cut.migration];
+    let what = format!(
+        "{} cut at step {} of {} ({})",
+        m.name,
+        cut.step + 1,
+        m.steps.len(),
+        if cut.applied { "run, not recorded" } else { "begun, not run" }
+    );
+    let db = ScratchDb::new("cut");
+    let url = db.url();
+    rt.block_on(chat_model::migrate_until(&url, cut))
+        .unwrap_or_else(|e| panic!("{what}: reaching the cut failed: {e}"));
+    // As a crash leaves it: the earlier migrations recorded, this one not.
+    assert_eq!(db.versions(), clean.versions[..cut.migration], "{what}");
+    let everything_ran = cut.applied && cut.step + 1 == m.steps.len() && cut.migration + 1 == all.len();
+    if !everything_ran {
+        assert_ne!(db.schema(), clean.schema, "{what}: the cut left the full schema");
+    }
+    if cut.applied {
+        check_step_runs_again_or_is_one_statement(&db, m, cut.step);
+    }
+    db.seed();
+    let tables = db.tables();
+    let rows = db.rows(&tables);
+
+    if by_binary {
+        let out = chat_server_migrate(&url);
+        assert!(out.status.success(), "{what}: chat-server migrate failed:\n{}", text_of(&out));
+    } else {
+        rt.block_on(chat_model::migrate(&url))
+            .unwrap_or_else(|e| panic!("{what}: the next start failed: {e}"));
+    }
+
+    let got = db.schema();
+    assert!(
+        got == clean.schema,
+        "{what}: the completed schema differs from a clean one\n{}",
+        diff(&clean.schema, &got)
+    );
+    assert_eq!(db.versions(), clean.versions, "{what}");
+    assert_eq!(db.sql("SELECT COUNT(*) FROM __chat_migration_steps").trim(), "0", "{what}");
+    assert_eq!(db.rows(&tables), rows, "{what}: rows changed");
+    // And a node started after that finds nothing to do.
+    rt.block_on(chat_model::migrate(&url)).unwrap_or_else(|e| panic!("{what}: a further start failed: {e}"));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn every_step_boundary_of_every_migration_is_completed_with_no_row_lost() {
-    let migrations = mysql_migrations().expect("the embedded migrations");
-    let (_reference, want, all_versions) = reference().await;
-    assert_eq!(all_versions.len(), migrations.len(), "a clean migration recorded {all_versions:?}");
-    // The real binary completes one cut: the last migration's last step run and unrecorded.
-    let by_binary = (migrations.len() - 1, migrations[migrations.len() - 1].steps.len() - 1, true);
+    let migrations = std::sync::Arc::new(mysql_migrations().expect("the embedded migrations"));
+    let (_reference, schema, versions) = reference().await;
+    assert_eq!(versions.len(), migrations.len(), "a clean migration recorded {versions:?}");
+    let clean = std::sync::Arc::new(Clean { schema, versions });
 
-    let started = Instant::now();
-    let mut cases = 0;
-    for (index, m) in migrations.iter().enumerate() {
+    let mut cuts = Vec::new();
+    for (migration, m) in migrations.iter().enumerate() {
         for step in 0..m.steps.len() {
             for applied in [false, true] {
-                let what = format!(
-                    "{} cut at step {} of {} ({})",
-                    m.name,
-                    step + 1,
-                    m.steps.len(),
-                    if applied { "run, not recorded" } else { "begun, not run" }
-                );
-                let db = ScratchDb::new("cut");
-                let url = db.url();
-                chat_model::migrate_until(&url, Cut { migration: index, step, applied })
-                    .await
-                    .unwrap_or_else(|e| panic!("{what}: reaching the cut failed: {e}"));
-                // As a crash leaves it: the earlier migrations recorded, this one not.
-                assert_eq!(db.versions(), all_versions[..index], "{what}");
-                if !(applied && step + 1 == m.steps.len() && index + 1 == migrations.len()) {
-                    assert_ne!(db.schema(), want, "{what}: the cut left the full schema");
-                }
-                if applied {
-                    check_step_runs_again_or_is_one_statement(&db, m, step);
-                }
-                db.seed();
-                let tables = db.tables();
-                let rows = db.rows(&tables);
-
-                if (index, step, applied) == by_binary {
-                    let out = chat_server_migrate(&url);
-                    assert!(out.status.success(), "{what}: chat-server migrate failed:\n{}", text_of(&out));
-                } else {
-                    chat_model::migrate(&url)
-                        .await
-                        .unwrap_or_else(|e| panic!("{what}: the next start failed: {e}"));
-                }
-
-                let got = db.schema();
-                assert!(
-                    got == want,
-                    "{what}: the completed schema differs from a clean one\n{}",
-                    diff(&want, &got)
-                );
-                assert_eq!(db.versions(), all_versions, "{what}");
-                assert_eq!(db.sql("SELECT COUNT(*) FROM __chat_migration_steps").trim(), "0", "{what}");
-                assert_eq!(db.rows(&tables), rows, "{what}: rows changed");
-                // And a node started after that finds nothing to do.
-                chat_model::migrate(&url)
-                    .await
-                    .unwrap_or_else(|e| panic!("{what}: a further start failed: {e}"));
-                cases += 1;
+                cuts.push(Cut { migration, step, applied });
             }
         }
     }
-    eprintln!("{cases} cuts completed in {:?}", started.elapsed());
+    // The real binary completes one cut: the last migration's last step run and unrecorded.
+    let by_binary = cuts.last().copied();
+
+    let started = Instant::now();
+    for batch in cuts.chunks(CUTS_AT_ONCE) {
+        let mut running = Vec::new();
+        for &cut in batch {
+            let (rt, clean, migrations) =
+                (tokio::runtime::Handle::current(), clean.clone(), migrations.clone());
+            running.push(tokio::task::spawn_blocking(move || {
+                complete_a_cut(&rt, &clean, &migrations, cut, Some(cut) == by_binary)
+            }));
+        }
+        for cut in running {
+            if let Err(e) = cut.await {
+                std::panic::resume_unwind(e.into_panic());
+            }
+        }
+    }
+    eprintln!("{} cuts completed in {:?}", cuts.len(), started.elapsed());
 }
 
 /// A `mariadb` session that holds `LOCK TABLES … WRITE` until dropped.
