@@ -2,7 +2,9 @@
 -- plaintext, CHECK constraints instead of ENUM, keys and cascading foreign keys,
 -- an ordered OfflineMessage with a BIGINT id and a timestamp, utf8mb4 end to end.
 -- Plain CREATE TABLE (no IF NOT EXISTS): a database holding the original's
--- tables must fail loudly rather than keep their old columns.
+-- tables must fail loudly rather than keep their old columns. (A run of this
+-- migration that a crash cut short is completed from its journal instead:
+-- migrations/README.md.)
 
 -- step: User
 CREATE TABLE `User` (
