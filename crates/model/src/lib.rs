@@ -19,11 +19,13 @@ use diesel_async::pooled_connection::deadpool::PoolError;
 pub mod adopt;
 mod append;
 mod log;
+mod migrations;
 mod mysql;
 pub mod schema;
 mod sqlite;
 mod store;
 
+pub use migrations::{Cut, MysqlMigration, mysql_migrations};
 pub use mysql::MysqlStore;
 pub use sqlite::{SqliteStore, Synchronous};
 
@@ -228,6 +230,17 @@ pub async fn connect(url: &str, pool_size: usize) -> Result<Database, ModelError
 /// URL forms) and closes it. Call it from a multi-thread tokio runtime.
 pub async fn migrate(url: &str) -> Result<(), ModelError> {
     open(url, 1).await.map(drop)
+}
+
+/// As [`migrate`] on a MySQL database, stopping at `cut` as a crash there would: what a
+/// node killed mid-migration leaves behind, for tests. The next [`migrate`] completes it.
+#[doc(hidden)]
+pub async fn migrate_until(url: &str, cut: Cut) -> Result<(), ModelError> {
+    require_multi_thread()?;
+    match parse(url)? {
+        Target::Mysql(url) => MysqlStore::connect(url, 1).await?.run_migrations_until(Some(cut)).await,
+        Target::Sqlite(_) => Err(ModelError::BadUrl(redact(url))),
+    }
 }
 
 async fn create_parent(path: &str) -> Result<(), ModelError> {

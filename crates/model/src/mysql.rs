@@ -7,12 +7,13 @@ use std::time::Duration;
 use chat_ports::StoreError;
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod};
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
-use diesel_async::{AsyncConnection, AsyncMigrationHarness, AsyncMysqlConnection};
-use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use diesel_async::{AsyncConnection, AsyncMysqlConnection};
+use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 
+use crate::migrations::{self, Cut};
 use crate::{ModelError, checkout, reason, redact, require_multi_thread};
 
-/// The MySQL schema, compiled in.
+/// The MySQL schema, compiled in (names and versions; `migrations.rs` runs them step by step).
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/mysql");
 
 /// How long a request waits for a pooled connection (or for a new one to be
@@ -70,9 +71,14 @@ impl MysqlStore {
     }
 
     /// Runs the pending migrations on a connection of its own, under a named lock
-    /// so that nodes starting together do not migrate at the same time.
-    /// Needs a multi-thread tokio runtime (diesel's migration harness blocks in place).
+    /// so that nodes starting together do not migrate at the same time; completes a
+    /// migration a crash cut short (see `migrations.rs`).
     pub async fn run_migrations(&self) -> Result<(), ModelError> {
+        self.run_migrations_until(None).await
+    }
+
+    /// As [`MysqlStore::run_migrations`], stopping at `cut` as a crash there would (for tests).
+    pub(crate) async fn run_migrations_until(&self, cut: Option<Cut>) -> Result<(), ModelError> {
         require_multi_thread()?;
         let mut conn = tokio::time::timeout(CONNECTION_WAIT, AsyncMysqlConnection::establish(&self.url))
             .await
@@ -81,10 +87,9 @@ impl MysqlStore {
             })?
             .map_err(|e| ModelError::unreachable(&self.url, e.to_string()))?;
         lock(&mut conn).await.map_err(|reason| ModelError::migration(&self.url, reason))?;
-        let mut harness = AsyncMigrationHarness::new(conn);
-        let applied = harness
-            .run_pending_migrations(MIGRATIONS)
-            .map_err(|e| ModelError::migration(&self.url, e.to_string()))?;
+        let applied = migrations::run(&mut conn, cut)
+            .await
+            .map_err(|reason| ModelError::migration(&self.url, reason))?;
         for version in applied {
             tracing::info!(db = %redact(&self.url), %version, "applied migration");
         }

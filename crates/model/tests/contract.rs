@@ -112,6 +112,54 @@ async fn sqlite_migrations_are_idempotent_and_data_persists() {
     assert!(third.user_exists(id).await.expect("user_exists"), "data did not survive a reopen");
 }
 
+#[derive(QueryableByName)]
+struct Name {
+    #[diesel(sql_type = Text)]
+    name: String,
+}
+
+fn sqlite_names(conn: &mut diesel::SqliteConnection, sql: &str) -> Vec<String> {
+    let rows: Vec<Name> = diesel::RunQueryDsl::load(diesel::sql_query(sql), conn).expect("query SQLite");
+    rows.into_iter().map(|r| r.name).collect()
+}
+
+/// SQLite's DDL is transactional and diesel runs each SQLite migration in one transaction,
+/// so a migration cut half-way (here it fails at its last table, which is in the way; a
+/// crash rolls back the same way) leaves none of its tables, and the next run applies it whole.
+#[tokio::test(flavor = "multi_thread")]
+async fn sqlite_migration_cut_half_way_leaves_nothing() {
+    use diesel::connection::SimpleConnection;
+
+    let dir = TempDir::new("cut");
+    let url = dir.sqlite_url();
+    let path = url.strip_prefix("sqlite://").expect("a sqlite URL").to_string();
+    std::fs::create_dir_all(std::path::Path::new(&path).parent().expect("a parent")).expect("mkdir");
+    let mut conn = diesel::SqliteConnection::establish(&path).expect("open the SQLite file");
+    conn.batch_execute("CREATE TABLE \"ResumeToken\" (x INTEGER)").expect("a table in the way");
+    let tables = "SELECT name FROM sqlite_master WHERE type IN ('table', 'index') ORDER BY name";
+
+    let err = chat_model::migrate(&url).await.expect_err("the message log's migration must fail half-way");
+    assert!(err.to_string().contains("ResumeToken"), "{err}");
+    let after_failure = sqlite_names(&mut conn, tables);
+    assert!(after_failure.iter().any(|t| t == "User"), "the first migration is whole: {after_failure:?}");
+    for gone in ["Conversation", "Message", "ConvCursor", "ix_Conversation_userlo", "ix_Message_created_at"] {
+        assert!(
+            !after_failure.iter().any(|t| t == gone),
+            "{gone} survived the failed migration: {after_failure:?}"
+        );
+    }
+    let versions = "SELECT version AS name FROM __diesel_schema_migrations ORDER BY version";
+    assert_eq!(sqlite_names(&mut conn, versions), ["20261126000000"]);
+
+    conn.batch_execute("DROP TABLE \"ResumeToken\"").expect("clear the way");
+    chat_model::migrate(&url).await.expect("the migration applies whole once nothing is in its way");
+    let complete = sqlite_names(&mut conn, tables);
+    for table in ["Conversation", "Message", "ConvCursor", "ResumeToken", "ix_ResumeToken_expires_at"] {
+        assert!(complete.iter().any(|t| t == table), "{table} missing: {complete:?}");
+    }
+    assert_eq!(sqlite_names(&mut conn, versions).len(), 2);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn sqlite_concurrent_writers_on_one_file_do_not_fail() {
     let dir = TempDir::new("writers");

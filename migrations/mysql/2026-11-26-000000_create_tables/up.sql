@@ -2,8 +2,11 @@
 -- plaintext, CHECK constraints instead of ENUM, keys and cascading foreign keys,
 -- an ordered OfflineMessage with a BIGINT id and a timestamp, utf8mb4 end to end.
 -- Plain CREATE TABLE (no IF NOT EXISTS): a database holding the original's
--- tables must fail loudly rather than keep their old columns.
+-- tables must fail loudly rather than keep their old columns. (A run of this
+-- migration that a crash cut short is completed from its journal instead:
+-- migrations/README.md.)
 
+-- step: User
 CREATE TABLE `User` (
     `id` INT NOT NULL AUTO_INCREMENT,
     `name` VARCHAR(50) NOT NULL,
@@ -15,6 +18,7 @@ CREATE TABLE `User` (
     CONSTRAINT `ck_User_state` CHECK (`state` IN ('online', 'offline'))
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
+-- step: Friend
 CREATE TABLE `Friend` (
     `userid` INT NOT NULL,
     `friendid` INT NOT NULL,
@@ -24,6 +28,7 @@ CREATE TABLE `Friend` (
     CONSTRAINT `fk_Friend_friendid` FOREIGN KEY (`friendid`) REFERENCES `User` (`id`) ON DELETE CASCADE
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
+-- step: AllGroup
 CREATE TABLE `AllGroup` (
     `id` INT NOT NULL AUTO_INCREMENT,
     `groupname` VARCHAR(50) NOT NULL,
@@ -32,6 +37,7 @@ CREATE TABLE `AllGroup` (
     UNIQUE KEY `uq_AllGroup_groupname` (`groupname`)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
+-- step: GroupUser
 CREATE TABLE `GroupUser` (
     `groupid` INT NOT NULL,
     `userid` INT NOT NULL,
@@ -43,6 +49,7 @@ CREATE TABLE `GroupUser` (
     CONSTRAINT `fk_GroupUser_userid` FOREIGN KEY (`userid`) REFERENCES `User` (`id`) ON DELETE CASCADE
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
+-- step: OfflineMessage
 CREATE TABLE `OfflineMessage` (
     `id` BIGINT NOT NULL AUTO_INCREMENT,
     `userid` INT NOT NULL,

@@ -2,6 +2,7 @@
 -- before its sender's ack, with its place in its conversation; the recipients'
 -- cursors; resume tokens. OfflineMessage stays for rows older versions wrote.
 
+-- step: Conversation
 -- One row per conversation: `id` is the key chat-proto's ConvId computes
 -- (lo << 32 | hi for two users, -groupid for a group); `lastseq` is the
 -- conversation's sequence counter, bumped under its row lock in the append.
@@ -20,6 +21,7 @@ CREATE TABLE `Conversation` (
     CONSTRAINT `fk_Conversation_groupid` FOREIGN KEY (`groupid`) REFERENCES `AllGroup` (`id`) ON DELETE CASCADE
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
+-- step: Message
 -- One row per message, group messages included (never one per member).
 -- No foreign keys: the hot path inserts here, and conversations are checked when opened.
 CREATE TABLE `Message` (
@@ -39,6 +41,7 @@ CREATE TABLE `Message` (
     KEY `ix_Message_created_at` (`created_at`)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
+-- step: ConvCursor
 -- How far each user acknowledged each conversation (written lazily, only forward).
 CREATE TABLE `ConvCursor` (
     `userid` INT NOT NULL,
@@ -48,6 +51,7 @@ CREATE TABLE `ConvCursor` (
     CONSTRAINT `fk_ConvCursor_userid` FOREIGN KEY (`userid`) REFERENCES `User` (`id`) ON DELETE CASCADE
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
+-- step: ResumeToken
 -- Resume tokens, by their SHA-256 (the token itself is never stored).
 CREATE TABLE `ResumeToken` (
     `token` CHAR(64) NOT NULL,
