@@ -239,7 +239,7 @@ pub async fn migrate_until(url: &str, cut: Cut) -> Result<(), ModelError> {
     require_multi_thread()?;
     match parse(url)? {
         Target::Mysql(url) => MysqlStore::connect(url, 1).await?.run_migrations_until(Some(cut)).await,
-        Target::Sqlite(_) => Err(ModelError::BadUrl(redact(url))),
+        Target::Sqlite(..) => Err(ModelError::BadUrl(redact(url))),
     }
 }
 

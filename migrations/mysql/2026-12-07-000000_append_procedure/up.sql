@@ -16,6 +16,7 @@
 -- before fails the whole CALL with a duplicate-key error and changes nothing: the
 -- node then looks the earlier copies up and calls again without them.
 
+-- step: chat_append_v1
 DROP PROCEDURE IF EXISTS chat_append_v1;
 
 CREATE PROCEDURE chat_append_v1(
