@@ -72,6 +72,8 @@ pub struct Setup {
     pub recipients_node_env: Vec<(&'static str, String)>,
     /// The nodes share a Redis Cluster of the drill's own instead of one Redis.
     pub redis_cluster: bool,
+    /// The nodes' Redis Cluster URL names one node only ([`RedisCluster::seed`]), not two.
+    pub one_seed: bool,
 }
 
 impl Setup {
@@ -85,12 +87,18 @@ impl Setup {
             mysql_proxy: false,
             recipients_node_env: Vec::new(),
             redis_cluster: false,
+            one_seed: false,
         }
     }
 
     /// The same, on a Redis Cluster (3 masters, 3 replicas) of the drill's own.
     pub fn on_redis_cluster(name: &'static str) -> Setup {
         Setup { redis_cluster: true, ..Setup::new(name) }
+    }
+
+    /// On a Redis Cluster whose URL names one node only (the seed, a master at the start).
+    pub fn on_redis_cluster_one_seed(name: &'static str) -> Setup {
+        Setup { one_seed: true, ..Setup::on_redis_cluster(name) }
     }
 }
 
@@ -877,6 +885,7 @@ impl Drill {
         };
         let redis_url = match &redis {
             DrillRedis::Single(r) => r.url(),
+            DrillRedis::Cluster(c) if setup.one_seed => c.seed_url(),
             DrillRedis::Cluster(c) => c.url(),
         };
         let mysql_proxy = if setup.mysql_proxy { Some(TcpProxy::start(mysql_addr()).await) } else { None };
@@ -1002,6 +1011,60 @@ impl Drill {
         });
         futures::future::join_all(logins).await;
         started.elapsed()
+    }
+
+    /// Registers a user on each node, then logs them in (each on its own node, directly) and
+    /// has them chat across the nodes both ways, again and again until a round works: the
+    /// login acknowledged and each chat pushed to the other node's user within a second.
+    /// Returns when that happened; panics after [`BOUND`].
+    pub async fn serving_again(&self) -> Instant {
+        let addrs = [self.node(Side::Senders).addr, self.node(Side::Recipients).addr];
+        let mut ids = [0; 2];
+        for (id, addr) in ids.iter_mut().zip(addrs) {
+            *id = WireClient::connect(addr).await.register(&unique("probe")).await;
+        }
+        let started = Instant::now();
+        let mut refusals = 0;
+        loop {
+            assert!(
+                started.elapsed() < BOUND,
+                "the nodes did not serve again within {BOUND:?} ({refusals} tries failed)"
+            );
+            if Self::probe(addrs, ids).await {
+                return Instant::now();
+            }
+            refusals += 1;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// One round of [`serving_again`](Self::serving_again): whether it all worked.
+    async fn probe(addrs: [SocketAddr; 2], ids: [i64; 2]) -> bool {
+        let mut clients = Vec::with_capacity(2);
+        for (id, addr) in ids.into_iter().zip(addrs) {
+            let mut client = WireClient::connect(addr).await;
+            if client.login(id, false).await["errno"] != 0 {
+                return false;
+            }
+            clients.push(client);
+        }
+        for (from, to) in [(0, 1), (1, 0)] {
+            let body = unique("probe");
+            clients[from].send(&json!({"msgid":6,"to":ids[to],"msg":body})).await;
+            let pushed = async {
+                loop {
+                    match clients[to].recv_within(Duration::from_secs(1)).await {
+                        Some(frame) if frame["msg"] == body.as_str() => return true,
+                        Some(_) => continue,
+                        None => return false,
+                    }
+                }
+            };
+            if !pushed.await {
+                return false;
+            }
+        }
+        true
     }
 
     /// The node a side started on.

@@ -68,6 +68,16 @@ impl RedisCluster {
         format!("redis-cluster://127.0.0.1:{}?node=127.0.0.1:{}", self.base, self.base + 1)
     }
 
+    /// A URL naming one node only: the seed, [`seed`](Self::seed).
+    pub fn seed_url(&self) -> String {
+        format!("redis-cluster://127.0.0.1:{}", self.seed())
+    }
+
+    /// The port of the first node, a master when the cluster starts.
+    pub fn seed(&self) -> u16 {
+        self.base
+    }
+
     fn ports(&self) -> impl Iterator<Item = u16> + use<> {
         let base = self.base;
         (0..6).map(move |i| base + i)

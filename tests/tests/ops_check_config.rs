@@ -103,3 +103,19 @@ fn each_error_is_one_clear_line_and_exit_code_2() {
         assert!(out.is_empty(), "{args:?}: printed a configuration despite the error: {out}");
     }
 }
+
+#[test]
+fn a_redis_cluster_url_with_one_address_is_a_warning_not_an_error() {
+    let (code, out, err) = check(&["--redis-url", "redis-cluster://127.0.0.1:7000"], &[]);
+    assert_eq!(code, 0, "a warning, not an error: {err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(err.starts_with("chat-server: warning: redis_url lists a single Redis Cluster node"), "{err}");
+    assert!(out.contains("redis_url = \"redis-cluster://127.0.0.1:7000\""), "{out}");
+
+    for url in ["redis-cluster://127.0.0.1:7000?node=127.0.0.1:7001", "redis://127.0.0.1:6379"] {
+        let (code, out, err) = check(&["--redis-url", url], &[]);
+        assert_eq!(code, 0, "{url}: {err}");
+        assert!(err.is_empty(), "{url}: no warning expected: {err}");
+        assert!(out.contains("redis_url"), "{url}: {out}");
+    }
+}

@@ -20,6 +20,9 @@ pub fn run(settings: &Settings) -> ExitCode {
     }
     match render(settings) {
         Ok(text) => {
+            for warning in settings.warnings() {
+                eprintln!("chat-server: warning: {warning}");
+            }
             print!("{text}");
             ExitCode::SUCCESS
         }

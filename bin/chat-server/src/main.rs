@@ -43,6 +43,9 @@ fn main() -> ExitCode {
         return check::run(&settings);
     }
     logs::init(&settings);
+    for warning in settings.warnings() {
+        warn!("{warning}");
+    }
     if let Err(e) = tikv_jemalloc_ctl::background_thread::write(true) {
         warn!(error = %e, "cannot start jemalloc's background purging");
     }

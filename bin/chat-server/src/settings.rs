@@ -194,6 +194,23 @@ impl Settings {
         Ok(settings)
     }
 
+    /// What is allowed but probably a mistake, one line each: check-config prints these on
+    /// stderr (and still exits 0), a starting node logs them.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if let Some(url) = &self.redis_url
+            && let Some(seeds) = cluster_seeds(url)
+            && seeds < 2
+        {
+            warnings.push(
+                "redis_url lists a single Redis Cluster node: a node that restarts while that Redis node is \
+                 down cannot reach the cluster; list several with ?node=host:port&node=host:port"
+                    .to_owned(),
+            );
+        }
+        warnings
+    }
+
     fn check(&self) -> Result<(), config::ConfigError> {
         let bad = |m: String| Err(config::ConfigError::Message(m));
         if self.listen.parse::<std::net::SocketAddr>().is_err() {
@@ -279,5 +296,36 @@ impl Settings {
             return bad("lease_secs must be at least 2".into());
         }
         Ok(())
+    }
+}
+
+/// How many distinct nodes a Redis Cluster URL names (`redis-cluster://[cred@]host:port?node=host:port&…`);
+/// `None` for a URL of one Redis.
+fn cluster_seeds(url: &str) -> Option<usize> {
+    let rest = url.strip_prefix("redis-cluster://").or_else(|| url.strip_prefix("rediss-cluster://"))?;
+    let (authority, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host).trim_end_matches('/');
+    let mut seeds: std::collections::BTreeSet<&str> = query
+        .split('&')
+        .filter_map(|pair| pair.strip_prefix("node="))
+        .filter(|node| !node.is_empty())
+        .collect();
+    if !host.is_empty() {
+        seeds.insert(host);
+    }
+    Some(seeds.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cluster_seeds;
+
+    #[test]
+    fn cluster_urls_are_counted_by_their_distinct_nodes() {
+        assert_eq!(cluster_seeds("redis://127.0.0.1:6379"), None);
+        assert_eq!(cluster_seeds("redis-cluster://127.0.0.1:7000"), Some(1));
+        assert_eq!(cluster_seeds("rediss-cluster://u:p@h:7000/"), Some(1));
+        assert_eq!(cluster_seeds("redis-cluster://h:7000?node=h:7000"), Some(1));
+        assert_eq!(cluster_seeds("redis-cluster://u:p@h:7000?node=h:7001&node=h:7002"), Some(3));
     }
 }

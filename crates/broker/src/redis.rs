@@ -2,7 +2,8 @@
 //! the users' channels, a second connection for PUBLISH and the presence keys, the node lease
 //! that lets the claims of a dead node expire, and the receive loop that hands incoming frames
 //! to the `Sink`. On a cluster the users' channels are sharded (SSUBSCRIBE / SPUBLISH), and a
-//! topology watch re-subscribes channels whose slot moved (failover, resharding).
+//! topology watch re-subscribes channels whose slot moved (failover, resharding) and keeps the
+//! slot map fresh: a reconnection looks for the cluster through its masters, not only the URL's nodes.
 //! Not here: what a frame means (the service), the in-process broker (`local.rs`).
 //!
 //! Keys and channels (all under `channel_prefix`; the presence layout is [`Layout`]'s):
@@ -26,6 +27,7 @@ use fred::prelude::{
 };
 use fred::types::ConnectHandle;
 use fred::types::Message;
+use fred::types::config::ClusterDiscoveryPolicy;
 use tokio::sync::Notify;
 use tokio::sync::broadcast::Receiver;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
@@ -55,7 +57,8 @@ const TOPOLOGY_POLL: Duration = Duration::from_millis(500);
 pub struct RedisConfig {
     /// A `redis://` URL, e.g. `redis://127.0.0.1:6379`, or a Redis Cluster's
     /// `redis-cluster://host:port?node=host:port&node=host:port` (any reachable nodes; the rest
-    /// of the cluster is discovered).
+    /// of the cluster is discovered). Connecting needs one of these; reconnecting does not (the
+    /// masters of the last slot map are asked too).
     pub url: String,
     /// Prepended to every channel and key this broker uses (pub/sub ignores database numbers,
     /// so this is what keeps two clusters, or two test runs, apart on one Redis).
@@ -180,9 +183,17 @@ impl RedisBroker {
         }
         let lease = config.lease.max(MIN_LEASE);
         let url = redacted(&config.url);
-        let fred_config =
+        let mut fred_config =
             Config::from_url(&config.url).map_err(|e| unavailable(&format!("invalid Redis URL {url}"), e))?;
         let cluster = fred_config.server.is_clustered();
+        if cluster {
+            // Reconnect through any node known: the URL's and every master of the last slot map
+            // (fred's default asks the URL's nodes only, so a dead seed would be the end).
+            fred_config
+                .server
+                .set_cluster_discovery_policy(ClusterDiscoveryPolicy::UseCache)
+                .map_err(|e| unavailable("cannot configure the Redis Cluster discovery", e))?;
+        }
 
         let mut builder = Builder::from_config(fred_config);
         builder
@@ -728,7 +739,8 @@ fn slot_owners(subscriber: &SubscriberClient) -> Option<Vec<(u16, u16, Server)>>
     Some(state.slots().iter().map(|r| (r.start, r.end, r.primary.clone())).collect())
 }
 
-/// On a Redis Cluster, every [`TOPOLOGY_POLL`]: reads the slot map again, and when a slot
+/// On a Redis Cluster, every [`TOPOLOGY_POLL`]: reads the slot map again (the subscriber's and
+/// the command connection's: their masters are where a reconnection looks for the cluster), and when a slot
 /// changed owner (a replica promoted, a resharding) subscribes every channel again and has the
 /// sessions read the log. A master that loses a slot drops its sharded subscribers' channels in
 /// it (it sends them SUNSUBSCRIBE, which fred does not report), and whatever was published to the
@@ -746,6 +758,14 @@ async fn topology_loop(shared: Arc<Shared>, sink: Arc<dyn Sink>, stop: Cancellat
         {
             debug!(node = %shared.node_id, error = %e, "reading the slot map failed; retrying");
             continue;
+        }
+        // The command connection's slot map too: its masters are where a reconnect looks for
+        // the cluster (`ClusterDiscoveryPolicy::UseCache`). Not while it reconnects: the call
+        // would only queue behind the reconnection.
+        if shared.client.is_connected()
+            && let Err(e) = bounded("cannot read the cluster's slot map", shared.client.sync_cluster()).await
+        {
+            debug!(node = %shared.node_id, error = %e, "reading the command connection's slot map failed");
         }
         let now = slot_owners(&shared.subscriber);
         if now.is_none() || now == known {

@@ -4,6 +4,7 @@
 //! runs on a Redis Cluster of the test's own (deploy/redis-cluster.sh), never the shared one.
 //! These tests fail (never skip) when the cluster is not reachable.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
@@ -150,6 +151,12 @@ impl OwnCluster {
 
     /// (port, node id) of the master serving `slot`, as any live node sees it.
     fn owner(&self, slot: u16) -> (u16, String) {
+        self.serving(slot).unwrap_or_else(|| panic!("no master serves slot {slot}"))
+    }
+
+    /// (port, node id) of the master serving `slot`, if one does now (none while a failed
+    /// master's replica is not yet promoted).
+    fn serving(&self, slot: u16) -> Option<(u16, String)> {
         let nodes = (0..6)
             .find_map(|i| {
                 let out = Command::new("redis-cli")
@@ -173,10 +180,10 @@ impl OwnCluster {
                 None => range.parse::<u16>().ok() == Some(slot),
             });
             if serves {
-                return (port, fields[0].to_owned());
+                return Some((port, fields[0].to_owned()));
             }
         }
-        panic!("no master serves slot {slot}: {nodes}");
+        None
     }
 
     /// Moves `slot` (which holds no keys) to another master, as `redis-cli --cluster reshard` does.
@@ -305,6 +312,158 @@ async fn cluster_heals_by_itself_after_a_master_dies() {
         assert!(!b.claim(*u).await.expect("claim b"), "{u:?} claimable by another node");
     }
     assert!(sink.resyncs() > resyncs, "the sessions were asked to read the log");
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// What one publish of the traffic below saw.
+struct Sent {
+    user: UserId,
+    frame: Bytes,
+    at: std::time::Instant,
+    /// Redis said a subscriber received it (`Ok(true)`): the acknowledgement.
+    delivered: bool,
+    /// The user's channel is in a slot of the killed master.
+    on_victim: bool,
+    /// How long the call took.
+    took: Duration,
+}
+
+/// The URL names one node only, and that node, a master, is SIGKILLed while publishes flow to
+/// channels on every shard. The cluster promotes its replica; the nodes must find the cluster
+/// again through the other nodes they learnt of (fred's default asks only the URL's nodes, and
+/// then never recovers: every call "the Redis command connection is down"). Within the failover
+/// time plus a few seconds both nodes claim new users and every channel receives again;
+/// every publish Redis acknowledged reached the subscriber. Prints how long the failover took
+/// and what it cost publishes to the shards that stayed up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_survives_the_death_of_the_only_node_in_its_url() {
+    let own = OwnCluster::start("seed-killed");
+    let seed = own.base;
+    assert!(own.cli(seed, &["role"]).starts_with("master"), "the URL's node is a master");
+    let cluster = RedisCluster::on(format!("redis-cluster://127.0.0.1:{seed}"), "seed_killed");
+    let sink = Arc::new(RecordingSink::default());
+    let a = cluster.redis_node(Arc::clone(&sink)).await;
+    let b = cluster.redis_node(Arc::new(RecordingSink::default())).await;
+    let users: Vec<UserId> = (1..=30).map(UserId).collect();
+    for u in &users {
+        a.subscribe(*u).await.expect("subscribe");
+        assert!(a.claim(*u).await.expect("claim"));
+    }
+    let slot = |u: UserId| fred::util::redis_keyslot(channel_of(&cluster.prefix, u).as_bytes());
+    let on_victim: HashSet<UserId> =
+        users.iter().copied().filter(|u| own.owner(slot(*u)).0 == seed).collect();
+    assert!(
+        !on_victim.is_empty() && on_victim.len() < users.len(),
+        "users on the seed's shard and on others"
+    );
+
+    // Traffic: node b publishes to every user in turn, one publish every 10 ms.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let traffic = tokio::spawn({
+        let (b, users, on_victim, stop) = (Arc::clone(&b), users.clone(), on_victim.clone(), stop.clone());
+        async move {
+            let mut sent = Vec::new();
+            for n in 0.. {
+                if stop.is_cancelled() {
+                    break;
+                }
+                let user = users[n % users.len()];
+                let frame = Bytes::from(format!("m{n}"));
+                let at = std::time::Instant::now();
+                let delivered = b.publish(user, frame.clone()).await.unwrap_or(false);
+                let took = at.elapsed();
+                assert!(took < Duration::from_secs(3), "a publish waited {took:?}");
+                sent.push(Sent { user, frame, at, delivered, on_victim: on_victim.contains(&user), took });
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            sent
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let pid = std::fs::read_to_string(own.dir.join(seed.to_string()).join("redis.pid")).expect("pid");
+    let killed = std::time::Instant::now();
+    assert!(Command::new("kill").args(["-KILL", pid.trim()]).status().expect("kill").success());
+    let victim_slot = slot(*on_victim.iter().next().expect("a user on the victim"));
+    let promoted = until_true(Duration::from_secs(15), || async {
+        own.serving(victim_slot).is_some_and(|(port, _)| port != seed)
+    })
+    .await;
+    assert!(promoted, "no replica took over the seed's slots");
+    let failover = killed.elapsed();
+
+    // Both nodes serve again: a new user can be claimed on each, every channel receives.
+    let mut fresh = 10_000;
+    let healed = until_true(Duration::from_secs(20), || {
+        fresh += 2;
+        let (a, b, users) = (Arc::clone(&a), Arc::clone(&b), users.clone());
+        async move {
+            if !a.claim(UserId(fresh)).await.unwrap_or(false)
+                || !b.claim(UserId(fresh + 1)).await.unwrap_or(false)
+            {
+                return false;
+            }
+            for u in users {
+                if !b.publish(u, Bytes::from(format!("probe {}", u.0))).await.unwrap_or(false) {
+                    return false;
+                }
+                if a.holder(u).await.ok().flatten().as_deref() != Some(a.node_id()) {
+                    return false;
+                }
+            }
+            true
+        }
+    })
+    .await;
+    let serving = killed.elapsed();
+    assert!(healed, "the nodes never found the cluster again after the seed master died");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.cancel();
+    let sent = traffic.await.expect("traffic");
+
+    // What the failover cost publishes, on the dead shard and on the live ones: how many
+    // failed, the longest stretch with none delivered, the slowest call.
+    let cost = |victim: bool| {
+        let after: Vec<&Sent> = sent.iter().filter(|s| s.on_victim == victim && s.at >= killed).collect();
+        let failed = after.iter().filter(|s| !s.delivered).count();
+        let mut last_ok = killed;
+        let mut outage = Duration::ZERO;
+        for s in &after {
+            if s.delivered {
+                outage = outage.max(s.at.duration_since(last_ok));
+                last_ok = s.at + s.took;
+            }
+        }
+        let slowest = after.iter().map(|s| s.took).max().unwrap_or_default();
+        format!(
+            "{failed} of {} failed, none delivered for {outage:?} at most, slowest call {slowest:?}",
+            after.len()
+        )
+    };
+    println!(
+        "seed master SIGKILLed: replica promoted after {failover:?}, both nodes serving after {serving:?}; \
+         publishes to the dead shard: {}; to the live shards: {}",
+        cost(true),
+        cost(false)
+    );
+    assert!(
+        serving < failover + Duration::from_secs(5),
+        "serving again took {serving:?}, the failover {failover:?}"
+    );
+
+    // Nothing acknowledged lost: every publish Redis said reached a subscriber is in the sink.
+    let frames: HashSet<(UserId, Bytes)> = sink.frames().into_iter().collect();
+    let lost: Vec<&Sent> =
+        sent.iter().filter(|s| s.delivered && !frames.contains(&(s.user, s.frame.clone()))).collect();
+    assert!(lost.is_empty(), "{} acknowledged publishes never arrived", lost.len());
+    assert!(
+        sent.iter().filter(|s| s.delivered && s.at >= killed + serving).count() > 0,
+        "traffic flowed after"
+    );
+    for u in &users {
+        assert!(!b.claim(*u).await.expect("claim b"), "{u:?} claimable by another node");
+    }
     a.shutdown().await;
     b.shutdown().await;
 }
