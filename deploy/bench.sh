@@ -86,6 +86,9 @@ NODE_ENV=(
     CHAT_HASH_CONCURRENCY=2
     CHAT_RATE_PER_SEC=100000
     CHAT_RATE_BURST=100000
+    # deploy/nginx.conf sends the PROXY protocol; the bench's direct connections come from
+    # 127.0.0.1 (proxy_from) without a header and are served as they are.
+    CHAT_PROXY_PROTOCOL=true
 )
 # One runtime worker thread per node (CHAT_WORKER_THREADS; BENCH_WORKERS=0 for one per core):
 # two nodes, the bench, Redis and MySQL share two cores here, and a second worker in each

@@ -851,6 +851,8 @@ async fn start_node(
             // The drill's own resends and acknowledgements must never meet the rate limit.
             ("CHAT_RATE_PER_SEC", "100000"),
             ("CHAT_RATE_BURST", "100000"),
+            // nginx (deploy/nginx.conf) sends the PROXY protocol.
+            ("CHAT_PROXY_PROTOCOL", "true"),
         ];
         env.extend(extra.iter().map(|(k, v)| (*k, v.as_str())));
         ServerProcess::start_with(

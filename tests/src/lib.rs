@@ -188,6 +188,17 @@ impl WireClient {
         WireClient { stream, buf: Vec::new(), scanned: 0 }
     }
 
+    /// Connects to a server from `local` (e.g. 127.0.0.2: every 127.x.y.z is this host), so
+    /// that the server, or the nginx in front of it, sees a client of its own address.
+    pub async fn connect_from(local: std::net::IpAddr, addr: SocketAddr) -> WireClient {
+        WireClient { stream: connect_from(local, addr).await, buf: Vec::new(), scanned: 0 }
+    }
+
+    /// A client over a connection made elsewhere (e.g. after a PROXY header was written on it).
+    pub fn from_stream(stream: TcpStream) -> WireClient {
+        WireClient { stream, buf: Vec::new(), scanned: 0 }
+    }
+
     /// Sends raw bytes as they are.
     pub async fn send_raw(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).await.expect("write");
@@ -252,6 +263,17 @@ impl WireClient {
             }
         }
     }
+}
+
+/// A TCP connection to `addr` from the local address `local` (any port).
+pub async fn connect_from(local: std::net::IpAddr, addr: SocketAddr) -> TcpStream {
+    let socket = match local {
+        std::net::IpAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+        std::net::IpAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+    }
+    .expect("socket");
+    socket.bind(SocketAddr::new(local, 0)).unwrap_or_else(|e| panic!("bind {local}: {e}"));
+    socket.connect(addr).await.unwrap_or_else(|e| panic!("connect {addr} from {local}: {e}"))
 }
 
 /// A name unique to this run and call, at most 50 characters.
@@ -476,14 +498,30 @@ impl Drop for RedisServer {
 }
 
 /// Starts a cluster node on the MySQL test database and the given Redis, with a
-/// channel prefix shared by the nodes of one test and a short lease.
+/// channel prefix shared by the nodes of one test and a short lease. It expects the PROXY
+/// protocol from 127.0.0.1 (the tests' nginx sends it; the tests' own direct connections
+/// from 127.0.0.1 send none and are served as they are).
 pub fn cluster_node(name: &str, redis: &str, prefix: &str, lease_secs: u64) -> ServerProcess {
+    cluster_node_with(name, redis, prefix, lease_secs, &[])
+}
+
+/// As [`cluster_node`], with more environment variables.
+pub fn cluster_node_with(
+    name: &str,
+    redis: &str,
+    prefix: &str,
+    lease_secs: u64,
+    env: &[(&str, &str)],
+) -> ServerProcess {
     let mysql = mysql_url();
     let lease = lease_secs.to_string();
+    let mut all =
+        vec![("CHAT_CHANNEL_PREFIX", prefix), ("CHAT_LEASE_SECS", &lease), ("CHAT_PROXY_PROTOCOL", "true")];
+    all.extend_from_slice(env);
     ServerProcess::start_with(
         tempdir::TempDir::new(&format!("chat-{name}")),
         &["--database-url", &mysql, "--redis-url", redis, "--node-name", name],
-        &[("CHAT_CHANNEL_PREFIX", prefix), ("CHAT_LEASE_SECS", &lease)],
+        &all,
     )
 }
 

@@ -59,6 +59,8 @@ impl WsNode {
                 ("CHAT_CHANNEL_PREFIX", prefix),
                 ("CHAT_LEASE_SECS", &lease),
                 ("CHAT_CURSOR_FLUSH_SECS", "0.2"),
+                // nginx (deploy/nginx.conf) sends X-Forwarded-For to the WebSocket listener.
+                ("CHAT_PROXY_PROTOCOL", "true"),
             ],
         );
         WsNode { server, ws }
@@ -119,6 +121,15 @@ impl WsClient {
         let stream = TcpStream::connect(addr).await?;
         let (ws, _) = tokio_tungstenite::client_async(request, stream).await?;
         Ok(WsClient { ws })
+    }
+
+    /// Connects to `ws://addr/ws` from the local address `local` (e.g. 127.0.0.2), or panics.
+    pub async fn connect_from(local: std::net::IpAddr, addr: SocketAddr) -> WsClient {
+        let stream = crate::connect_from(local, addr).await;
+        let (ws, _) = tokio_tungstenite::client_async(format!("ws://{addr}/ws"), stream)
+            .await
+            .unwrap_or_else(|e| panic!("WebSocket to {addr} from {local}: {e}"));
+        WsClient { ws }
     }
 
     /// Connects without an `Origin` (not a browser), or panics.

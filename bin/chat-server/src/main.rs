@@ -140,7 +140,15 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         abuse_limit: settings.abuse_limit.max(1),
         login_failures_per_conn: settings.login_failures_per_conn.max(1),
         login_failures_per_user: settings.login_failures_per_user.max(1),
+        login_failures_per_addr: settings.login_failures_per_addr.max(1),
         login_lockout: secs(settings.login_lockout_secs),
+        max_connections_per_ip: settings.max_connections_per_ip,
+        unauth_per_ip: settings.unauth_per_ip,
+        unauth_pressure: settings.unauth_pressure,
+        login_timeout_pressed: secs(settings.login_timeout_pressed_secs),
+        registrations_per_ip: settings.registrations_per_ip,
+        registration_window: secs(settings.registration_window_secs),
+        limits_exempt: settings.proxy_from(),
         max_group_members: settings.max_group_members,
         offline_in_ack: settings.offline_in_ack,
         cursor_flush: secs(settings.cursor_flush_secs),
@@ -154,17 +162,30 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         login_timeout: secs(settings.login_timeout_secs),
         ping_interval: secs(settings.ping_interval_secs),
     };
-    // Idle checks run often enough to honour the shorter of the two timeouts closely.
-    let idle_check = (service_config.login_timeout.min(service_config.ping_interval) / 4)
+    // Idle checks run often enough to honour the shortest of the timeouts closely.
+    let shortest = service_config.login_timeout.min(service_config.ping_interval);
+    let idle_check = (shortest.min(service_config.login_timeout_pressed) / 4)
         .clamp(Duration::from_millis(100), Duration::from_secs(5));
     let tls = ops::tls(&settings, &metrics)?;
     // Turns /readyz not-ready at SIGTERM, before `shutdown` stops the listener.
     let draining = CancellationToken::new();
     let admin =
         ops::admin(&settings, metrics, draining.clone(), &db.store, db.pool.clone(), redis.clone()).await?;
-    let service = Arc::new(
-        Service::new(db.store, db.log, broker, delivery, service_config).map_err(|e| anyhow::anyhow!(e))?,
-    );
+    let mut service =
+        Service::new(db.store, db.log, broker, delivery, service_config).map_err(|e| anyhow::anyhow!(e))?;
+    // In a cluster, failed logins and registrations are counted in Redis, shared by the nodes.
+    let throttle = match &settings.redis_url {
+        Some(url) => Some(Arc::new(
+            chat_broker::RedisThrottle::connect(url, &settings.channel_prefix)
+                .await
+                .with_context(|| format!("cannot connect to Redis at {} (throttle)", redact(url)))?,
+        )),
+        None => None,
+    };
+    if let Some(throttle) = &throttle {
+        service = service.with_throttle(throttle.clone());
+    }
+    let service = Arc::new(service);
     let net = NetConfig {
         max_frame: settings.max_frame_bytes,
         outbound_queue: settings.outbound_queue,
@@ -172,6 +193,10 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         idle_check,
         keepalive: Some(secs(settings.keepalive_secs)),
         refusal: Some(encode(&Notice::new(ErrorCode::Closing, "server is full; try again later")).into()),
+        proxy: settings.proxy_protocol.then(|| chat_net::ProxyConfig {
+            from: settings.proxy_from(),
+            wait: chat_net::proxy::HEADER_WAIT,
+        }),
         ..NetConfig::default()
     };
 
@@ -185,6 +210,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         database = %redact(&settings.database_url),
         broker = if redis.is_some() { "redis" } else { "in-process (single node)" },
         tls = tls.is_some(),
+        proxy_protocol = settings.proxy_protocol,
         "chat-server listening on {addr}"
     );
 
@@ -225,6 +251,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     service.mark_all_offline().await;
     if let Some(redis) = redis {
         redis.shutdown().await;
+    }
+    if let Some(throttle) = throttle {
+        throttle.shutdown().await;
     }
     info!("stopped");
     Ok(())

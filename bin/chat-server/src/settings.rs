@@ -52,6 +52,11 @@ pub struct Cli {
     /// 127.0.0.1:6080; off unless set [env: CHAT_WS_LISTEN].
     #[arg(long, value_name = "ADDR", global = true)]
     pub ws_listen: Option<String>,
+    /// Expect the PROXY protocol (v1 or v2) from the balancers in `proxy_from` on the client and
+    /// WebSocket listeners (and X-Forwarded-For on the WebSocket one); connections from other
+    /// addresses are closed [env: CHAT_PROXY_PROTOCOL] [default: off].
+    #[arg(long, global = true)]
+    pub proxy_protocol: bool,
     /// What to do (default: serve).
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -122,9 +127,33 @@ pub struct Settings {
     /// Origins whose pages may open a WebSocket besides the listener's own (`*`: any).
     #[serde(default)]
     pub ws_allowed_origins: Vec<String>,
+    /// Whether the listeners expect the PROXY protocol from `proxy_from`.
+    pub proxy_protocol: bool,
+    /// Addresses or networks of the balancers (allowed to send PROXY headers and
+    /// X-Forwarded-For; exempt from the per-address limits).
+    pub proxy_from: Vec<String>,
+    /// Failed logins from one address (any accounts) per `login_lockout_secs`.
+    pub login_failures_per_addr: u32,
+    /// Connections per client address (0: no limit).
+    pub max_connections_per_ip: usize,
+    /// Connections without a login per client address (0: no limit).
+    pub unauth_per_ip: usize,
+    /// Connections without a login from which the node is under pressure.
+    pub unauth_pressure: usize,
+    /// The login deadline under pressure.
+    pub login_timeout_pressed_secs: f64,
+    /// Registrations per client address per `registration_window_secs` (0: no limit).
+    pub registrations_per_ip: u32,
+    /// How long registrations count.
+    pub registration_window_secs: f64,
 }
 
 impl Settings {
+    /// `proxy_from`, parsed (checked at load).
+    pub fn proxy_from(&self) -> Vec<chat_net::AddrRange> {
+        self.proxy_from.iter().filter_map(|r| r.parse().ok()).collect()
+    }
+
     /// Layers defaults, the file, the environment and the flags.
     pub fn load(cli: &Cli) -> Result<Settings, config::ConfigError> {
         use config::{Config, Environment, File};
@@ -166,7 +195,16 @@ impl Settings {
             .set_default("keepalive_secs", 60.0)?
             .set_default("worker_threads", 0)?
             .set_default("unready_delay_secs", 0.0)?
-            .set_default("log_format", "text")?;
+            .set_default("log_format", "text")?
+            .set_default("proxy_protocol", false)?
+            .set_default("proxy_from", vec!["127.0.0.1", "::1"])?
+            .set_default("login_failures_per_addr", 50)?
+            .set_default("max_connections_per_ip", 100)?
+            .set_default("unauth_per_ip", 20)?
+            .set_default("unauth_pressure", 1000)?
+            .set_default("login_timeout_pressed_secs", 10.0)?
+            .set_default("registrations_per_ip", 10)?
+            .set_default("registration_window_secs", 3600.0)?;
         if let Some(path) = &cli.config {
             builder = builder.add_source(File::from(path.as_path()).required(true));
         }
@@ -175,7 +213,8 @@ impl Settings {
                 Environment::with_prefix("CHAT")
                     .try_parsing(true)
                     .list_separator(",")
-                    .with_list_parse_key("ws_allowed_origins"),
+                    .with_list_parse_key("ws_allowed_origins")
+                    .with_list_parse_key("proxy_from"),
             )
             .set_override_option("listen", cli.listen.clone())?
             .set_override_option("database_url", cli.database_url.clone())?
@@ -188,7 +227,8 @@ impl Settings {
             .set_override_option("log_format", cli.log_format.clone())?
             .set_override_option("tls_cert", cli.tls_cert.clone())?
             .set_override_option("tls_key", cli.tls_key.clone())?
-            .set_override_option("ws_listen", cli.ws_listen.clone())?;
+            .set_override_option("ws_listen", cli.ws_listen.clone())?
+            .set_override_option("proxy_protocol", cli.proxy_protocol.then_some(true))?;
         let settings: Settings = builder.build()?.try_deserialize()?;
         settings.check()?;
         Ok(settings)
@@ -259,6 +299,8 @@ impl Settings {
             ("retention_days", self.retention_days),
             ("purge_interval_secs", self.purge_interval_secs),
             ("resume_ttl_secs", self.resume_ttl_secs),
+            ("login_timeout_pressed_secs", self.login_timeout_pressed_secs),
+            ("registration_window_secs", self.registration_window_secs),
         ] {
             if !(v.is_finite() && v > 0.0) {
                 return bad(format!("{name} must be a positive number"));
@@ -291,6 +333,9 @@ impl Settings {
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return bad("tls_cert and tls_key go together: give both or neither".into());
+        }
+        if let Some(e) = self.proxy_from.iter().find_map(|r| r.parse::<chat_net::AddrRange>().err()) {
+            return bad(format!("proxy_from: {e}"));
         }
         if self.lease_secs < 2 {
             return bad("lease_secs must be at least 2".into());

@@ -7,7 +7,9 @@ mod channel;
 mod local;
 mod redis;
 mod scripts;
+mod throttle;
 
 pub use channel::{channel_of, user_of_channel};
 pub use local::{LocalBroker, LocalHub};
 pub use redis::{RedisBroker, RedisConfig};
+pub use throttle::RedisThrottle;

@@ -72,6 +72,16 @@ pub struct Metrics {
     pub tls_handshake_failures: IntCounter,
     /// `chat_ready`: 1 while `/readyz` answers ready.
     pub ready: IntGauge,
+    /// `chat_address_refusals_total{limit="connections"}`: connections refused by
+    /// `max_connections_per_ip`.
+    pub refused_connections_per_ip: IntCounter,
+    /// `chat_address_refusals_total{limit="unauthenticated"}`: by `unauth_per_ip`.
+    pub refused_unauth_per_ip: IntCounter,
+    /// `chat_address_refusals_total{limit="registrations"}`: by `registrations_per_ip`.
+    pub refused_registrations_per_ip: IntCounter,
+    /// `chat_address_refusals_total{limit="logins"}`: logins refused by the failed-login
+    /// throttle (per account and address, or per address).
+    pub refused_logins_per_ip: IntCounter,
 }
 
 impl Metrics {
@@ -100,6 +110,14 @@ impl Metrics {
                 "Messages routed to a recipient, by route (local, remote, stored, replayed)",
             ),
             &["route"],
+        )
+        .expect("valid metric");
+        let refusals = IntCounterVec::new(
+            Opts::new(
+                "chat_address_refusals_total",
+                "Refusals by a limit per client address (connections, unauthenticated, registrations, logins)",
+            ),
+            &["limit"],
         )
         .expect("valid metric");
         let counter = |name: &str, help: &str| IntCounter::new(name, help).expect("valid metric");
@@ -157,6 +175,10 @@ impl Metrics {
                 "Client connections whose TLS handshake failed or that spoke plaintext to the TLS port",
             ),
             ready: gauge("chat_ready", "1 while the node answers ready on /readyz"),
+            refused_connections_per_ip: refusals.with_label_values(&["connections"]),
+            refused_unauth_per_ip: refusals.with_label_values(&["unauthenticated"]),
+            refused_registrations_per_ip: refusals.with_label_values(&["registrations"]),
+            refused_logins_per_ip: refusals.with_label_values(&["logins"]),
             registry,
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -164,6 +186,7 @@ impl Metrics {
             Box::new(logins),
             Box::new(requests),
             Box::new(deliveries),
+            Box::new(refusals),
             Box::new(metrics.chats_accepted.clone()),
             Box::new(metrics.publish_failures.clone()),
             Box::new(metrics.redis_lagged.clone()),

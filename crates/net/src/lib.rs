@@ -7,10 +7,13 @@
 
 mod codec;
 mod outbound;
+pub mod proxy;
 mod server;
 
 pub use codec::{FrameCodec, Inbound};
 pub use outbound::{Outbound, OutboundRx, SendError};
+pub use proxy::AddrRange;
 pub use server::{
-    Flow, Handler, NetConfig, PeerWrite, Plain, Transport, serve, serve_with, socket_peer_has_closed,
+    Flow, Handler, NetConfig, Peer, PeerWrite, Plain, ProxyConfig, Transport, serve, serve_with,
+    socket_peer_has_closed,
 };

@@ -20,6 +20,26 @@ use tracing::{Instrument, debug, debug_span, info, warn};
 
 use crate::codec::{FrameCodec, Inbound};
 use crate::outbound::{Out, Outbound, OutboundRx};
+use crate::proxy::{self, AddrRange, Header};
+
+/// Who is at the other end of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer {
+    /// The client's address: the socket's peer, or what an allowed proxy said it relayed.
+    pub addr: SocketAddr,
+    /// The socket's own peer, when a proxy relayed the connection.
+    pub via: Option<SocketAddr>,
+    /// The socket's peer is an allowed proxy that sent no PROXY header: a transport with a
+    /// forwarding header of its own (WebSocket's `X-Forwarded-For`) may take the address from it.
+    pub may_forward: bool,
+}
+
+impl Peer {
+    /// A direct connection from `addr`.
+    pub fn direct(addr: SocketAddr) -> Peer {
+        Peer { addr, via: None, may_forward: false }
+    }
+}
 
 /// Whether to keep reading from a connection after a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,8 +55,10 @@ pub trait Handler: Send + Sync + 'static {
     /// Per-connection state, owned by the connection's reader task.
     type Conn: Send + 'static;
 
-    /// A connection was accepted.
-    fn open(&self, id: u64, peer: SocketAddr, out: Outbound) -> Self::Conn;
+    /// A connection was accepted from `peer` (the client's real address, when an allowed
+    /// proxy said it). [`Flow::Close`] refuses it: it is closed once what the handler queued
+    /// (a NOTICE saying why) is written, and [`Handler::close`] still runs.
+    fn open(&self, id: u64, peer: SocketAddr, out: Outbound) -> (Self::Conn, Flow);
 
     /// One inbound frame (or an over-long one).
     fn frame(&self, conn: &mut Self::Conn, frame: Inbound) -> impl Future<Output = Flow> + Send;
@@ -62,11 +84,13 @@ pub trait Transport: Send + Sync + 'static {
     type Write: PeerWrite;
 
     /// Sets the connection up; `None` closes it (the transport logged and answered as it saw fit).
-    /// Runs in the connection's task, so a slow handshake holds up nobody else.
+    /// Runs in the connection's task, so a slow handshake holds up nobody else. A transport
+    /// that learns the client's address (a forwarding header from an allowed proxy, when
+    /// `peer.may_forward`) updates `peer.addr`.
     fn open(
         &self,
         stream: TcpStream,
-        peer: SocketAddr,
+        peer: &mut Peer,
     ) -> impl Future<Output = Option<(Self::Read, Self::Write)>> + Send;
 }
 
@@ -85,7 +109,7 @@ impl Transport for Plain {
     type Read = OwnedReadHalf;
     type Write = OwnedWriteHalf;
 
-    async fn open(&self, stream: TcpStream, _peer: SocketAddr) -> Option<(OwnedReadHalf, OwnedWriteHalf)> {
+    async fn open(&self, stream: TcpStream, _peer: &mut Peer) -> Option<(OwnedReadHalf, OwnedWriteHalf)> {
         Some(stream.into_split())
     }
 }
@@ -114,6 +138,27 @@ pub struct NetConfig {
     pub keepalive: Option<Duration>,
     /// Sent to a connection refused because the node is full, before closing it.
     pub refusal: Option<Bytes>,
+    /// The PROXY protocol, when on: who may send a header.
+    pub proxy: Option<ProxyConfig>,
+}
+
+/// The PROXY protocol (v1 and v2) on a listener.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// The addresses allowed to connect and send a header (the balancers). A connection from
+    /// anywhere else is closed at once. One from here without a header is the proxy host's
+    /// own (a health check, a local tool) and keeps the socket's address.
+    pub from: Vec<AddrRange>,
+    /// How long a connection from an allowed address may stay silent before it counts as one
+    /// without a header (a balancer sends its header with the connect).
+    pub wait: Duration,
+}
+
+impl ProxyConfig {
+    /// Whether `ip` may send a header.
+    pub fn allows(&self, ip: std::net::IpAddr) -> bool {
+        self.from.iter().any(|r| r.contains(ip))
+    }
 }
 
 impl Default for NetConfig {
@@ -126,6 +171,7 @@ impl Default for NetConfig {
             idle_check: Duration::from_secs(5),
             keepalive: Some(Duration::from_secs(60)),
             refusal: None,
+            proxy: None,
         }
     }
 }
@@ -203,7 +249,8 @@ pub async fn serve_with<H: Handler, T: Transport>(
         let beat = beat.clone();
         // Debug level: an enabled span per connection costs resident memory (its formatted
         // fields live as long as the connection); info events name the connection themselves.
-        let span = debug_span!("conn", id, %peer);
+        // `client`: the real address, once a PROXY header or a forwarding header said it.
+        let span = debug_span!("conn", id, %peer, client = tracing::field::Empty);
         tracker.spawn(
             async move {
                 run_connection(stream, peer, id, &*transport, handler, config, beat).await;
@@ -218,15 +265,15 @@ pub async fn serve_with<H: Handler, T: Transport>(
 }
 
 async fn run_connection<H: Handler, T: Transport>(
-    stream: TcpStream,
-    peer: SocketAddr,
+    mut stream: TcpStream,
+    socket_peer: SocketAddr,
     id: u64,
     transport: &T,
     handler: Arc<H>,
     config: Arc<NetConfig>,
     mut beat: watch::Receiver<bool>,
 ) {
-    debug!(conn = id, %peer, "connected");
+    debug!(conn = id, peer = %socket_peer, "connected");
     let _ = stream.set_nodelay(true);
     if let Some(idle) = config.keepalive {
         let keepalive = socket2::TcpKeepalive::new()
@@ -235,16 +282,29 @@ async fn run_connection<H: Handler, T: Transport>(
             .with_retries(3);
         let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
     }
+    let mut peer = Peer::direct(socket_peer);
+    if let Some(proxy) = &config.proxy {
+        let Some(relayed) = Box::pin(relayed_peer(&mut stream, socket_peer, proxy, id)).await else { return };
+        peer = relayed;
+    }
     // Boxed: a handshake's state needs no room once the connection is up.
-    let Some((read, write)) = Box::pin(transport.open(stream, peer)).await else { return };
+    let Some((read, write)) = Box::pin(transport.open(stream, &mut peer)).await else { return };
+    if peer.addr != socket_peer {
+        tracing::Span::current().record("client", tracing::field::display(peer.addr));
+    }
+    let peer = peer.addr;
     let (out, rx) = Outbound::channel(config.outbound_queue);
     let writer = tokio::spawn(write_loop(write, rx));
-    let mut conn = handler.open(id, peer, out.clone());
+    let (mut conn, opened) = handler.open(id, peer, out.clone());
     let mut frames = FramedRead::with_capacity(read, FrameCodec::new(config.max_frame), 128);
     // Whether the peer is still there to read what is queued (a goodbye, a last error).
     let mut peer_reading = true;
     let mut last_inbound = tokio::time::Instant::now();
     loop {
+        // Refused at open: straight to the closing steps (what was queued is written).
+        if opened == Flow::Close {
+            break;
+        }
         let next = tokio::select! {
             biased;
             () = out.closer_cancelled() => break,
@@ -292,9 +352,34 @@ async fn run_connection<H: Handler, T: Transport>(
         out.close();
         let unwritten = writer.await.unwrap_or_default();
         handler.close(conn, unwritten).await;
-        info!(conn = id, %peer, "disconnected");
+        info!(conn = id, %peer, via = %socket_peer, "disconnected");
     })
     .await;
+}
+
+/// The PROXY protocol step of a connection: who the client is, or `None` to close it (a
+/// connection from an address not allowed to send a header, or a header that does not parse),
+/// with one log line.
+async fn relayed_peer(
+    stream: &mut TcpStream,
+    socket_peer: SocketAddr,
+    proxy: &ProxyConfig,
+    id: u64,
+) -> Option<Peer> {
+    if !proxy.allows(socket_peer.ip()) {
+        info!(conn = id, peer = %socket_peer, "connection from an address not in proxy_from; closing");
+        return None;
+    }
+    match proxy::read_header(stream, proxy.wait).await {
+        Ok(Some(Header::Client(addr))) => Some(Peer { addr, via: Some(socket_peer), may_forward: false }),
+        // The proxy's own connection (a health check): its own address.
+        Ok(Some(Header::Local)) => Some(Peer::direct(socket_peer)),
+        Ok(None) => Some(Peer { may_forward: true, ..Peer::direct(socket_peer) }),
+        Err(e) => {
+            info!(conn = id, peer = %socket_peer, error = %e, "bad PROXY header; closing");
+            None
+        }
+    }
 }
 
 impl Outbound {

@@ -12,8 +12,10 @@ pub mod contract;
 mod log;
 pub mod log_contract;
 pub mod memory;
+pub mod throttle;
 
 pub use log::{Appended, ConvState, Log, LoggedMessage, NewMessage};
+pub use throttle::{MemoryThrottle, Throttle};
 
 /// A user as the store keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]

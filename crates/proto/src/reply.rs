@@ -48,6 +48,9 @@ pub enum ErrorCode {
     LimitReached = 16,
     /// A RESUME's token is unknown or expired (log in again with the password).
     BadToken = 17,
+    /// A limit per client address: connections, connections waiting to log in, or
+    /// registrations from the client's address (a NOTICE before a close, or a REG_ACK).
+    AddressLimit = 18,
 }
 
 impl ErrorCode {
@@ -478,6 +481,7 @@ mod tests {
             (ErrorCode::Closing, 15),
             (ErrorCode::LimitReached, 16),
             (ErrorCode::BadToken, 17),
+            (ErrorCode::AddressLimit, 18),
         ];
         for (code, n) in codes {
             assert_eq!(code.number(), n);

@@ -13,9 +13,9 @@ use chat_net::{Flow, Handler, Inbound, Outbound};
 use chat_proto::{
     Ack, ErrorCode, GroupId, MsgId, Notice, Request, UserId, ack_error, decode_request, encode,
 };
-use tracing::{Instrument, debug, debug_span, warn};
+use tracing::{Instrument, debug, debug_span, info, warn};
 
-use crate::limits::TokenBucket;
+use crate::limits::{Refused, TokenBucket};
 use crate::{Service, ServiceError};
 
 /// The logged-in user of a connection.
@@ -30,6 +30,12 @@ pub struct SessionUser {
 /// Per-connection state, owned by the connection's reader task.
 pub struct Conn {
     pub(crate) id: u64,
+    /// The client's address (the real one, when an allowed proxy said it).
+    pub(crate) addr: SocketAddr,
+    /// How the per-address limits count the address.
+    pub(crate) who: crate::limits::Counted,
+    /// Whether the per-address bookkeeping counts this connection (a refused one is not).
+    pub(crate) counted: bool,
     pub(crate) out: Outbound,
     /// Opted in to the extension (by `"ext"` in a LOGIN or REG).
     pub(crate) ext: bool,
@@ -80,10 +86,15 @@ pub(crate) enum Reply {
 impl Handler for Service {
     type Conn = Conn;
 
-    fn open(&self, id: u64, _peer: SocketAddr, out: Outbound) -> Conn {
+    fn open(&self, id: u64, peer: SocketAddr, out: Outbound) -> (Conn, Flow) {
         self.sessions().metrics().connections_original.inc();
-        Conn {
+        let who = self.addresses.classify(peer.ip());
+        let refused = self.addresses.open(who).err();
+        let conn = Conn {
             id,
+            addr: peer,
+            who,
+            counted: refused.is_none(),
             out,
             ext: false,
             user: None,
@@ -94,7 +105,18 @@ impl Handler for Service {
             failed_logins: 0,
             unauth_since: Instant::now(),
             ping_outstanding: false,
+        };
+        if let Some(why) = refused {
+            let metrics = self.sessions().metrics();
+            match why {
+                Refused::Connections => metrics.refused_connections_per_ip.inc(),
+                Refused::Unauthenticated => metrics.refused_unauth_per_ip.inc(),
+            }
+            info!(addr = %peer.ip(), limit = why.label(), "per-address limit reached; refusing");
+            conn.send(encode(&Notice::new(ErrorCode::AddressLimit, why.text())));
+            return (conn, Flow::Close);
         }
+        (conn, Flow::Continue)
     }
 
     async fn frame(&self, conn: &mut Conn, frame: Inbound) -> Flow {
@@ -102,7 +124,7 @@ impl Handler for Service {
         if !conn.bucket.take(self.config.rate_per_sec, self.config.rate_burst) {
             conn.refused_in_row += 1;
             if conn.refused_in_row >= self.config.abuse_limit {
-                warn!("request flood; disconnecting");
+                warn!(addr = %conn.addr.ip(), "request flood; disconnecting");
                 conn.send(encode(&Notice::new(ErrorCode::RateLimited, "too many requests; disconnecting")));
                 return Flow::Close;
             }
@@ -161,7 +183,7 @@ impl Handler for Service {
         if matches!(kind, MsgId::Login | MsgId::Resume) && failed_login {
             conn.failed_logins += 1;
             if conn.failed_logins >= self.config.login_failures_per_conn {
-                warn!(failures = conn.failed_logins, "too many failed logins; disconnecting");
+                warn!(addr = %conn.addr.ip(), failures = conn.failed_logins, "too many failed logins; disconnecting");
                 flow = Flow::Close;
             }
         }
@@ -171,7 +193,13 @@ impl Handler for Service {
 
     fn idle(&self, conn: &mut Conn, quiet_for: Duration) -> Flow {
         if conn.user.is_none() {
-            if conn.unauth_since.elapsed() >= self.config.login_timeout {
+            // Under pressure (many connections waiting to log in), the deadline is shorter.
+            let deadline = if self.addresses.unauthenticated() >= self.config.unauth_pressure {
+                self.config.login_timeout_pressed.min(self.config.login_timeout)
+            } else {
+                self.config.login_timeout
+            };
+            if conn.unauth_since.elapsed() >= deadline {
                 debug!("no login in time; closing");
                 if conn.ext {
                     conn.send(encode(&Notice::new(ErrorCode::Closing, "no login in time; closing")));
@@ -219,6 +247,9 @@ impl Handler for Service {
             }
         }
         self.logout(&mut conn, false).await;
+        if conn.counted {
+            self.addresses.closed(conn.who);
+        }
     }
 }
 
@@ -251,7 +282,7 @@ impl Service {
             }
             Request::Register { name, password, ext } => {
                 conn.ext |= ext;
-                self.register(name, password).await
+                self.register(conn, name, password).await
             }
             Request::Pong => Ok(Reply::Silent),
             Request::Resume { token, acks } => self.resume(conn, token, &acks).await,

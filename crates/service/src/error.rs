@@ -39,6 +39,9 @@ pub enum ServiceError {
     /// A limit was reached (a full group); the text says which.
     #[error("{0}")]
     LimitReached(String),
+    /// A limit per client address was reached; the text says which.
+    #[error("{0}")]
+    AddressLimit(String),
     /// A resume token is unknown or expired.
     #[error("resume token unknown or expired; log in with the password")]
     BadToken,
@@ -65,6 +68,7 @@ impl ServiceError {
             ServiceError::InvalidInput(_) => ErrorCode::InvalidInput,
             ServiceError::RateLimited(_) => ErrorCode::RateLimited,
             ServiceError::LimitReached(_) => ErrorCode::LimitReached,
+            ServiceError::AddressLimit(_) => ErrorCode::AddressLimit,
             ServiceError::BadToken => ErrorCode::BadToken,
             ServiceError::Unavailable => ErrorCode::Unavailable,
             ServiceError::Internal => ErrorCode::Internal,

@@ -19,7 +19,9 @@ mod sessions;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use chat_ports::{Broker, BrokerError, Log, OfflineMessage, Sink, Store, StoreError, UserRecord};
+pub use chat_ports::{
+    Broker, BrokerError, Log, MemoryThrottle, OfflineMessage, Sink, Store, StoreError, Throttle, UserRecord,
+};
 pub use delivery::Delivery;
 pub use dispatch::Conn;
 pub use error::ServiceError;
@@ -45,10 +47,30 @@ pub struct ServiceConfig {
     pub abuse_limit: u32,
     /// Failed logins after which a connection is closed.
     pub login_failures_per_conn: u32,
-    /// Failed logins for one account after which it is locked for `login_lockout`.
+    /// Failed logins for one account from one client address after which that account is
+    /// locked for that address for `login_lockout` (other addresses are not affected).
     pub login_failures_per_user: u32,
-    /// How long an account stays locked after too many failed logins.
+    /// Failed logins from one client address, whatever the accounts, after which the
+    /// address's logins are refused for `login_lockout`.
+    pub login_failures_per_addr: u32,
+    /// How long failed logins count, and so how long a lock lasts.
     pub login_lockout: Duration,
+    /// Connections per client address on this node (0: no limit).
+    pub max_connections_per_ip: usize,
+    /// Connections without a login per client address on this node (0: no limit).
+    pub unauth_per_ip: usize,
+    /// Connections without a login on this node from which it is under pressure: then the
+    /// login deadline is `login_timeout_pressed`.
+    pub unauth_pressure: usize,
+    /// The login deadline while the node is under pressure.
+    pub login_timeout_pressed: Duration,
+    /// Registrations per client address within `registration_window` (0: no limit).
+    pub registrations_per_ip: u32,
+    /// How long registrations count.
+    pub registration_window: Duration,
+    /// Client addresses not limited per address (the balancers themselves: without the PROXY
+    /// protocol every client comes from there).
+    pub limits_exempt: Vec<chat_net::AddrRange>,
     /// Members a group may have.
     pub max_group_members: usize,
     /// Most stored messages an original client's LOGIN ack carries (the rest follow as pushes).
@@ -88,7 +110,19 @@ impl Default for ServiceConfig {
             abuse_limit: 1000,
             login_failures_per_conn: 5,
             login_failures_per_user: 10,
+            login_failures_per_addr: 50,
             login_lockout: Duration::from_secs(60),
+            max_connections_per_ip: 100,
+            unauth_per_ip: 20,
+            unauth_pressure: 1000,
+            login_timeout_pressed: Duration::from_secs(10),
+            registrations_per_ip: 10,
+            registration_window: Duration::from_secs(3600),
+            limits_exempt: ["127.0.0.1", "::1"]
+                .iter()
+                .filter_map(|a| a.parse::<std::net::IpAddr>().ok())
+                .map(chat_net::AddrRange::one)
+                .collect(),
             max_group_members: 1000,
             offline_in_ack: 1000,
             cursor_flush: Duration::from_secs(1),
@@ -114,7 +148,8 @@ pub struct Service {
     journal: journal::Journal,
     known_users: handlers::KnownUsers,
     passwords: Passwords,
-    login_failures: limits::LoginFailures,
+    addresses: limits::Addresses,
+    throttles: limits::Throttles,
     config: ServiceConfig,
 }
 
@@ -133,7 +168,12 @@ impl Service {
         config: ServiceConfig,
     ) -> Result<Service, String> {
         let passwords = Passwords::new(config.hash_cost, config.hash_concurrency)?;
-        let login_failures = limits::LoginFailures::new(config.login_failures_per_user, config.login_lockout);
+        let addresses = limits::Addresses::new(
+            config.max_connections_per_ip,
+            config.unauth_per_ip,
+            config.limits_exempt.clone(),
+        );
+        let throttles = limits::Throttles::new(Arc::new(MemoryThrottle::default()), throttle_limits(&config));
         let limits =
             journal::BatchLimits {
             messages: config.batch_max_messages.max(1),
@@ -151,9 +191,17 @@ impl Service {
             journal,
             known_users: handlers::KnownUsers::default(),
             passwords,
-            login_failures,
+            addresses,
+            throttles,
             config,
         })
+    }
+
+    /// Counts failed logins and registrations in `counters` (the Redis ones, shared by every
+    /// node of a cluster) instead of this node's memory.
+    pub fn with_throttle(mut self, counters: Arc<dyn Throttle>) -> Service {
+        self.throttles = limits::Throttles::new(counters, throttle_limits(&self.config));
+        self
     }
 
     /// Writes every session's acknowledged cursors now (shutdown does, before logging out).
@@ -180,6 +228,16 @@ impl Service {
         if let Err(e) = self.store.set_online(&users, false).await {
             tracing::warn!(error = %e, count = users.len(), "could not mark users offline at shutdown");
         }
+    }
+}
+
+fn throttle_limits(config: &ServiceConfig) -> limits::ThrottleLimits {
+    limits::ThrottleLimits {
+        per_account_addr: config.login_failures_per_user.max(1),
+        per_addr: config.login_failures_per_addr.max(1),
+        login_window: config.login_lockout,
+        registrations: config.registrations_per_ip,
+        registration_window: config.registration_window,
     }
 }
 

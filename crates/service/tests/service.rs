@@ -68,7 +68,7 @@ impl Client {
         let (out, rx) = Outbound::channel(64);
         let peer: SocketAddr = "127.0.0.1:1".parse().expect("addr");
         let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let conn = node.service.open(id, peer, out);
+        let (conn, _) = node.service.open(id, peer, out);
         Client { service: node.service.clone(), conn: Some(conn), rx: writer(rx) }
     }
 
@@ -218,7 +218,7 @@ async fn undelivered_offline_messages_stay_when_the_ack_is_not_written() {
     a.recv().await;
     // A client whose connection dies before the ack is written.
     let (out, rx) = Outbound::channel(8);
-    let mut conn = node.service.open(999_001, "127.0.0.1:1".parse().expect("addr"), out.clone());
+    let (mut conn, _) = node.service.open(999_001, "127.0.0.1:1".parse().expect("addr"), out.clone());
     out.close();
     drop(rx);
     node.service
@@ -599,7 +599,7 @@ async fn a_client_that_stops_reading_loses_nothing_it_did_not_acknowledge() {
     ext_login(&mut a, ida).await;
     // b's connection takes frames but nothing reads them (a phone that lost its network).
     let (out, rx) = Outbound::channel(8);
-    let mut conn = node.service.open(999_002, "127.0.0.1:1".parse().expect("addr"), out);
+    let (mut conn, _) = node.service.open(999_002, "127.0.0.1:1".parse().expect("addr"), out);
     node.service
         .frame(&mut conn, Inbound::Frame(br#"{"msgid":1,"id":IDB,"password":"pw","ext":1}"#.replace_id(idb)))
         .await;

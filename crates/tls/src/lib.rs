@@ -18,7 +18,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use chat_net::{PeerWrite, Transport, socket_peer_has_closed};
+use chat_net::{Peer, PeerWrite, Transport, socket_peer_has_closed};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{RootCertStore, ServerConfig};
@@ -162,7 +162,8 @@ impl Transport for TlsTransport {
     type Read = ReadHalf<TlsStream<TcpStream>>;
     type Write = TlsWrite;
 
-    async fn open(&self, stream: TcpStream, peer: SocketAddr) -> Option<(Self::Read, TlsWrite)> {
+    async fn open(&self, stream: TcpStream, peer: &mut Peer) -> Option<(Self::Read, TlsWrite)> {
+        let peer = peer.addr;
         // A second handle on the socket, for the writer's peek (the TLS stream owns the first).
         let probe = socket2::SockRef::from(&stream).try_clone().ok();
         match tokio::time::timeout(HANDSHAKE_TIMEOUT, self.handshake(stream, peer)).await {

@@ -21,7 +21,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use chat_net::{PeerWrite, Transport, socket_peer_has_closed};
+use chat_net::{Peer, PeerWrite, Transport, socket_peer_has_closed};
 use futures::{Sink, Stream};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
@@ -97,7 +97,7 @@ impl WsTransport {
             .any(|o| o == "*" || o.trim_end_matches('/').eq_ignore_ascii_case(origin))
     }
 
-    async fn accept(&self, mut stream: TcpStream, peer: SocketAddr) -> Option<(WsRead, WsWrite)> {
+    async fn accept(&self, mut stream: TcpStream, relayed: &mut Peer) -> Option<(WsRead, WsWrite)> {
         let mut buf = Vec::with_capacity(1024);
         let head_len = loop {
             let mut chunk = [0u8; 2048];
@@ -135,6 +135,13 @@ impl WsTransport {
                 .and_then(|h| std::str::from_utf8(h.value).ok())
                 .map(str::trim)
         };
+        if relayed.may_forward
+            && let Some(client) = forwarded_for(request.headers)
+        {
+            relayed.via = Some(relayed.addr);
+            relayed.addr = SocketAddr::new(client, 0);
+        }
+        let peer = relayed.addr;
         let path = request.path.unwrap_or("/").split('?').next().unwrap_or("/");
         let method = request.method.unwrap_or("");
         let upgrade = header("upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
@@ -226,6 +233,15 @@ pub async fn connect(
     Ok(halves(ws, probe))
 }
 
+/// The client's address from `X-Forwarded-For`, as the proxy in front of us wrote it: the
+/// last entry of the last such header (what that proxy saw; entries before it came from the
+/// client and prove nothing). `None` without one, or if that entry is not an address.
+pub fn forwarded_for(headers: &[httparse::Header<'_>]) -> Option<std::net::IpAddr> {
+    let value = headers.iter().rev().find(|h| h.name.eq_ignore_ascii_case("x-forwarded-for"))?.value;
+    let last = std::str::from_utf8(value).ok()?.rsplit(',').next()?.trim();
+    last.parse().ok().map(chat_net::proxy::canonical)
+}
+
 fn find_head_end(buf: &[u8]) -> Option<usize> {
     buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
 }
@@ -251,11 +267,12 @@ impl Transport for WsTransport {
     type Read = WsRead;
     type Write = WsWrite;
 
-    async fn open(&self, stream: TcpStream, peer: SocketAddr) -> Option<(WsRead, WsWrite)> {
+    async fn open(&self, stream: TcpStream, peer: &mut Peer) -> Option<(WsRead, WsWrite)> {
+        let addr = peer.addr;
         match tokio::time::timeout(HANDSHAKE_TIMEOUT, self.accept(stream, peer)).await {
             Ok(pair) => pair,
             Err(_) => {
-                debug!(%peer, "no HTTP request in time");
+                debug!(peer = %addr, "no HTTP request in time");
                 None
             }
         }
@@ -415,6 +432,19 @@ mod tests {
         assert!(!t.origin_allowed(Some("null"), Some("127.0.0.1:8080")));
         let any = WsTransport::new(WsConfig { max_frame: 1024, allowed_origins: vec!["*".into()] });
         assert!(any.origin_allowed(Some("http://evil.example"), None));
+    }
+
+    #[test]
+    fn forwarded_for_takes_what_the_proxy_appended() {
+        let h = |v: &'static str| httparse::Header { name: "X-Forwarded-For", value: v.as_bytes() };
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().ok();
+        assert_eq!(forwarded_for(&[h("127.0.0.5")]), ip("127.0.0.5"));
+        // A client's own header comes first; the proxy appended the address it saw.
+        assert_eq!(forwarded_for(&[h("6.6.6.6, 203.0.113.9")]), ip("203.0.113.9"));
+        assert_eq!(forwarded_for(&[h("1.1.1.1"), h("2001:db8::1")]), ip("2001:db8::1"));
+        assert_eq!(forwarded_for(&[h("::ffff:10.0.0.1")]), ip("10.0.0.1"));
+        assert_eq!(forwarded_for(&[h("203.0.113.9, unknown")]), None);
+        assert_eq!(forwarded_for(&[]), None);
     }
 
     #[test]

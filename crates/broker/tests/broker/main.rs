@@ -8,3 +8,4 @@ mod proxy;
 mod redis;
 mod redis_cluster;
 mod support;
+mod throttle;

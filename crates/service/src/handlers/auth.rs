@@ -50,7 +50,12 @@ struct Loaded {
 }
 
 impl Service {
-    pub(crate) async fn register(&self, name: String, password: String) -> Result<Reply, ServiceError> {
+    pub(crate) async fn register(
+        &self,
+        conn: &Conn,
+        name: String,
+        password: String,
+    ) -> Result<Reply, ServiceError> {
         // Surrounding blanks are never part of a name (MySQL's collation would ignore trailing ones anyway).
         let name = name.trim().to_owned();
         check_name("name", &name, MAX_NAME_CHARS)?;
@@ -58,9 +63,15 @@ impl Service {
             return Err(ServiceError::InvalidInput("password must not be empty".into()));
         }
         check_text("password", &password, MAX_PASSWORD_CHARS)?;
+        // Counted before the hash, which is what a registration costs.
+        if let Err(e) = self.throttles.registration(conn.who).await {
+            self.sessions().metrics().refused_registrations_per_ip.inc();
+            info!(addr = %conn.addr.ip(), "registrations per address reached; refusing");
+            return Err(e);
+        }
         let hash = self.passwords.hash(password).await?;
         let id = self.store.create_user(&name, &hash).await?;
-        info!(user = %id, "registered");
+        info!(user = %id, addr = %conn.addr.ip(), "registered");
         Ok(Reply::Frame(reg_ok(id)))
     }
 
@@ -76,18 +87,23 @@ impl Service {
         if password.chars().count() > MAX_PASSWORD_CHARS {
             return Err(ServiceError::InvalidCredentials);
         }
-        if self.login_failures.locked(id) {
-            return Err(ServiceError::RateLimited(
-                "too many failed logins for this account; try again later".into(),
-            ));
-        }
+        let failed_before = match self.throttles.login_allowed(id, conn.who).await {
+            Ok(n) => n,
+            Err(e) => {
+                self.sessions().metrics().refused_logins_per_ip.inc();
+                info!(user = %id, addr = %conn.addr.ip(), "failed-login throttle; refusing");
+                return Err(e);
+            }
+        };
         let record = self.store.find_user(id).await?;
         let hash = record.as_ref().map(|r| r.password_hash.clone());
         if !self.passwords.verify(password, hash).await? {
-            self.login_failures.failed(id);
+            self.throttles.login_failed(id, conn.who).await;
             return Err(ServiceError::InvalidCredentials);
         }
-        self.login_failures.succeeded(id);
+        if failed_before > 0 {
+            self.throttles.login_succeeded(id, conn.who).await;
+        }
         let Some(record) = record else { return Err(ServiceError::InvalidCredentials) };
         let token = if conn.ext {
             let token = new_token()?;
@@ -187,7 +203,10 @@ impl Service {
         let ack = LoginOk { id, name: user.name.clone(), friends, groups, offline, resume: token, unread };
         conn.token = ack.resume.as_deref().map(token_hash);
         conn.user = Some(user);
-        info!(user = %id, "logged in");
+        if conn.counted {
+            self.addresses.logged_in(conn.who);
+        }
+        info!(user = %id, addr = %conn.addr.ip(), "logged in");
         // The ack goes first; the replay and what arrived meanwhile follow it.
         let ack_index = conn.out.try_send_indexed(ack.encode(conn.ext).into()).ok();
         let replay = self.sessions().activate(id, conn.id, ack_index.unwrap_or(u64::MAX), &included);
@@ -268,6 +287,9 @@ impl Service {
     /// this node, so this logout's release can never drop a claim that a newer login made.
     pub(crate) async fn logout(&self, conn: &mut Conn, forget_token: bool) {
         let Some(user) = conn.user.take() else { return };
+        if conn.counted {
+            self.addresses.logged_out(conn.who);
+        }
         conn.unauth_since = std::time::Instant::now();
         if let (true, Some(hash)) = (forget_token, conn.token.take())
             && let Err(e) = self.log.drop_token(&hash).await
@@ -293,6 +315,6 @@ impl Service {
             warn!(user = %user.id, error = %e, "could not mark user offline");
         }
         self.drop_session(user.id, conn.id).await;
-        info!(user = %user.id, "logged out");
+        info!(user = %user.id, addr = %conn.addr.ip(), "logged out");
     }
 }
