@@ -181,6 +181,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         database = %redact(&settings.database_url),
         broker = if redis.is_some() { "redis" } else { "in-process (single node)" },
         tls = tls.is_some(),
+        node_protocol = chat_service::NODE_PROTOCOL,
         "chat-server listening on {addr}"
     );
 

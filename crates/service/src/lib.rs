@@ -22,6 +22,7 @@ use std::time::Duration;
 pub use chat_ports::{Broker, BrokerError, Log, OfflineMessage, Sink, Store, StoreError, UserRecord};
 pub use delivery::Delivery;
 pub use dispatch::Conn;
+pub use durable::NODE_PROTOCOL;
 pub use error::ServiceError;
 pub use password::{HashCost, Passwords};
 pub use sessions::{Delivered, Sessions};
