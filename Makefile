@@ -20,8 +20,10 @@ build:
 
 # Brings up what the tests need: a clean MariaDB test database, a running Redis, a fresh
 # Redis Cluster of the tests' own (deploy/run/redis-cluster-test), nginx, and the terminal
-# tools (tmux, script) the console tests drive the client with, and the browser tests'
-# Chromium, Node.js and playwright-core (deploy/browser-setup.sh).
+# tools (tmux, script) the console tests drive the client with, the browser tests'
+# Chromium, Node.js and playwright-core (deploy/browser-setup.sh), and the previous
+# release's chat-server for the rolling-upgrade drill (deploy/previous-release.sh: a few
+# minutes the first time, then kept under deploy/run/releases/).
 test-services:
 	bash deploy/db-setup.sh --reset-test
 	bash deploy/redis-setup.sh
@@ -30,6 +32,7 @@ test-services:
 	bash deploy/nginx-setup.sh
 	bash deploy/tools-setup.sh
 	bash deploy/browser-setup.sh
+	bash deploy/previous-release.sh
 
 # The tests' Redis Cluster is stopped afterwards, pass or fail, so that no run leaves six
 # redis-server processes holding 7400-7405 behind it.

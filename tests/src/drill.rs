@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -74,6 +75,10 @@ pub struct Setup {
     pub redis_cluster: bool,
     /// The nodes' Redis Cluster URL names one node only ([`RedisCluster::seed`]), not two.
     pub one_seed: bool,
+    /// The nodes' `chat-server`: this workspace's unless set (another release's binary).
+    pub program: Option<PathBuf>,
+    /// The nodes' database: the tests' MySQL database ([`mysql_url`]) unless set.
+    pub database: Option<String>,
 }
 
 impl Setup {
@@ -88,6 +93,8 @@ impl Setup {
             recipients_node_env: Vec::new(),
             redis_cluster: false,
             one_seed: false,
+            program: None,
+            database: None,
         }
     }
 
@@ -169,6 +176,8 @@ pub struct ClientStats {
     pub resent: u32,
     /// Abortive closes by the drill ([`Drill::reset`]).
     pub resets: u32,
+    /// NOTICEs that the node closes the connection (errno 15: shutting down, or taken over).
+    pub closing_notices: u32,
     /// Bytes the server had written that the client never read, over its resets.
     pub discarded_bytes: usize,
     /// Pushes of a `mid` the client already had (dropped, as the protocol says).
@@ -687,6 +696,8 @@ impl Runner {
                 }
             }
             Some(12) => return link.write(&[json!({"msgid":13})]).await,
+            // A node stopping gracefully (or a takeover) says so, then closes; the client resumes.
+            Some(14) if frame["errno"] == 15 => self.book().stats.closing_notices += 1,
             _ => self.book().stats.errors.push(format!("unexpected frame {frame}")),
         }
         true
@@ -798,6 +809,11 @@ pub struct Drill {
     /// Between the nodes and MySQL, when the setup asks for it.
     pub mysql_proxy: Option<TcpProxy>,
     nodes: [ServerProcess; 2],
+    /// Nodes [`Drill::replace`] stopped (kept for their logs).
+    retired: Vec<ServerProcess>,
+    /// The nodes' database URL (through the proxy, if any) and Redis URL.
+    database: String,
+    redis_url: String,
     /// The nodes' channel and key prefix.
     prefix: String,
     /// nginx in front of both nodes: where clients reconnect.
@@ -834,8 +850,11 @@ fn proxied_url(proxy: &TcpProxy) -> String {
     format!("mysql://{creds}@{}/{db}?prefer_socket=false", proxy.addr)
 }
 
-/// Starts a drill node (in a blocking task: the start waits, and the proxy must keep running).
+/// Starts a drill node (in a blocking task: the start waits, and the proxy must keep running):
+/// `program` on `addr` (a free port if `None`).
 async fn start_node(
+    program: PathBuf,
+    addr: Option<SocketAddr>,
     name: &'static str,
     database: String,
     redis: String,
@@ -855,7 +874,10 @@ async fn start_node(
             ("CHAT_PROXY_PROTOCOL", "true"),
         ];
         env.extend(extra.iter().map(|(k, v)| (*k, v.as_str())));
-        ServerProcess::start_with(
+        let addr = addr.unwrap_or_else(|| format!("127.0.0.1:{}", crate::free_port()).parse().expect("addr"));
+        ServerProcess::launch(
+            &program,
+            addr,
             TempDir::new(&format!("chat-drill-{name}")),
             &["--database-url", &database, "--redis-url", &redis, "--node-name", name],
             &env,
@@ -891,11 +913,33 @@ impl Drill {
             DrillRedis::Cluster(c) => c.url(),
         };
         let mysql_proxy = if setup.mysql_proxy { Some(TcpProxy::start(mysql_addr()).await) } else { None };
-        let database = mysql_proxy.as_ref().map_or_else(mysql_url, proxied_url);
+        let database = match (&mysql_proxy, &setup.database) {
+            (Some(proxy), None) => proxied_url(proxy),
+            (None, Some(url)) => url.clone(),
+            (None, None) => mysql_url(),
+            (Some(_), Some(_)) => panic!("a drill's own database through the MySQL proxy is not supported"),
+        };
+        let program = setup.program.clone().unwrap_or_else(|| crate::bin("chat-server"));
         let prefix = format!("{}:", unique("drill"));
         let (a, b) = tokio::join!(
-            start_node("a", database.clone(), redis_url.clone(), prefix.clone(), Vec::new()),
-            start_node("b", database, redis_url, prefix.clone(), setup.recipients_node_env.clone()),
+            start_node(
+                program.clone(),
+                None,
+                "a",
+                database.clone(),
+                redis_url.clone(),
+                prefix.clone(),
+                Vec::new()
+            ),
+            start_node(
+                program,
+                None,
+                "b",
+                database.clone(),
+                redis_url.clone(),
+                prefix.clone(),
+                setup.recipients_node_env.clone()
+            ),
         );
         let nginx = Nginx::start([a.addr, b.addr]);
 
@@ -939,6 +983,9 @@ impl Drill {
             redis,
             mysql_proxy,
             nodes: [a, b],
+            retired: Vec::new(),
+            database,
+            redis_url,
             prefix,
             nginx,
             senders,
@@ -1069,9 +1116,52 @@ impl Drill {
         true
     }
 
-    /// The node a side started on.
+    /// The node a side started on (or its replacement, after [`Drill::replace`]).
     pub fn node(&self, side: Side) -> &ServerProcess {
         &self.nodes[side.index()]
+    }
+
+    /// The nodes [`Drill::replace`] stopped, oldest first.
+    pub fn retired(&self) -> &[ServerProcess] {
+        &self.retired
+    }
+
+    /// Replaces a side's node the way an operator upgrades one: SIGTERM (the node drains:
+    /// its clients get a NOTICE and resume through nginx on the other node), waits for it to
+    /// exit, starts `program` with the same name, settings and address, and reloads nginx so
+    /// that it sends new connections there again at once. Returns how long the side had no
+    /// node.
+    pub async fn replace(&mut self, side: Side, program: &Path) -> Duration {
+        let started = Instant::now();
+        let old = &mut self.nodes[side.index()];
+        old.signal("TERM");
+        let status = tokio::task::block_in_place(|| old.wait_exit(BOUND));
+        assert!(status.is_some(), "the node on {} did not exit within {BOUND:?} of SIGTERM", old.addr);
+        let (name, extra) = match side {
+            Side::Senders => ("a", Vec::new()),
+            Side::Recipients => ("b", self.setup.recipients_node_env.clone()),
+        };
+        let new = start_node(
+            program.to_owned(),
+            Some(old.addr),
+            name,
+            self.database.clone(),
+            self.redis_url.clone(),
+            self.prefix.clone(),
+            extra,
+        )
+        .await;
+        let gone = started.elapsed();
+        let old = std::mem::replace(&mut self.nodes[side.index()], new);
+        self.retired.push(old);
+        tokio::task::block_in_place(|| self.nginx.reload());
+        gone
+    }
+
+    /// Every client's connection is reset at once and resumes through nginx, which spreads
+    /// them over both nodes again (as new logins would, over time).
+    pub async fn reset_everyone(&self) {
+        futures::future::join_all(self.clients().map(DurableClient::reset)).await;
     }
 
     /// SIGKILLs a side's node and asserts it is gone (killed by signal 9).
@@ -1289,6 +1379,7 @@ impl Drill {
             l.reconnects += s.reconnects;
             l.in_use += s.in_use;
             l.resets += s.resets;
+            l.closing_notices += s.closing_notices;
             l.errors.extend(s.errors.iter().map(|e| format!("user {}: {e}", s.id)));
             l.order_examples.extend(book.order_examples.iter().cloned());
         }
@@ -1345,6 +1436,8 @@ pub struct Ledger {
     pub in_use: u32,
     /// Abortive closes.
     pub resets: u32,
+    /// NOTICEs that a node closes the connection (errno 15).
+    pub closing_notices: u32,
     /// Unexpected answers and mismatches.
     pub errors: Vec<String>,
     /// A few of the lost deliveries.

@@ -8,6 +8,7 @@
 pub mod drill;
 pub mod ops;
 pub mod redis_cluster;
+pub mod upgrade;
 pub mod web;
 
 use std::net::{SocketAddr, TcpListener as StdListener};
@@ -103,10 +104,21 @@ impl ServerProcess {
 
     /// Starts a server with these arguments and environment variables (plus `--listen`).
     pub fn start_with(dir: tempdir::TempDir, args: &[&str], env: &[(&str, &str)]) -> ServerProcess {
-        let port = free_port();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        Self::launch(&bin("chat-server"), addr, dir, args, env)
+    }
+
+    /// Starts `program` (this workspace's `chat-server` or another release's) listening on
+    /// `addr`, with these arguments and environment variables; returns once it listens.
+    pub fn launch(
+        program: &std::path::Path,
+        addr: SocketAddr,
+        dir: tempdir::TempDir,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> ServerProcess {
         let log = std::fs::File::create(dir.path().join("server.log")).expect("log file");
-        let mut cmd = Command::new(bin("chat-server"));
+        let mut cmd = Command::new(program);
         cmd.arg("--listen")
             .arg(addr.to_string())
             .args(args)
@@ -119,7 +131,7 @@ impl ServerProcess {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let child = cmd.spawn().expect("spawn chat-server");
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {}: {e}", program.display()));
         let mut server = ServerProcess { addr, child, dir };
         server.wait_ready();
         server
@@ -400,6 +412,16 @@ impl Nginx {
             std::thread::sleep(Duration::from_millis(50));
         }
         nginx
+    }
+
+    /// Reloads the configuration (SIGHUP), as an operator or deploy/readyz-watch.sh does when
+    /// a node is back: new workers start with no memory of failed upstreams (a node refused
+    /// `max_fails` times is otherwise skipped for `fail_timeout`), old ones finish their
+    /// connections. Returns after a pause that lets the new workers start.
+    pub fn reload(&self) {
+        let status = Command::new("kill").arg("-HUP").arg(self.child.id().to_string()).status();
+        assert!(status.is_ok_and(|s| s.success()), "kill -HUP nginx failed");
+        std::thread::sleep(Duration::from_millis(500));
     }
 
     /// nginx's error log.

@@ -211,6 +211,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         broker = if redis.is_some() { "redis" } else { "in-process (single node)" },
         tls = tls.is_some(),
         proxy_protocol = settings.proxy_protocol,
+        node_protocol = chat_service::NODE_PROTOCOL,
         "chat-server listening on {addr}"
     );
 

@@ -326,3 +326,27 @@ impl GroupCache {
         text.strip_prefix("group-members:")?.parse().ok().map(GroupId)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Announcements are versioned by their kind (ARCHITECTURE.md, "Upgrades"): a node
+    /// ignores a kind it does not know, and a known kind with other fields, as v0.1.0 does
+    /// (this parsing is unchanged since); so a new kind never confuses the previous release.
+    #[test]
+    fn unknown_announcements_are_ignored() {
+        assert_eq!(GroupCache::parse_changed(&GroupCache::changed_event(GroupId(5))), Some(GroupId(5)));
+        assert_eq!(parse_takeover(b"takeover:7:42"), Some((UserId(7), 42)));
+        for unknown in [
+            &b"group-members:5:extra"[..],
+            b"takeover:7:42:extra",
+            b"takeover2:7:42",
+            b"something-new:1",
+            b"\xff",
+        ] {
+            assert_eq!(GroupCache::parse_changed(unknown), None);
+            assert_eq!(parse_takeover(unknown), None);
+        }
+    }
+}

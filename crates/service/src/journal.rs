@@ -332,9 +332,11 @@ async fn fanout_loop(
             let m = &a.message;
             let frame = push_frame_at(m, true, clock.text_at(m.created_at));
             let item = Item { conv: m.conv, seq: m.seq, sender: m.sender, frame };
+            // What other nodes get (versioned), made once per message if anyone is remote.
+            let mut published: Option<Bytes> = None;
             let mut send_to = |user: UserId| {
                 if !delivery.offer(user, &item) {
-                    remote.push((user, item.frame.clone()));
+                    remote.push((user, published.get_or_insert_with(|| item.published()).clone()));
                 } else {
                     delivery.sessions().metrics().deliveries_local.inc();
                 }

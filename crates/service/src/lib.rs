@@ -24,6 +24,7 @@ pub use chat_ports::{
 };
 pub use delivery::Delivery;
 pub use dispatch::Conn;
+pub use durable::NODE_PROTOCOL;
 pub use error::ServiceError;
 pub use password::{HashCost, Passwords};
 pub use sessions::{Delivered, Sessions};
