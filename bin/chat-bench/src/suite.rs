@@ -8,6 +8,7 @@ use std::path::Path;
 
 use serde::de::DeserializeOwned;
 
+use crate::append::AppendSuite;
 use crate::report::{
     IdleReport, RunReport, SweepReport, Verdict, anomalies, compare_table, cpu_verdict, group_verdict,
     idle_text, idle_verdict, labelled_runs_table, overhead_verdict, rate_verdict, runs_table, verdicts_table,
@@ -51,6 +52,10 @@ pub struct Suite {
     pub ws: Option<RunReport>,
     /// `cross` with the nodes on a Redis Cluster (sharded pub/sub), each Redis process watched.
     pub rcluster: Option<SweepReport>,
+    /// One node on SQLite with the in-process broker, same-node one-to-one.
+    pub sqlite: Option<SweepReport>,
+    /// The bare append (`chat-bench append`): the server's rows inserted with no server.
+    pub append: Option<AppendSuite>,
 }
 
 /// The bound of issue 12 on what scraping every second may add to the CPU per message (%).
@@ -90,6 +95,8 @@ impl Suite {
             tls: load(dir, "tls.json", &mut problems),
             ws: load(dir, "ws.json", &mut problems),
             rcluster: load(dir, "rcluster.json", &mut problems),
+            sqlite: load(dir, "sqlite.json", &mut problems),
+            append: load(dir, "append.json", &mut problems),
             ..Suite::default()
         };
         let baseline = std::fs::read_to_string(dir.join(BASELINE_FILE))
@@ -170,6 +177,12 @@ impl Suite {
         let mut out = String::new();
         out.push_str("## Targets\n\n");
         out.push_str(
+            "Issue 19, what durability costs, beside the at-most-once baseline measured in the same \
+             run (details in \"The cost of durability\" below):\n\n",
+        );
+        out.push_str(&durability_table(&self.durability_verdicts()).to_markdown());
+        out.push('\n');
+        out.push_str(
             "Issue 10, the durable path (every chat stored in MySQL before it is acknowledged):\n\n",
         );
         out.push_str(&verdicts_table(&self.durable_verdicts()).to_markdown());
@@ -221,6 +234,7 @@ impl Suite {
                 ),
             }
         }
+        self.durability_section(&mut out);
         self.redis_cluster_section(&mut out);
         self.operations_section(&mut out);
         self.websocket_section(&mut out);
@@ -424,8 +438,25 @@ fn redis_cpu_table(single: &SweepReport, cluster: &SweepReport) -> crate::report
     crate::report::Table { headers, rows }
 }
 
+/// The targets table with the verdict in words: "✔ met", "✘ not met", "? not measured".
+pub fn durability_table(v: &[Verdict]) -> crate::report::Table {
+    let mut t = verdicts_table(v);
+    for (row, verdict) in t.rows.iter_mut().zip(v) {
+        if let Some(cell) = row.last_mut() {
+            *cell = match verdict.met {
+                Some(true) => "✔ met",
+                Some(false) => "✘ not met",
+                None if verdict.measured == "not measured" => "? not measured",
+                None => "? no verdict",
+            }
+            .to_owned();
+        }
+    }
+    t
+}
+
 /// One sweep's shape, table, best rate and anomalies ("Not measured." without it).
-fn sweep_section(out: &mut String, sweep: Option<&SweepReport>) {
+pub fn sweep_section(out: &mut String, sweep: Option<&SweepReport>) {
     let Some(s) = sweep else {
         out.push_str("Not measured.\n");
         return;
