@@ -103,6 +103,23 @@ pub enum Fill {
     Text,
 }
 
+impl Fill {
+    /// How reports name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Fill::Conv => "conv",
+            Fill::Seq => "seq",
+            Fill::Sender => "sender",
+            Fill::SenderName => "sender name",
+            Fill::Body => "text",
+            Fill::CreatedAt => "now (ms)",
+            Fill::Null => "NULL",
+            Fill::Counter => "row number",
+            Fill::Text => "short text",
+        }
+    }
+}
+
 const INTEGER_TYPES: [&str; 5] = ["tinyint", "smallint", "mediumint", "int", "bigint"];
 const TEXT_TYPES: [&str; 6] = ["char", "varchar", "text", "mediumtext", "longtext", "tinytext"];
 
@@ -390,7 +407,7 @@ pub async fn run(plan: &AppendPlan) -> anyhow::Result<AppendSuite> {
     for c in columns {
         match fill_of(&c)? {
             Some(f) => {
-                described.push(format!("{}={f:?}", c.name).to_lowercase());
+                described.push(format!("{}={}", c.name, f.name()));
                 filled.push((c, f));
             }
             None => described.push(format!("{}=(database)", c.name)),

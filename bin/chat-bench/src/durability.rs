@@ -242,7 +242,7 @@ impl Suite {
         out.push_str("\n## The cost of durability (issue 19)\n\n");
         out.push_str(
             "Cross-node one-to-one from 200 msgs/s up, this commit's durable server beside the \
-             at-most-once baseline in the same run (the sweeps below, same users and rates). CPU \
+             at-most-once baseline in the same run (the sweeps above, same users and rates). CPU \
              from /proc of each node process and of mariadbd over each run; \"µs/msg\" is CPU per \
              delivered message, and the ratio compares nodes + MySQL with the baseline's nodes \
              (at one rate, the same ratio as their cores).\n\n",
