@@ -10,7 +10,10 @@
 # BENCH_RATES_CROSS, BENCH_RATES_SAME, BENCH_RATES_NGINX, BENCH_RATES_GROUP10,
 # BENCH_RATES_GROUP50 (msgs/s lists), BENCH_IDLE_USERS (10000),
 # BENCH_THREADS (chat-bench worker threads, 1), BENCH_OUT (bench/RESULTS.md),
-# BENCH_STEPS (which of: idle cross same nginx group10 group50 metrics ws rcluster tls; default all),
+# BENCH_STEPS (which of: idle cross same nginx group10 group50 metrics ws rcluster tls sqlite append;
+# default all), BENCH_DB (the nodes' MySQL database, chat; another is created and granted to the
+# user chat), BENCH_RATES_SQLITE (msgs/s list of the SQLite node, run up to the first failing rate),
+# BENCH_APPEND_VARIANTS (message:100,log:100,message:10,log:10), BENCH_APPEND_TXNS (1000),
 # BENCH_RATES_RCLUSTER (msgs/s list of the Redis Cluster sweep, 10000,20000,30000),
 # BENCH_RATE_OPS (msgs/s of the metrics, ws and tls steps' fixed-rate runs, 10000),
 # BENCH_WORKERS (the nodes' worker threads, 1), BENCH_SERVER (another chat-server binary, for A/B runs),
@@ -32,6 +35,15 @@
 # bench/run/redis-cluster/, stopped on exit) and runs the cross-node sweep again into
 # rcluster.json, watching each Redis process, so that RESULTS.md shows where the publish load goes
 # beside the single Redis's cross.json (which watches the one Redis).
+#
+# Issue 19 (what durability costs): the cross sweep starts at 200 msgs/s, and the MySQL steps
+# (cross, same, group50 and the baseline's) read MySQL's SHOW GLOBAL STATUS around each rate
+# (chat-bench --mysql-status). The sqlite step stops both nodes and starts one on the embedded
+# default (no database URL: data/chat.db under bench/run/sqlite/, made afresh; no Redis: the
+# in-process broker) and sweeps same-node one-to-one up to the first rate that fails, into
+# sqlite.json. The append step (nodes stopped) drops and recreates the database ${BENCH_DB}_append,
+# migrates it with `chat-server migrate`, and runs `chat-bench append` there (the server's
+# message rows inserted by a minimal loop, MySQL's CPU from /proc) into append.json.
 #
 # The ws step (issue 13) runs the same load through WebSocket (chat-bench --ws) on the nodes'
 # WebSocket listeners (127.0.0.1:6104 and :6105; nginx's web port is rendered as 8180), so
@@ -58,7 +70,14 @@ WS_B=127.0.0.1:6105
 WEB_LB=127.0.0.1:8180
 DURATION=${BENCH_DURATION:-10}
 GRACE=${BENCH_GRACE:-3}
-RATES_CROSS=${BENCH_RATES_CROSS:-5000,10000,20000,30000,40000}
+RATES_CROSS=${BENCH_RATES_CROSS:-200,1000,5000,10000,20000,30000,40000}
+RATES_SQLITE=${BENCH_RATES_SQLITE:-200,1000,5000,10000,20000,30000,40000,50000,60000}
+APPEND_VARIANTS=${BENCH_APPEND_VARIANTS:-message:100,log:100,message:10,log:10}
+APPEND_TXNS=${BENCH_APPEND_TXNS:-1000}
+DB=${BENCH_DB:-chat}
+DB_URL=mysql://chat:chat@127.0.0.1:3306/$DB
+APPEND_DB=${DB}_append
+APPEND_URL=mysql://chat:chat@127.0.0.1:3306/$APPEND_DB
 RATES_SAME=${BENCH_RATES_SAME:-10000,20000,30000,40000,50000,60000}
 RATES_NGINX=${BENCH_RATES_NGINX:-10000,20000}
 RATES_GROUP10=${BENCH_RATES_GROUP10:-2000,5000,8000}
@@ -66,7 +85,7 @@ RATES_GROUP50=${BENCH_RATES_GROUP50:-500,1100,2000,3000}
 IDLE_USERS=${BENCH_IDLE_USERS:-10000}
 THREADS=${BENCH_THREADS:-1}
 OUT=${BENCH_OUT:-bench/RESULTS.md}
-STEPS=${BENCH_STEPS:-idle cross same nginx group10 group50 metrics ws rcluster tls}
+STEPS=${BENCH_STEPS:-idle cross same nginx group10 group50 metrics ws rcluster tls sqlite append}
 RATES_RCLUSTER=${BENCH_RATES_RCLUSTER:-10000,20000,30000}
 REDIS_CLUSTER_PORT=7500
 RATE_OPS=${BENCH_RATE_OPS:-10000}
@@ -78,7 +97,7 @@ BASELINE_STEPS="cross group50"
 # production argon2 cost takes minutes by design) and per-connection request
 # limits far above what the bench sends per connection. Everything else is default.
 NODE_ENV=(
-    CHAT_DATABASE_URL=mysql://chat:chat@127.0.0.1:3306/chat
+    CHAT_DATABASE_URL=$DB_URL
     CHAT_REDIS_URL=redis://127.0.0.1:6379
     CHAT_CHANNEL_PREFIX=bench:
     CHAT_HASH_MEMORY_KIB=64
@@ -185,6 +204,11 @@ if want_baseline "${1:-}"; then
 fi
 
 bash deploy/db-setup.sh
+grant_db() { # database: created if missing, all of it granted to the user chat (root over the socket)
+    mariadb -uroot -e "CREATE DATABASE IF NOT EXISTS \`$1\`; GRANT ALL ON \`$1\`.* TO 'chat'@'localhost';
+        GRANT ALL ON \`$1\`.* TO 'chat'@'127.0.0.1'"
+}
+[ "$DB" = chat ] || grant_db "$DB"
 bash deploy/redis-setup.sh
 bash deploy/nginx-setup.sh
 
@@ -201,7 +225,8 @@ background=$(machine_busy)
 log "machine busy before the suite (other work): $background cores"
 
 rm -rf "$results"
-rm -f "$run"/baseline-node-*.log "$run"/*-baseline.log "$run"/tls-node-*.log "$run"/rcluster-node-*.log
+rm -f "$run"/baseline-node-*.log "$run"/*-baseline.log "$run"/tls-node-*.log "$run"/rcluster-node-*.log \
+    "$run"/sqlite-node.log "$run"/append-migrate.log
 mkdir -p "$run/nginx" "$results"
 
 # 10,000 connections on a node and as many in the bench: raise the open-file limit.
@@ -315,20 +340,22 @@ step() { # name json-file chat-bench-args...  (name: a BENCH_STEPS word, or one 
 }
 
 timing=(--duration "$DURATION" --grace "$GRACE" --msg-bytes 64)
+# MySQL's global status around each rate of the steps on MySQL (issue 19).
+status=(--mysql-status "$DB_URL")
 started=$(date +%s)
 
 # Idle first, on fresh nodes: the memory before is the node's start-up memory.
 step idle idle.json idle --nodes "$NODE_A" --users "$IDLE_USERS" --hold 10 --pids "node-a=$PID_A"
 step cross cross.json sweep --nodes "$NODE_A,$NODE_B" --users 200 --cross 1 --rates "$RATES_CROSS" \
-    "${timing[@]}" --max-p99-ms 50 --pids "$PIDS" --watch "$WATCH"
+    "${timing[@]}" --max-p99-ms 50 --pids "$PIDS" --watch "$WATCH" "${status[@]}"
 step same same.json sweep --nodes "$NODE_A,$NODE_B" --users 200 --cross 0 --rates "$RATES_SAME" \
-    "${timing[@]}" --max-p99-ms 10 --pids "$PIDS" --watch "$WATCH"
+    "${timing[@]}" --max-p99-ms 10 --pids "$PIDS" --watch "$WATCH" "${status[@]}"
 step nginx nginx.json sweep --nodes "$LB" --users 200 --rates "$RATES_NGINX" \
     "${timing[@]}" --max-p99-ms 50 --pids "$PIDS" --watch "$WATCH"
 step group10 group10.json sweep --mode group --nodes "$NODE_A,$NODE_B" --group-size 10 --groups 20 \
     --rates "$RATES_GROUP10" "${timing[@]}" --max-p99-ms 100 --pids "$PIDS" --watch "$WATCH"
 step group50 group50.json sweep --mode group --nodes "$NODE_A,$NODE_B" --group-size 50 --groups 4 \
-    --rates "$RATES_GROUP50" "${timing[@]}" --max-p99-ms 100 --pids "$PIDS" --watch "$WATCH"
+    --rates "$RATES_GROUP50" "${timing[@]}" --max-p99-ms 100 --pids "$PIDS" --watch "$WATCH" "${status[@]}"
 
 # Issue 12: what the operations features cost, at one fixed rate, cross-node one-to-one.
 ops=(--nodes "$NODE_A,$NODE_B" --users 200 --cross 1 --rate "$RATE_OPS" "${timing[@]}")
@@ -448,6 +475,51 @@ if [[ " $STEPS " == *" tls "* ]]; then
     fi
 fi
 
+# Issue 19: one node on the embedded default (SQLite, the in-process broker), same-node
+# one-to-one up to the first rate that fails. The node runs in bench/run/sqlite/ without a
+# database or Redis URL, so it opens data/chat.db there, made afresh for each suite.
+if [[ " $STEPS " == *" sqlite "* ]]; then
+    log "restarting as one node on SQLite (the embedded default) in bench/run/sqlite"
+    stop_nodes
+    rm -rf "$run/sqlite"
+    mkdir -p "$run/sqlite"
+    sqlite_env=()
+    for v in "${NODE_ENV[@]}"; do
+        case "$v" in CHAT_DATABASE_URL=* | CHAT_REDIS_URL=* | CHAT_CHANNEL_PREFIX=*) ;; *) sqlite_env+=("$v") ;; esac
+    done
+    env -C "$run/sqlite" -u RUST_LOG -u CHAT_DATABASE_URL -u CHAT_REDIS_URL "${sqlite_env[@]}" \
+        CHAT_LISTEN="$NODE_A" CHAT_ADMIN_LISTEN="$ADMIN_A" CHAT_NODE_NAME=bench-sqlite \
+        setsid "$server" >"$run/sqlite-node.log" 2>&1 </dev/null &
+    PID_A=$!
+    PID_B=$PID_A
+    pids_started+=("$PID_A")
+    if wait_port 6100 60 && alive "$PID_A"; then
+        log "SQLite node pid $PID_A"
+        step sqlite sqlite.json sweep --nodes "$NODE_A" --users 200 --rates "$RATES_SQLITE" "${timing[@]}" \
+            --max-p99-ms 50 --stop-after-fail --pids "node=$PID_A"
+        check_nodes "sqlite-node.log"
+    else
+        log "the SQLite node did not come up (see bench/run/sqlite-node.log)"
+        failed+=("SQLite node did not start")
+    fi
+    stop_nodes
+fi
+
+# Issue 19: the bare append, with no node running, in a database of its own.
+if [[ " $STEPS " == *" append "* ]]; then
+    stop_nodes
+    log "the bare append in $APPEND_DB (dropped, recreated, migrated by chat-server migrate)"
+    mariadb -uroot -e "DROP DATABASE IF EXISTS \`$APPEND_DB\`"
+    grant_db "$APPEND_DB"
+    if env -u RUST_LOG CHAT_DATABASE_URL="$APPEND_URL" "$server" migrate >"$run/append-migrate.log" 2>&1; then
+        step append append.json append --mysql-url "$APPEND_URL" --variants "$APPEND_VARIANTS" \
+            --transactions "$APPEND_TXNS" ${MYSQL_PID:+--pids "mysql=$MYSQL_PID"}
+    else
+        log "chat-server migrate failed on $APPEND_DB (see bench/run/append-migrate.log)"
+        failed+=("append: migrate failed")
+    fi
+fi
+
 baseline_ran=0
 if want_baseline; then
     # The same two steps on the baseline server: stop this commit's nodes, start the baseline's on
@@ -468,10 +540,11 @@ if want_baseline; then
         fi
         baseline_ran=1
         step cross-baseline cross-baseline.json sweep --nodes "$NODE_A,$NODE_B" --users 200 --cross 1 \
-            --rates "$RATES_CROSS" "${timing[@]}" --max-p99-ms 50 --pids "$PIDS" --watch "$WATCH"
+            --rates "$RATES_CROSS" "${timing[@]}" --max-p99-ms 50 --pids "$PIDS" --watch "$WATCH" \
+            "${status[@]}"
         step group50-baseline group50-baseline.json sweep --mode group --nodes "$NODE_A,$NODE_B" \
             --group-size 50 --groups 4 --rates "$RATES_GROUP50" "${timing[@]}" --max-p99-ms 100 \
-            --pids "$PIDS" --watch "$WATCH"
+            --pids "$PIDS" --watch "$WATCH" "${status[@]}"
         check_nodes "baseline-node-*.log"
     else
         log "the baseline nodes did not come up (see bench/run/baseline-node-*.log)"
@@ -505,7 +578,7 @@ mkdir -p "$(dirname "$OUT")"
     echo
     echo "## Set-up"
     echo
-    echo "- Two release-build nodes, \`$NODE_A\` and \`$NODE_B\`, on MySQL \`chat\` and Redis (channel prefix \`bench:\`),"
+    echo "- Two release-build nodes, \`$NODE_A\` and \`$NODE_B\`, on MySQL \`$DB\` and Redis (channel prefix \`bench:\`),"
     echo "  nginx on \`$LB\` (deploy/nginx.conf with these ports)."
     echo "- Node settings that differ from the defaults, and why:"
     echo "  - \`CHAT_HASH_MEMORY_KIB=64 CHAT_HASH_ITERATIONS=1\` (\`CHAT_HASH_CONCURRENCY=2\`): cheap password"
@@ -558,6 +631,12 @@ mkdir -p "$(dirname "$OUT")"
     echo "- Redis Cluster (issue 11): the rcluster step restarts both nodes on a Redis Cluster of 3 masters and"
     echo "  3 replicas the suite starts on 127.0.0.1:$REDIS_CLUSTER_PORT-$((REDIS_CLUSTER_PORT + 5)) (deploy/redis-cluster.sh, data under"
     echo "  bench/run/redis-cluster/) and runs the cross-node sweep at $RATES_RCLUSTER msgs/s, watching each Redis process."
+    echo "- Issue 19: the cross-node sweep starts at 200 msgs/s; the steps on MySQL read its \`SHOW GLOBAL STATUS\`"
+    echo "  before and after each rate (\`chat-bench --mysql-status\`). The sqlite step runs one node on the embedded"
+    echo "  default (SQLite \`data/chat.db\` under bench/run/sqlite/, made afresh; the in-process broker) at"
+    echo "  $RATES_SQLITE msgs/s, same-node, stopping at the first rate that fails. The append step (no node running)"
+    echo "  migrates a fresh database \`$APPEND_DB\` with \`chat-server migrate\` and runs \`chat-bench append\`"
+    echo "  there: $APPEND_VARIANTS (table:rows per transaction), $APPEND_TXNS transactions each."
     echo "- Idle: VmRSS of node-a after start-up (before the bench connects) and with $IDLE_USERS logged-in idle"
     echo "  connections (after a 10 s hold); the difference divided by the connections."
     echo
@@ -569,7 +648,7 @@ mkdir -p "$(dirname "$OUT")"
     echo "for the baseline), fields stripped:"
     echo
     echo '```'
-    for node in node-a node-b rcluster-node-a rcluster-node-b tls-node-a tls-node-b baseline-node-a baseline-node-b; do
+    for node in node-a node-b rcluster-node-a rcluster-node-b tls-node-a tls-node-b sqlite-node baseline-node-a baseline-node-b; do
         [ -f "$run/$node.log" ] || continue
         lines=$(grep -E ' (WARN|ERROR) ' "$run/$node.log" |
             sed -E 's/^[^ ]+ +(WARN|ERROR) +/\1 /; s/ [a-z_.]+=[^ ]+//g' | sort | uniq -c | sort -rn | head -n 8 || true)

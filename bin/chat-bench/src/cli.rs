@@ -34,6 +34,8 @@ pub enum Command {
     Idle(IdleArgs),
     /// Render the Markdown results of a `deploy/bench.sh` suite from its JSON files.
     Report(ReportArgs),
+    /// The bare append: the server's message rows inserted by a minimal loop, no server.
+    Append(AppendArgs),
 }
 
 /// Where the servers are and how to report.
@@ -72,6 +74,10 @@ pub struct Target {
     /// each frame one text message at `ws://ADDR/ws`.
     #[arg(long, conflicts_with = "tls")]
     pub ws: bool,
+    /// Read MySQL's global status counters (statements, prepares, commits, fsyncs) before
+    /// and after each run over this URL (`mysql://USER:PASS@HOST:PORT/DB`).
+    #[arg(long, value_name = "URL")]
+    pub mysql_status: Option<String>,
 }
 
 /// Who talks one-to-one.
@@ -181,6 +187,9 @@ pub struct SweepArgs {
     /// nearly idle (under 0.3 busy cores), so a run does not start inside someone's build (0: don't).
     #[arg(long, default_value_t = 30.0, value_name = "S")]
     pub settle: f64,
+    /// Stop after the first rate that does not pass (the rates after it are not run).
+    #[arg(long)]
+    pub stop_after_fail: bool,
 }
 
 /// `idle`.
@@ -194,6 +203,44 @@ pub struct IdleArgs {
     /// Seconds to hold them.
     #[arg(long, default_value_t = 10.0, value_name = "S")]
     pub hold: f64,
+}
+
+/// `append`.
+#[derive(Debug, Clone, Args)]
+pub struct AppendArgs {
+    /// The database to append in (`mysql://USER:PASS@HOST:PORT/DB`), migrated by
+    /// `chat-server migrate` and used for nothing else: the loop adds rows there and
+    /// drops and recreates its reference table `BareAppendLog`.
+    #[arg(long, value_name = "URL")]
+    pub mysql_url: String,
+    /// The server's message table.
+    #[arg(long, default_value = "Message", value_name = "TABLE")]
+    pub table: String,
+    /// The table holding each conversation's counter (its key is `id`).
+    #[arg(long, default_value = "Conversation", value_name = "TABLE")]
+    pub counter_table: String,
+    /// The counter's column, bumped once per conversation per transaction.
+    #[arg(long, default_value = "lastseq", value_name = "COLUMN")]
+    pub counter_column: String,
+    /// What to run, in order: `message:ROWS` (the message table, ROWS per transaction, with
+    /// the counter bump) or `log:ROWS` (a log clustered on (conv, seq), nothing else).
+    #[arg(long, value_delimiter = ',', default_value = "message:100,log:100", value_name = "KIND:ROWS,..")]
+    pub variants: Vec<crate::append::Variant>,
+    /// Transactions measured per variant.
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    pub transactions: u64,
+    /// Users the conversations are between (each pair is one conversation).
+    #[arg(long, default_value_t = 200)]
+    pub users: u32,
+    /// Bytes of each message's text.
+    #[arg(long, default_value_t = 64, value_name = "B")]
+    pub msg_bytes: usize,
+    /// MySQL's server process(es), whose CPU is measured: PID or NAME=PID.
+    #[arg(long, default_value = "", value_name = "PID,..")]
+    pub pids: String,
+    /// Print the report as JSON on stdout (the table goes to stderr).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `report`.
@@ -301,6 +348,13 @@ impl Cli {
                 ensure!(a.users >= 1, "--users must be at least 1");
                 positive("hold", a.hold)
             }
+            Command::Append(a) => {
+                ensure!(!a.variants.is_empty(), "--variants needs at least one");
+                ensure!(a.transactions >= 1, "--transactions must be at least 1");
+                ensure!(a.users >= 2, "--users must be at least 2");
+                ensure!((1..=60_000).contains(&a.msg_bytes), "--msg-bytes must be between 1 and 60000");
+                Ok(())
+            }
             Command::Report(a) => {
                 if !a.dir.is_dir() {
                     bail!("--dir {}: not a folder", a.dir.display());
@@ -366,6 +420,22 @@ mod tests {
     }
 
     #[test]
+    fn append_defaults_and_status() {
+        let cli = parse("append --mysql-url mysql://u:p@127.0.0.1:3306/db --pids mysql=9").expect("parses");
+        let Command::Append(a) = cli.command else { panic!("not append") };
+        assert_eq!(
+            (a.table.as_str(), a.counter_column.as_str(), a.transactions),
+            ("Message", "lastseq", 1000)
+        );
+        assert_eq!(a.variants.len(), 2);
+        let cli = parse("sweep --nodes h:1 --rates 200,1000 --stop-after-fail --mysql-status mysql://u@h/db")
+            .expect("parses");
+        let Command::Sweep(a) = cli.command else { panic!("not sweep") };
+        assert!(a.stop_after_fail);
+        assert_eq!(a.target.mysql_status.as_deref(), Some("mysql://u@h/db"));
+    }
+
+    #[test]
     fn bad_values_are_refused() {
         for bad in [
             "chat --nodes h:1 --rate 0",
@@ -383,6 +453,9 @@ mod tests {
             "--threads 0 idle --nodes h:1",
             "report --dir /nonexistent/dir",
             "chat --nodes h:1 --rate 10 --ca-file cert.pem",
+            "append --mysql-url mysql://u@h/db --variants heap:10",
+            "append --mysql-url mysql://u@h/db --transactions 0",
+            "append --variants log:10",
         ] {
             assert!(parse(bad).is_err(), "{bad}");
         }

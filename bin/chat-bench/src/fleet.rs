@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::client::{Conn, WriteHalf};
+use crate::mysql::{self, StatusReader, delta};
 use crate::payload::{Stamp, group_chat, one_chat, parse_frame};
 use crate::procfs::{CpuMeter, CpuUse, MachineMeter, ProcScan, Watched, cpu_time};
 use crate::report::RunReport;
@@ -250,6 +251,19 @@ pub struct Watch {
     pub servers: Vec<Watched>,
     /// Others (nginx, Redis, MySQL): reported, not counted as server.
     pub others: Vec<Watched>,
+    /// MySQL's global status counters, read before and after each run (`--mysql-status`).
+    pub status: Option<StatusReader>,
+}
+
+/// The status counters now, or `None` (said on stderr) when they cannot be read.
+async fn read_status(reader: Option<&StatusReader>) -> Option<mysql::Counters> {
+    match reader?.read().await {
+        Ok(c) => Some(c),
+        Err(e) => {
+            eprintln!("warning: cannot read MySQL's status: {e:#}");
+            None
+        }
+    }
 }
 
 /// Logged-in connections with their reader and writer tasks.
@@ -368,6 +382,7 @@ impl Fleet {
         let c = &state.counters;
         let expected_each = u64::from(state.tracker.expected());
         let mut rng = Rng::new(plan.seed ^ u64::from(self.runs));
+        let status_before = read_status(watch.status.as_ref()).await;
         let servers = CpuMeter::start(&watch.servers);
         let others = CpuMeter::start(&watch.others);
         let bench_start = cpu_time(None).unwrap_or_default();
@@ -440,6 +455,8 @@ impl Fleet {
         let mut exclude: Vec<u32> = watch.servers.iter().chain(&watch.others).map(|w| w.pid).collect();
         exclude.push(std::process::id());
         let (background_s, background_top) = procs.read(&exclude, 3);
+        let status_after = read_status(watch.status.as_ref()).await;
+        let mysql = status_before.zip(status_after).map(|(a, b)| delta(&a, &b));
         let delivered = state.tracker.delivered(total);
         let last = Counters::get(&c.last_delivery_nanos);
         let delivered_s = last.saturating_sub(start_nanos) as f64 / 1e9;
@@ -502,6 +519,7 @@ impl Fleet {
             machine,
             background_s: Some(background_s),
             background_top,
+            mysql,
         }
     }
 

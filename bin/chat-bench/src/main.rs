@@ -3,10 +3,13 @@
 //! delivery, loss, duplicates and latency, plus the servers' CPU and memory
 //! from /proc. See `chat-bench --help` and deploy/bench.sh.
 
+mod append;
 mod cli;
 mod client;
+mod durability;
 mod fleet;
 mod idle;
+mod mysql;
 mod payload;
 mod procfs;
 mod report;
@@ -69,8 +72,22 @@ fn setup_of(t: &Target) -> anyhow::Result<Setup> {
     })
 }
 
-fn watch_of(t: &Target) -> anyhow::Result<Watch> {
-    Ok(Watch { servers: parse_watched(&t.pids, "server")?, others: parse_watched(&t.watch, "other")? })
+/// The processes to watch, and MySQL's status counters when asked (read once here, so that
+/// an unreachable MySQL fails the command before any load).
+async fn watch_of(t: &Target) -> anyhow::Result<Watch> {
+    let status = match &t.mysql_status {
+        Some(url) => {
+            let reader = mysql::StatusReader::new(url)?;
+            reader.read().await?;
+            Some(reader)
+        }
+        None => None,
+    };
+    Ok(Watch {
+        servers: parse_watched(&t.pids, "server")?,
+        others: parse_watched(&t.watch, "other")?,
+        status,
+    })
 }
 
 fn placement(t: &Target) -> String {
@@ -112,16 +129,35 @@ async fn wait_for_quiet(limit: Duration) {
     eprintln!("machine still busy ({busy:.2} cores) after {:.0} s; running anyway", limit.as_secs_f64());
 }
 
+/// How a sweep goes from rate to rate.
+#[derive(Debug, Clone, Copy)]
+struct Pacing {
+    /// The p99 bound (ms) of a passing rate.
+    max_p99_ms: f64,
+    /// Quiet between two rates.
+    pause: Duration,
+    /// Longest wait for a quiet machine before each rate.
+    settle: Duration,
+    /// Stop after the first rate that does not pass.
+    stop_after_fail: bool,
+}
+
+impl Pacing {
+    /// One run, no waiting: `chat` and `group`.
+    fn single(max_p99_ms: f64) -> Pacing {
+        Pacing { max_p99_ms, pause: Duration::ZERO, settle: Duration::ZERO, stop_after_fail: false }
+    }
+}
+
 async fn sweep(
     target: &Target,
     fleet_mode: Mode,
     ready: Vec<Ready>,
     plans: Vec<fleet::Plan>,
-    max_p99_ms: f64,
-    pause: Duration,
-    settle: Duration,
+    pacing: Pacing,
 ) -> anyhow::Result<SweepReport> {
-    let watch = watch_of(target)?;
+    let Pacing { max_p99_ms, pause, settle, stop_after_fail } = pacing;
+    let watch = watch_of(target).await?;
     let epoch = Instant::now();
     let mut fleet = Fleet::start(fleet_mode, target.nodes.clone(), placement(target), epoch, ready);
     let mut rows = Vec::with_capacity(plans.len());
@@ -144,9 +180,17 @@ async fn sweep(
         );
         let row = fleet.run(plan, &watch).await;
         eprint!("{}", report::runs_table(std::slice::from_ref(&row), None).to_text());
+        let failed = !row.passes(max_p99_ms);
         rows.push(row);
+        if failed && stop_after_fail && i + 1 < plans.len() {
+            eprintln!("{mode}: {:.0} msgs/s did not pass; the higher rates are not run", plan.rate);
+            break;
+        }
     }
     fleet.close().await;
+    if let Some(status) = watch.status {
+        status.close().await;
+    }
     Ok(SweepReport::new(mode, max_p99_ms, rows))
 }
 
@@ -155,8 +199,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Chat(a) => {
             let ready = setup_of(&a.target)?.chat_users(a.load.users).await?;
             let plan = a.timing.plan(a.rate, a.load.cross, a.target.quiet);
-            let s =
-                sweep(&a.target, Mode::Chat, ready, vec![plan], 50.0, Duration::ZERO, Duration::ZERO).await?;
+            let s = sweep(&a.target, Mode::Chat, ready, vec![plan], Pacing::single(50.0)).await?;
             let text = sweep_text(&s);
             let row = s.rows.into_iter().next();
             emit(a.target.json, &text, &row)
@@ -165,16 +208,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let (size, groups) = (a.load.group_size, a.load.groups);
             let ready = setup_of(&a.target)?.group_users(groups, size).await?;
             let plan = a.timing.plan(a.rate, 0.0, a.target.quiet);
-            let s = sweep(
-                &a.target,
-                Mode::Group { size, groups },
-                ready,
-                vec![plan],
-                100.0,
-                Duration::ZERO,
-                Duration::ZERO,
-            )
-            .await?;
+            let s = sweep(&a.target, Mode::Group { size, groups }, ready, vec![plan], Pacing::single(100.0))
+                .await?;
             let text = sweep_text(&s);
             let row = s.rows.into_iter().next();
             emit(a.target.json, &text, &row)
@@ -194,9 +229,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 mode,
                 ready,
                 plans,
-                a.max_p99_ms,
-                Duration::from_secs_f64(a.pause),
-                Duration::from_secs_f64(a.settle),
+                Pacing {
+                    max_p99_ms: a.max_p99_ms,
+                    pause: Duration::from_secs_f64(a.pause),
+                    settle: Duration::from_secs_f64(a.settle),
+                    stop_after_fail: a.stop_after_fail,
+                },
             )
             .await?;
             emit(a.target.json, &sweep_text(&s), &s)
@@ -206,6 +244,29 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let r =
                 idle::idle(&setup_of(&a.target)?, a.users, Duration::from_secs_f64(a.hold), &servers).await?;
             emit(a.target.json, &idle_text(&r), &r)
+        }
+        Command::Append(a) => {
+            let status = mysql::StatusReader::new(&a.mysql_url)?;
+            let plan = append::AppendPlan {
+                url: a.mysql_url.clone(),
+                table: a.table.clone(),
+                counter: (a.counter_table.clone(), a.counter_column.clone()),
+                variants: a.variants.clone(),
+                transactions: a.transactions,
+                users: a.users,
+                msg_bytes: a.msg_bytes,
+                mysql: parse_watched(&a.pids, "mysql")?,
+                status: Some(status.clone()),
+            };
+            let result = append::run(&plan).await;
+            status.close().await;
+            let suite = result?;
+            let text = format!(
+                "columns: {}\n{}",
+                suite.columns.join(", "),
+                append::append_table(&suite.runs).to_text()
+            );
+            emit(a.json, &text, &suite)
         }
         Command::Report(a) => {
             let (suite, problems) = suite::Suite::load(&a.dir);

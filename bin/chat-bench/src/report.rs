@@ -94,6 +94,9 @@ pub struct RunReport {
     /// The busiest of those.
     #[serde(default)]
     pub background_top: Vec<CpuUse>,
+    /// MySQL's global status counters over the run (`--mysql-status`): what grew, by name.
+    #[serde(default)]
+    pub mysql: Option<crate::mysql::Counters>,
 }
 
 impl RunReport {
@@ -595,7 +598,10 @@ pub fn group_verdict(target: &str, sweep: Option<&SweepReport>, min_per_s: f64, 
             r.rate,
             ms(r.decisive_latency().p99_ms)
         ),
-        None => format!("no rate tried had zero loss and last-member p99 < {max_p99_ms} ms"),
+        None if max_p99_ms.is_finite() => {
+            format!("no rate tried had zero loss and last-member p99 < {max_p99_ms} ms")
+        }
+        None => "no rate tried had zero loss".to_owned(),
     };
     if !met && let Some(m) = most_delivered(&s.rows).filter(|m| best.is_none_or(|b| !std::ptr::eq(*m, b))) {
         measured.push_str(&format!("; most delivered, {}", reached(m)));

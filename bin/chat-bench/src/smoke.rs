@@ -152,7 +152,11 @@ fn setup(addrs: Vec<String>) -> Setup {
 }
 
 fn watch_self() -> Watch {
-    Watch { servers: vec![Watched { name: "self".into(), pid: std::process::id() }], others: Vec::new() }
+    Watch {
+        servers: vec![Watched { name: "self".into(), pid: std::process::id() }],
+        others: Vec::new(),
+        status: None,
+    }
 }
 
 #[tokio::test]

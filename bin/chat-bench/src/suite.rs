@@ -8,6 +8,7 @@ use std::path::Path;
 
 use serde::de::DeserializeOwned;
 
+use crate::append::AppendSuite;
 use crate::report::{
     IdleReport, RunReport, SweepReport, Verdict, anomalies, compare_table, cpu_verdict, group_verdict,
     idle_text, idle_verdict, labelled_runs_table, overhead_verdict, rate_verdict, runs_table, verdicts_table,
@@ -51,6 +52,10 @@ pub struct Suite {
     pub ws: Option<RunReport>,
     /// `cross` with the nodes on a Redis Cluster (sharded pub/sub), each Redis process watched.
     pub rcluster: Option<SweepReport>,
+    /// One node on SQLite with the in-process broker, same-node one-to-one.
+    pub sqlite: Option<SweepReport>,
+    /// The bare append (`chat-bench append`): the server's rows inserted with no server.
+    pub append: Option<AppendSuite>,
 }
 
 /// The bound of issue 12 on what scraping every second may add to the CPU per message (%).
@@ -90,6 +95,8 @@ impl Suite {
             tls: load(dir, "tls.json", &mut problems),
             ws: load(dir, "ws.json", &mut problems),
             rcluster: load(dir, "rcluster.json", &mut problems),
+            sqlite: load(dir, "sqlite.json", &mut problems),
+            append: load(dir, "append.json", &mut problems),
             ..Suite::default()
         };
         let baseline = std::fs::read_to_string(dir.join(BASELINE_FILE))
@@ -170,6 +177,12 @@ impl Suite {
         let mut out = String::new();
         out.push_str("## Targets\n\n");
         out.push_str(
+            "Issue 19, what durability costs, beside the at-most-once baseline measured in the same \
+             run (details in \"The cost of durability\" below):\n\n",
+        );
+        out.push_str(&durability_table(&self.durability_verdicts()).to_markdown());
+        out.push('\n');
+        out.push_str(
             "Issue 10, the durable path (every chat stored in MySQL before it is acknowledged):\n\n",
         );
         out.push_str(&verdicts_table(&self.durable_verdicts()).to_markdown());
@@ -221,6 +234,7 @@ impl Suite {
                 ),
             }
         }
+        self.durability_section(&mut out);
         self.redis_cluster_section(&mut out);
         self.operations_section(&mut out);
         self.websocket_section(&mut out);
@@ -424,8 +438,25 @@ fn redis_cpu_table(single: &SweepReport, cluster: &SweepReport) -> crate::report
     crate::report::Table { headers, rows }
 }
 
+/// The targets table with the verdict in words: "✔ met", "✘ not met", "? not measured".
+pub fn durability_table(v: &[Verdict]) -> crate::report::Table {
+    let mut t = verdicts_table(v);
+    for (row, verdict) in t.rows.iter_mut().zip(v) {
+        if let Some(cell) = row.last_mut() {
+            *cell = match verdict.met {
+                Some(true) => "✔ met",
+                Some(false) => "✘ not met",
+                None if verdict.measured == "not measured" => "? not measured",
+                None => "? no verdict",
+            }
+            .to_owned();
+        }
+    }
+    t
+}
+
 /// One sweep's shape, table, best rate and anomalies ("Not measured." without it).
-fn sweep_section(out: &mut String, sweep: Option<&SweepReport>) {
+pub fn sweep_section(out: &mut String, sweep: Option<&SweepReport>) {
     let Some(s) = sweep else {
         out.push_str("Not measured.\n");
         return;
@@ -471,7 +502,7 @@ mod tests {
         std::fs::create_dir_all(&dir).expect("temp dir");
         std::fs::write(dir.join("idle.json"), "{not json").expect("write");
         let (suite, problems) = Suite::load(&dir);
-        assert_eq!(problems.len(), 11);
+        assert_eq!(problems.len(), 13);
         let md = suite.markdown(&problems);
         assert!(md.contains("| target | measured | met |"));
         assert_eq!(md.matches("| ? |").count(), 8);
@@ -566,8 +597,9 @@ mod tests {
         let (suite, problems) = Suite::load(&dir);
         assert_eq!(suite.baseline.as_deref(), Some("at-most-once baseline (2ee51e0)"));
         // same, nginx, group10, idle: not run; the baseline files are all there.
-        // And the three runs of the operations step, the WebSocket run and the Redis Cluster sweep.
-        assert_eq!(problems.len(), 9, "{problems:?}");
+        // And the three runs of the operations step, the WebSocket run, the Redis Cluster sweep,
+        // the SQLite sweep and the bare append.
+        assert_eq!(problems.len(), 11, "{problems:?}");
         let md = suite.markdown(&problems);
         assert_tables_filled(&md);
         assert_eq!(md.matches(&format!("### {DURABLE}")).count(), 2, "{md}");
@@ -600,6 +632,84 @@ mod tests {
 
     /// The Redis Cluster sweep renders beside the single Redis's, one column per Redis process,
     /// CPU per delivery from the watched processes only.
+    #[test]
+    fn the_cost_of_durability_renders_its_targets_and_tables() {
+        let dir = std::env::temp_dir().join(format!("chat-bench-suite-durability-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let write = |file: &str, json: String| std::fs::write(dir.join(file), json).expect("write");
+        let with_status = |mut r: RunReport, questions: u64| {
+            r.mysql = Some(crate::mysql::Counters::from([
+                ("Questions".to_owned(), questions),
+                ("Com_stmt_prepare".to_owned(), 0),
+                ("Com_commit".to_owned(), r.sent / 10),
+            ]));
+            r
+        };
+        // Durable: nodes 50 + MySQL 20 µs/msg against the baseline's nodes at 50: 1.4×.
+        let cross = SweepReport::new(
+            "chat",
+            50.0,
+            [200.0, 1000.0, 5000.0, 20000.0]
+                .map(|rate| with_status(run(rate, rate, 9.0, false), (rate * 3.0 * 0.3) as u64))
+                .to_vec(),
+        );
+        let base = SweepReport::new(
+            "chat",
+            50.0,
+            [200.0, 1000.0, 5000.0, 20000.0].map(|r| run(r, r, 2.0, false)).to_vec(),
+        );
+        write("cross.json", serde_json::to_string(&cross).expect("json"));
+        write("cross-baseline.json", serde_json::to_string(&base).expect("json"));
+        std::fs::write(dir.join(BASELINE_FILE), "at-most-once baseline (2ee51e0)\n").expect("write");
+        let sqlite = SweepReport::new(
+            "chat",
+            50.0,
+            vec![
+                run(10000.0, 10000.0, 5.0, false),
+                run(20000.0, 20000.0, 30.0, false),
+                run(30000.0, 25000.0, 900.0, false),
+            ],
+        );
+        write("sqlite.json", serde_json::to_string(&sqlite).expect("json"));
+        let append = AppendSuite {
+            columns: vec!["id=(database)".into(), "conv=conv".into()],
+            runs: vec![crate::append::AppendReport {
+                kind: "message".into(),
+                table: "Message".into(),
+                shape: "PRIMARY(id)".into(),
+                batch: 100,
+                transactions: 10,
+                rows: 1000,
+                rows_per_s: 5000.0,
+                mysql_us_per_row: Some(16.0),
+                ..Default::default()
+            }],
+        };
+        write("append.json", serde_json::to_string(&append).expect("json"));
+        let (suite, problems) = Suite::load(&dir);
+        let md = suite.markdown(&problems);
+        assert_tables_filled(&md);
+        for line in [
+            "| cross-node at 1,000 msgs/s: nodes + MySQL CPU ≤ 2.5× the baseline's nodes' | 1.40×",
+            "| cross-node at 20,000 msgs/s: 0 lost, p99 < 50 ms | p99 9.00 ms, 0 lost; 20000 deliveries/s | ✔ met |",
+            "| MySQL round trips (Questions) ≤ 0.5 per chat at 5,000 msgs/s and above (cross-node) | per chat at \
+             5,000: 0.300, 20,000: 0.300 | ✔ met |",
+            "| MySQL CPU per chat at 20,000 msgs/s ≤ 1.5× the bare append into the same table (100 rows per \
+             transaction) | 1.25×: 20.0 µs per chat through the server, 16.0 µs per row bare | ✔ met |",
+            "| SQLite, one node (same-node): ≥ 20,000 msgs/s with 0 lost and p99 < 50 ms | 20000 msgs/s",
+            "| same-node on MySQL at 10,000 msgs/s: p99 < 10 ms (0 lost) | not measured | ? not measured |",
+            "## The cost of durability (issue 19)",
+            "### The bare append",
+            "### One node on SQLite (the embedded default)",
+            "| durable, cross-node | 200 | 600 | 0.300 |",
+        ] {
+            assert!(md.contains(line), "{line}\n{md}");
+        }
+        // The targets table comes first, before issue 10's.
+        assert!(md.find("Issue 19").expect("issue 19") < md.find("Issue 10").expect("issue 10"), "{md}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn the_redis_cluster_sweep_renders_each_redis_process() {
         let dir = std::env::temp_dir().join(format!("chat-bench-suite-rc-{}", std::process::id()));
