@@ -145,7 +145,10 @@ struct AppendCall {
 }
 
 impl diesel::query_builder::QueryFragment<diesel::mysql::Mysql> for AppendCall {
-    fn walk_ast<'b>(&'b self, mut out: diesel::query_builder::AstPass<'_, 'b, diesel::mysql::Mysql>) -> QueryResult<()> {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::mysql::Mysql>,
+    ) -> QueryResult<()> {
         use diesel::sql_types::{Bool, Text};
         out.push_sql("CALL chat_append_v1(");
         out.push_bind_param::<Text, _>(&self.convs)?;
@@ -220,9 +223,10 @@ impl MysqlStore {
                 return plan.finish();
             }
             let (call, back) = AppendCall::new(batch, &plan, ids_back)?;
-            let answer = call.load::<CallAnswer>(&mut *conn).await.and_then(|rows| {
-                rows.into_iter().next().ok_or(DieselError::NotFound)
-            });
+            let answer = call
+                .load::<CallAnswer>(&mut *conn)
+                .await
+                .and_then(|rows| rows.into_iter().next().ok_or(DieselError::NotFound));
             match answer {
                 Ok((lasts, first_id, mids)) => {
                     let decode = |what: &str, e: serde_json::Error| {
@@ -339,7 +343,7 @@ mod sqlite {
             for i in plan.fresh.clone() {
                 let m = &batch[i];
                 let conv = m.conv.0;
-                if !lasts.contains_key(&conv) {
+                if let std::collections::btree_map::Entry::Vacant(slot) = lasts.entry(conv) {
                     let last = conversations::table
                         .filter(conversations::id.eq(conv))
                         .select(conversations::lastseq)
@@ -363,7 +367,7 @@ mod sqlite {
                             0
                         }
                     };
-                    lasts.insert(conv, last);
+                    slot.insert(last);
                 }
                 let seq = lasts.get(&conv).copied().unwrap_or_default() + 1;
                 lasts.insert(conv, seq);

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use chat_ports::StoreError;
-use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod};
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod};
 use diesel_async::{AsyncConnection, AsyncMysqlConnection};
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 

@@ -90,11 +90,7 @@ impl SqliteStore {
             .max_size(1)
             .build()
             .map_err(|e| ModelError::unreachable(path, e.to_string()))?;
-        let store = SqliteStore {
-            pool,
-            path: path.to_string(),
-            stats: Default::default(),
-        };
+        let store = SqliteStore { pool, path: path.to_string(), stats: Default::default() };
         drop(store.conn().await.map_err(|e| ModelError::unreachable(path, reason(e)))?);
         Ok(store)
     }

@@ -194,7 +194,8 @@ impl Journal {
         pending: Arc<Pending>,
     ) -> Result<(), ServiceError> {
         pending.start();
-        let job = Job { message, route: Route { to, answer, pending: pending.clone() }, queued: Instant::now() };
+        let job =
+            Job { message, route: Route { to, answer, pending: pending.clone() }, queued: Instant::now() };
         if self.jobs.send(job).await.is_err() {
             pending.finish();
             return Err(ServiceError::Internal);

@@ -175,8 +175,7 @@ impl Service {
             config.limits_exempt.clone(),
         );
         let throttles = limits::Throttles::new(Arc::new(MemoryThrottle::default()), throttle_limits(&config));
-        let limits =
-            journal::BatchLimits {
+        let limits = journal::BatchLimits {
             messages: config.batch_max_messages.max(1),
             bytes: BATCH_MAX_BYTES,
             linger: config.commit_linger,
