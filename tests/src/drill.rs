@@ -79,6 +79,9 @@ pub struct Setup {
     pub program: Option<PathBuf>,
     /// The nodes' database: the tests' MySQL database ([`mysql_url`]) unless set.
     pub database: Option<String>,
+    /// nginx sends the PROXY protocol and the nodes expect it (deploy/nginx.conf); off for
+    /// a release that does not speak it (v0.1.0).
+    pub proxy_protocol: bool,
 }
 
 impl Setup {
@@ -95,6 +98,7 @@ impl Setup {
             one_seed: false,
             program: None,
             database: None,
+            proxy_protocol: true,
         }
     }
 
@@ -859,6 +863,7 @@ async fn start_node(
     database: String,
     redis: String,
     prefix: String,
+    proxy_protocol: bool,
     extra: Vec<(&'static str, String)>,
 ) -> ServerProcess {
     tokio::task::spawn_blocking(move || {
@@ -870,9 +875,11 @@ async fn start_node(
             // The drill's own resends and acknowledgements must never meet the rate limit.
             ("CHAT_RATE_PER_SEC", "100000"),
             ("CHAT_RATE_BURST", "100000"),
-            // nginx (deploy/nginx.conf) sends the PROXY protocol.
-            ("CHAT_PROXY_PROTOCOL", "true"),
         ];
+        if proxy_protocol {
+            // nginx (deploy/nginx.conf) sends the PROXY protocol.
+            env.push(("CHAT_PROXY_PROTOCOL", "true"));
+        }
         env.extend(extra.iter().map(|(k, v)| (*k, v.as_str())));
         let addr = addr.unwrap_or_else(|| format!("127.0.0.1:{}", crate::free_port()).parse().expect("addr"));
         ServerProcess::launch(
@@ -929,6 +936,7 @@ impl Drill {
                 database.clone(),
                 redis_url.clone(),
                 prefix.clone(),
+                setup.proxy_protocol,
                 Vec::new()
             ),
             start_node(
@@ -938,10 +946,11 @@ impl Drill {
                 database.clone(),
                 redis_url.clone(),
                 prefix.clone(),
+                setup.proxy_protocol,
                 setup.recipients_node_env.clone()
             ),
         );
-        let nginx = Nginx::start([a.addr, b.addr]);
+        let nginx = Nginx::start_with([a.addr, b.addr], setup.proxy_protocol);
 
         let (sender_ids, recipient_ids) = tokio::join!(
             register_all(a.addr, "s", setup.senders),
@@ -1148,6 +1157,7 @@ impl Drill {
             self.database.clone(),
             self.redis_url.clone(),
             self.prefix.clone(),
+            self.setup.proxy_protocol,
             extra,
         )
         .await;

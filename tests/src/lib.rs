@@ -362,8 +362,19 @@ impl Nginx {
         Nginx::start_web(upstreams, [nowhere(), nowhere()])
     }
 
+    /// As [`Nginx::start`], without the PROXY protocol when `proxy_protocol` is false (nodes
+    /// of a release that does not speak it).
+    pub fn start_with(upstreams: [SocketAddr; 2], proxy_protocol: bool) -> Nginx {
+        let nowhere = || -> SocketAddr { format!("127.0.0.1:{}", free_port()).parse().expect("addr") };
+        Nginx::launch(upstreams, [nowhere(), nowhere()], proxy_protocol)
+    }
+
     /// Starts nginx in front of two nodes: `upstreams` for TCP, `web` their WebSocket listeners.
     pub fn start_web(upstreams: [SocketAddr; 2], web: [SocketAddr; 2]) -> Nginx {
+        Nginx::launch(upstreams, web, true)
+    }
+
+    fn launch(upstreams: [SocketAddr; 2], web: [SocketAddr; 2], proxy_protocol: bool) -> Nginx {
         let bin = nginx_bin();
         let template_path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/nginx.conf");
         let template = std::fs::read_to_string(&template_path).expect("read deploy/nginx.conf");
@@ -386,6 +397,15 @@ impl Nginx {
             .replace("127.0.0.1:6080", &web[0].to_string())
             .replace("127.0.0.1:6082", &web[1].to_string())
             .replace("127.0.0.1:8080", &web_addr.to_string());
+        let conf = if proxy_protocol {
+            conf
+        } else {
+            assert!(
+                conf.contains("proxy_protocol on;"),
+                "deploy/nginx.conf no longer sends the PROXY protocol"
+            );
+            conf.lines().filter(|l| l.trim() != "proxy_protocol on;").collect::<Vec<_>>().join("\n")
+        };
         let dir = tempdir::TempDir::new("chat-nginx");
         let conf_path = dir.path().join("nginx.conf");
         std::fs::write(&conf_path, conf).expect("write nginx.conf");

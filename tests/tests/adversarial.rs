@@ -101,6 +101,51 @@ async fn a_frame_in_one_byte_writes_and_thousands_of_frames_in_one_write() {
     }
 }
 
+/// A client that pipelines far more chats than its outbound queue holds (1024 frames) and
+/// reads none of the answers for a while is paused (its socket is not read), not closed:
+/// once it reads, every chat is answered, in order.
+#[tokio::test]
+async fn a_sender_that_does_not_read_its_answers_is_paused_not_closed() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    let s = server(&[("CHAT_RATE_PER_SEC", "100000"), ("CHAT_RATE_BURST", "100000")]);
+    let ida = WireClient::connect(s.addr).await.register(&unique("a")).await;
+    let (_b, idb) = user(&s, "b").await;
+    let stream = tokio::net::TcpStream::connect(s.addr).await.expect("connect");
+    let (read, mut write) = stream.into_split();
+    let mut lines = BufReader::new(read).lines();
+    write
+        .write_all(format!("{{\"msgid\":1,\"id\":{ida},\"password\":\"pw\",\"ext\":1}}\0").as_bytes())
+        .await
+        .expect("login");
+    let login = lines.next_line().await.expect("read").expect("the login answer");
+    assert!(login.contains("\"errno\":0"), "{login}");
+    const CHATS: usize = 20_000;
+    let mut many = Vec::new();
+    for i in 0..CHATS {
+        let chat = json!({"msgid":6,"to":idb,"msg":format!("p{i}"),"cid":format!("c{i}")});
+        many.extend(serde_json::to_vec(&chat).expect("json"));
+        many.push(0);
+    }
+    let send = tokio::spawn(async move {
+        write.write_all(&many).await.expect("the server reads on once the client reads");
+        write
+    });
+    // Reads nothing for a while: far more answers than the outbound queue holds are due.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for i in 0..CHATS {
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("answers keep coming")
+            .expect("read")
+            .unwrap_or_else(|| panic!("the server closed the connection after {i} answers: {}", s.log()));
+        let ack: serde_json::Value = serde_json::from_str(&line).expect("json");
+        assert_eq!(ack["errno"], 0, "chat {i}: {ack}");
+        assert_eq!(ack["cid"], format!("c{i}"), "answers in order");
+    }
+    send.await.expect("writer");
+}
+
 #[tokio::test]
 async fn nesting_and_numbers_beyond_64_bits() {
     let s = server(&[]);

@@ -98,6 +98,11 @@ impl Pending {
         }
     }
 
+    /// Chats of the connection not answered yet.
+    fn count(&self) -> usize {
+        self.count.load(Ordering::Acquire)
+    }
+
     /// Waits until every chat of the connection was answered.
     pub(crate) async fn idle(&self) {
         loop {
@@ -184,7 +189,8 @@ impl Journal {
 
     /// Queues `message` to be stored, routed to `to`, and answered on `answer` with what was
     /// stored (for a resent `cid`, the message stored the first time; it is routed again,
-    /// and sessions that have it drop it). Waits only while the queue is full. `pending`
+    /// and sessions that have it drop it). Waits while the queue is full, and while the
+    /// sender's own replies would not fit its outbound queue (see [`make_room`]). `pending`
     /// counts the connection's chats until each is answered.
     pub(crate) async fn submit(
         &self,
@@ -193,6 +199,9 @@ impl Journal {
         answer: Answer,
         pending: Arc<Pending>,
     ) -> Result<(), ServiceError> {
+        if answer.ext {
+            make_room(&answer.out, &pending).await?;
+        }
         pending.start();
         let job =
             Job { message, route: Route { to, answer, pending: pending.clone() }, queued: Instant::now() };
@@ -202,6 +211,21 @@ impl Journal {
         }
         Ok(())
     }
+}
+
+/// Backpressure for a client that sends chats faster than it reads their answers: when the
+/// answers still to come and the frames queued would leave less than a quarter of its
+/// outbound queue (room for pushes from others), this connection stops reading until its
+/// chats are answered and its queue has reached the socket. Its requests then wait in the
+/// socket (TCP flow control), instead of its answers overflowing the queue, which closes
+/// the connection as a reader that does not read.
+async fn make_room(out: &Outbound, pending: &Pending) -> Result<(), ServiceError> {
+    let reserve = out.capacity() / 4;
+    if out.room() > pending.count() + reserve {
+        return Ok(());
+    }
+    pending.idle().await;
+    if out.flushed().await { Ok(()) } else { Err(ServiceError::Internal) }
 }
 
 async fn commit_loop(
