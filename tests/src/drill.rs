@@ -102,6 +102,19 @@ impl Setup {
         }
     }
 
+    /// The extra environment of a side's node.
+    fn node_env(&self, side: Side) -> Vec<(&'static str, String)> {
+        let mut env = match side {
+            Side::Senders => Vec::new(),
+            Side::Recipients => self.recipients_node_env.clone(),
+        };
+        if self.proxy_protocol {
+            // nginx (deploy/nginx.conf) sends the PROXY protocol.
+            env.push(("CHAT_PROXY_PROTOCOL", "true".to_string()));
+        }
+        env
+    }
+
     /// The same, on a Redis Cluster (3 masters, 3 replicas) of the drill's own.
     pub fn on_redis_cluster(name: &'static str) -> Setup {
         Setup { redis_cluster: true, ..Setup::new(name) }
@@ -863,7 +876,6 @@ async fn start_node(
     database: String,
     redis: String,
     prefix: String,
-    proxy_protocol: bool,
     extra: Vec<(&'static str, String)>,
 ) -> ServerProcess {
     tokio::task::spawn_blocking(move || {
@@ -876,10 +888,6 @@ async fn start_node(
             ("CHAT_RATE_PER_SEC", "100000"),
             ("CHAT_RATE_BURST", "100000"),
         ];
-        if proxy_protocol {
-            // nginx (deploy/nginx.conf) sends the PROXY protocol.
-            env.push(("CHAT_PROXY_PROTOCOL", "true"));
-        }
         env.extend(extra.iter().map(|(k, v)| (*k, v.as_str())));
         let addr = addr.unwrap_or_else(|| format!("127.0.0.1:{}", crate::free_port()).parse().expect("addr"));
         ServerProcess::launch(
@@ -936,8 +944,7 @@ impl Drill {
                 database.clone(),
                 redis_url.clone(),
                 prefix.clone(),
-                setup.proxy_protocol,
-                Vec::new()
+                setup.node_env(Side::Senders)
             ),
             start_node(
                 program,
@@ -946,8 +953,7 @@ impl Drill {
                 database.clone(),
                 redis_url.clone(),
                 prefix.clone(),
-                setup.proxy_protocol,
-                setup.recipients_node_env.clone()
+                setup.node_env(Side::Recipients)
             ),
         );
         let nginx = Nginx::start_with([a.addr, b.addr], setup.proxy_protocol);
@@ -1146,10 +1152,11 @@ impl Drill {
         old.signal("TERM");
         let status = tokio::task::block_in_place(|| old.wait_exit(BOUND));
         assert!(status.is_some(), "the node on {} did not exit within {BOUND:?} of SIGTERM", old.addr);
-        let (name, extra) = match side {
-            Side::Senders => ("a", Vec::new()),
-            Side::Recipients => ("b", self.setup.recipients_node_env.clone()),
+        let name = match side {
+            Side::Senders => "a",
+            Side::Recipients => "b",
         };
+        let extra = self.setup.node_env(side);
         let new = start_node(
             program.to_owned(),
             Some(old.addr),
@@ -1157,7 +1164,6 @@ impl Drill {
             self.database.clone(),
             self.redis_url.clone(),
             self.prefix.clone(),
-            self.setup.proxy_protocol,
             extra,
         )
         .await;
