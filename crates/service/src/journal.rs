@@ -240,6 +240,9 @@ async fn commit_loop(
     let mut flights: FuturesOrdered<Flight> = FuturesOrdered::new();
     let mut open = true;
     loop {
+        // When the waiting jobs go, if not now (decided once per turn: deciding again later
+        // could find the linger over and wait for a new job while these wait).
+        let mut hold = None;
         while flights.len() < DEPTH {
             while open && waiting.len() < limits.messages.saturating_mul(4) {
                 match queued.try_recv() {
@@ -248,8 +251,11 @@ async fn commit_loop(
                     Err(mpsc::error::TryRecvError::Disconnected) => open = false,
                 }
             }
-            if open && limits.hold_until(&waiting).is_some() {
-                break;
+            if open {
+                hold = limits.hold_until(&waiting);
+                if hold.is_some() {
+                    break;
+                }
             }
             let jobs = take_batch(&mut waiting, &busy, limits);
             if jobs.is_empty() {
@@ -261,7 +267,6 @@ async fn commit_loop(
             let timer = delivery.sessions().metrics().store_duration.start_timer();
             flights.push_back(Box::pin(append(log.clone(), jobs, convs, timer)));
         }
-        let hold = if flights.len() < DEPTH && open { limits.hold_until(&waiting) } else { None };
         if flights.is_empty() && hold.is_none() {
             if !open {
                 return;
