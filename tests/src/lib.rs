@@ -332,6 +332,23 @@ impl WireClient {
     }
 }
 
+/// The MySQL/MariaDB command-line client (`mariadb` or `mysql`), or a failure that says how
+/// to install it: the tests make their scratch databases through it as root.
+pub fn mysql_client() -> &'static str {
+    for candidate in ["mariadb", "mysql"] {
+        let found = Command::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {candidate}"))
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if found {
+            return candidate;
+        }
+    }
+    panic!("no MySQL/MariaDB client (mariadb or mysql): install one and run deploy/db-setup.sh");
+}
+
 /// The nginx binary, or a failure that says how to install it.
 pub fn nginx_bin() -> PathBuf {
     for dir in ["/usr/sbin", "/usr/local/sbin", "/usr/bin", "/usr/local/nginx/sbin"] {

@@ -61,26 +61,10 @@ pub fn migrate(program: &Path, url: &str) -> String {
     log
 }
 
-/// The MySQL client, or a failure that says how to install it.
-fn mysql_client() -> &'static str {
-    for candidate in ["mariadb", "mysql"] {
-        let found = Command::new("sh")
-            .arg("-c")
-            .arg(format!("command -v {candidate}"))
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if found {
-            return candidate;
-        }
-    }
-    panic!("no MySQL/MariaDB client (mariadb or mysql): install one and run deploy/db-setup.sh");
-}
-
 /// Runs `sql` as MySQL's root (socket auth, as deploy/db-setup.sh does); returns the rows,
 /// tab-separated. Fails with MySQL's message.
 fn sql_as_root(db: Option<&str>, sql: &str) -> String {
-    let mut cmd = Command::new(mysql_client());
+    let mut cmd = Command::new(crate::mysql_client());
     cmd.args(["--user=root", "--batch", "--skip-column-names", "-e", sql]);
     if let Some(db) = db {
         cmd.arg(format!("--database={db}"));
@@ -133,7 +117,7 @@ impl ScratchDatabase {
 
 impl Drop for ScratchDatabase {
     fn drop(&mut self) {
-        let _ = Command::new(mysql_client())
+        let _ = Command::new(crate::mysql_client())
             .args(["--user=root", "-e", &format!("DROP DATABASE IF EXISTS `{}`", self.name)])
             .output();
     }

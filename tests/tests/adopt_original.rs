@@ -30,25 +30,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 // Scratch databases through the root account
 // ---------------------------------------------------------------------------------------
 
-fn client() -> &'static str {
-    for candidate in ["mariadb", "mysql"] {
-        let found = Command::new("sh")
-            .arg("-c")
-            .arg(format!("command -v {candidate}"))
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if found {
-            return candidate;
-        }
-    }
-    panic!("no MySQL/MariaDB client (mariadb or mysql): install one and run deploy/db-setup.sh");
-}
-
 /// Runs `sql` as root (socket auth, as deploy/db-setup.sh does) on `db` with the connection
 /// charset `charset`; returns the output rows, tab-separated. Panics with MySQL's message.
 fn sql_as_root(db: Option<&str>, charset: &str, sql: &str) -> String {
-    let mut cmd = Command::new(client());
+    let mut cmd = Command::new(chat_tests::mysql_client());
     cmd.args(["--user=root", "--batch", "--skip-column-names", "--raw"])
         .arg(format!("--default-character-set={charset}"));
     if let Some(db) = db {
@@ -138,7 +123,7 @@ impl ScratchDb {
 
 impl Drop for ScratchDb {
     fn drop(&mut self) {
-        let _ = Command::new(client())
+        let _ = Command::new(chat_tests::mysql_client())
             .args(["--user=root", "-e", &format!("DROP DATABASE IF EXISTS `{}`", self.name)])
             .output();
     }

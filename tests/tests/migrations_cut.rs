@@ -22,23 +22,8 @@ use chat_tests::{bin, mysql_url, nonce};
 // Databases of our own, as root (the test user cannot create databases)
 // ---------------------------------------------------------------------------------------
 
-fn client() -> &'static str {
-    for candidate in ["mariadb", "mysql"] {
-        let found = Command::new("sh")
-            .arg("-c")
-            .arg(format!("command -v {candidate}"))
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if found {
-            return candidate;
-        }
-    }
-    panic!("no MySQL/MariaDB client (mariadb or mysql): install one and run deploy/db-setup.sh");
-}
-
 fn root_client(db: Option<&str>) -> Command {
-    let mut cmd = Command::new(client());
+    let mut cmd = Command::new(chat_tests::mysql_client());
     cmd.args(["--user=root", "--batch", "--skip-column-names", "--raw", "--default-character-set=utf8mb4"]);
     if let Some(db) = db {
         cmd.arg(format!("--database={db}"));

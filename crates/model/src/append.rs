@@ -246,7 +246,7 @@ impl MysqlStore {
                         None => HashMap::new(),
                     };
                     let first_id = first_id.unwrap_or_default();
-                    for (k, (i, back)) in plan.fresh.clone().into_iter().zip(back).enumerate() {
+                    for (k, (i, back)) in std::mem::take(&mut plan.fresh).into_iter().zip(back).enumerate() {
                         let conv = batch[i].conv.0;
                         let Some(last) = lasts.get(&conv) else {
                             return Err(StoreError::Internal(format!("the append lost conversation {conv}")));
@@ -340,7 +340,7 @@ mod sqlite {
             let mut plan = Plan::new(batch, &earlier);
             // Each conversation's counter, read once, written back once.
             let mut lasts: BTreeMap<i64, i64> = BTreeMap::new();
-            for i in plan.fresh.clone() {
+            for i in std::mem::take(&mut plan.fresh) {
                 let m = &batch[i];
                 let conv = m.conv.0;
                 if let std::collections::btree_map::Entry::Vacant(slot) = lasts.entry(conv) {
