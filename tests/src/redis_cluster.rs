@@ -19,18 +19,47 @@ fn script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/redis-cluster.sh")
 }
 
-/// A base port with six ports and their six bus ports (port + 10000) free.
-fn free_base() -> u16 {
-    let seed = (std::process::id() % 97) as u16;
-    (0..400u16)
-        .map(|i| 20000 + (seed * 41 + i * 13) % 5000)
-        .find(|base| {
-            (0..6).all(|i| {
-                std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()
-                    && std::net::TcpListener::bind(("127.0.0.1", base + 10000 + i)).is_ok()
-            })
+/// Where the clusters of concurrent test processes reserve their base ports.
+fn reservations() -> PathBuf {
+    std::env::temp_dir().join("chat-redis-cluster-ports")
+}
+
+/// A base port, a multiple of 8 (so that two clusters' ranges never interleave), with its six
+/// ports and their six bus ports (port + 10000) free, reserved for this process by a file that
+/// only one process can create: a port found free can otherwise be found free by a concurrent
+/// test process too (CI saw two drills start on overlapping ranges). A reservation whose
+/// process is gone is taken over. `skip` moves past bases that failed to start.
+fn reserve_base(skip: u16) -> u16 {
+    let dir = reservations();
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let seed = (std::process::id() % 625) as u16;
+    let free = |base: u16| {
+        (0..6).all(|i| {
+            std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()
+                && std::net::TcpListener::bind(("127.0.0.1", base + 10000 + i)).is_ok()
         })
+    };
+    let reserve = |base: u16| {
+        let file = dir.join(base.to_string());
+        if let Ok(pid) = std::fs::read_to_string(&file) {
+            let alive = std::path::Path::new("/proc").join(pid.trim()).exists();
+            if alive {
+                return false;
+            }
+            let _ = std::fs::remove_file(&file);
+        }
+        std::fs::File::create_new(&file)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, std::process::id().to_string().as_bytes()))
+            .is_ok()
+    };
+    (0..625u16)
+        .map(|i| 20000 + 8 * ((seed + skip * 7 + i * 7) % 625))
+        .find(|&base| free(base) && reserve(base))
         .expect("six free ports (and bus ports) for a Redis Cluster")
+}
+
+fn release_base(base: u16) {
+    let _ = std::fs::remove_file(reservations().join(base.to_string()));
 }
 
 /// A slot field of CLUSTER NODES (`5461-10922` or `42`) as an inclusive range; `None` for a
@@ -44,23 +73,31 @@ fn slot_range(field: &str) -> Option<(u16, u16)> {
 }
 
 impl RedisCluster {
-    /// Starts the cluster and waits until every node says `cluster_state:ok`.
+    /// Starts the cluster and waits until every node says `cluster_state:ok`. A base whose
+    /// ports another process took between the check and the start is given up for another.
     pub fn start() -> RedisCluster {
-        let cluster = RedisCluster { dir: TempDir::new("chat-redis-cluster"), base: free_base() };
-        let out = Command::new("bash")
-            .arg(script())
-            .args(["up", "--dir"])
-            .arg(cluster.dir.path())
-            .args(["--port", &cluster.base.to_string()])
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run deploy/redis-cluster.sh: {e}"));
-        assert!(
-            out.status.success(),
-            "deploy/redis-cluster.sh up failed (is redis-server installed? apt-get install -y redis-server): {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        cluster
+        let mut failures = String::new();
+        for attempt in 0..4 {
+            let cluster = RedisCluster { dir: TempDir::new("chat-redis-cluster"), base: reserve_base(attempt) };
+            let out = Command::new("bash")
+                .arg(script())
+                .args(["up", "--dir"])
+                .arg(cluster.dir.path())
+                .args(["--port", &cluster.base.to_string()])
+                .output()
+                .unwrap_or_else(|e| panic!("cannot run deploy/redis-cluster.sh: {e}"));
+            if out.status.success() {
+                return cluster;
+            }
+            let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            let taken = text.contains("is in use");
+            failures.push_str(&text);
+            drop(cluster);
+            if !taken {
+                break;
+            }
+        }
+        panic!("deploy/redis-cluster.sh up failed (is redis-server installed? apt-get install -y redis-server): {failures}")
     }
 
     /// The URL the nodes are given.
@@ -177,5 +214,6 @@ impl RedisCluster {
 impl Drop for RedisCluster {
     fn drop(&mut self) {
         let _ = Command::new("bash").arg(script()).args(["down", "--dir"]).arg(self.dir.path()).output();
+        release_base(self.base);
     }
 }
