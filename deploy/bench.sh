@@ -10,7 +10,7 @@
 # BENCH_RATES_CROSS, BENCH_RATES_SAME, BENCH_RATES_NGINX, BENCH_RATES_GROUP10,
 # BENCH_RATES_GROUP50 (msgs/s lists), BENCH_IDLE_USERS (10000),
 # BENCH_THREADS (chat-bench worker threads, 1), BENCH_OUT (bench/RESULTS.md),
-# BENCH_STEPS (which of: idle cross same nginx group10 group50 metrics ws rcluster tls sqlite append;
+# BENCH_STEPS (which of: idle cross same nginx group10 group50 metrics ws edge rcluster tls sqlite append;
 # default all), BENCH_DB (the nodes' MySQL database, chat; another is created and granted to the
 # user chat), BENCH_RATES_SQLITE (msgs/s list of the SQLite node, run up to the first failing rate),
 # BENCH_APPEND_VARIANTS (message:100,log:100,message:10,log:10), BENCH_APPEND_TXNS (1000),
@@ -44,6 +44,13 @@
 # sqlite.json. The append step (nodes stopped) drops and recreates the database ${BENCH_DB}_append,
 # migrates it with `chat-server migrate`, and runs `chat-bench append` there (the server's
 # message rows inserted by a minimal loop, MySQL's CPU from /proc) into append.json.
+#
+# The edge step (issue 22) measures what the PROXY protocol and the per-address bookkeeping
+# cost: `chat-bench connect` opens, logs in, logs out and closes BENCH_EDGE_CONNS (5000)
+# connections, plain (connect-plain.json: the bench's 127.0.0.1, exempt from the limits) and
+# each with a PROXY v1 header of an address of its own (--proxy, connect-proxy.json), and
+# the metrics step's fixed-rate load runs again behind PROXY headers (edge.json) beside
+# metrics-off.json.
 #
 # The ws step (issue 13) runs the same load through WebSocket (chat-bench --ws) on the nodes'
 # WebSocket listeners (127.0.0.1:6104 and :6105; nginx's web port is rendered as 8180), so
@@ -85,7 +92,8 @@ RATES_GROUP50=${BENCH_RATES_GROUP50:-500,1100,2000,3000}
 IDLE_USERS=${BENCH_IDLE_USERS:-10000}
 THREADS=${BENCH_THREADS:-1}
 OUT=${BENCH_OUT:-bench/RESULTS.md}
-STEPS=${BENCH_STEPS:-idle cross same nginx group10 group50 metrics ws rcluster tls sqlite append}
+STEPS=${BENCH_STEPS:-idle cross same nginx group10 group50 metrics ws edge rcluster tls sqlite append}
+EDGE_CONNS=${BENCH_EDGE_CONNS:-5000}
 RATES_RCLUSTER=${BENCH_RATES_RCLUSTER:-10000,20000,30000}
 REDIS_CLUSTER_PORT=7500
 RATE_OPS=${BENCH_RATE_OPS:-10000}
@@ -395,6 +403,11 @@ fi
 # Issue 13: the same fixed-rate load through WebSocket, beside metrics-off.json's TCP run.
 step ws ws.json chat --ws --nodes "$WS_A,$WS_B" --users 200 --cross 1 --rate "$RATE_OPS" "${timing[@]}" \
     --pids "$PIDS" --watch "$WATCH"
+
+# Issue 22: the PROXY protocol and the per-address bookkeeping, per connection and per message.
+step edge connect-plain.json connect --nodes "$NODE_A,$NODE_B" --conns "$EDGE_CONNS" --pids "$PIDS"
+step edge connect-proxy.json connect --proxy --nodes "$NODE_A,$NODE_B" --conns "$EDGE_CONNS" --pids "$PIDS"
+step edge edge.json chat --proxy "${ops[@]}" --pids "$PIDS" --watch "$WATCH"
 
 check_nodes() { # logs: the nodes must have survived their steps
     local p

@@ -36,6 +36,8 @@ pub enum Command {
     Report(ReportArgs),
     /// The bare append: the server's message rows inserted by a minimal loop, no server.
     Append(AppendArgs),
+    /// Connection churn: connect, log in, log out and close, N times; the nodes' CPU per connection.
+    Connect(ConnectArgs),
 }
 
 /// Where the servers are and how to report.
@@ -74,6 +76,11 @@ pub struct Target {
     /// each frame one text message at `ws://ADDR/ws`.
     #[arg(long, conflicts_with = "tls")]
     pub ws: bool,
+    /// Start each connection with a PROXY protocol v1 header naming an address of its own
+    /// (10.x.y.z), as nginx's `proxy_protocol on;` does: the nodes (run with proxy_protocol,
+    /// this host in proxy_from) count each connection under its own address.
+    #[arg(long)]
+    pub proxy: bool,
     /// Read MySQL's global status counters (statements, prepares, commits, fsyncs) before
     /// and after each run over this URL (`mysql://USER:PASS@HOST:PORT/DB`).
     #[arg(long, value_name = "URL")]
@@ -135,6 +142,19 @@ pub struct ChatArgs {
     /// Messages per second, all users together.
     #[arg(long, value_name = "R")]
     pub rate: f64,
+}
+
+/// `connect`.
+#[derive(Debug, Clone, Args)]
+pub struct ConnectArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// Users registered first; the connections log them in in turn.
+    #[arg(long, default_value_t = 200)]
+    pub users: usize,
+    /// Connections opened, logged in, logged out and closed.
+    #[arg(long, default_value_t = 5000, value_name = "N")]
+    pub conns: usize,
 }
 
 /// `group`.
@@ -353,6 +373,12 @@ impl Cli {
                 ensure!(a.transactions >= 1, "--transactions must be at least 1");
                 ensure!(a.users >= 2, "--users must be at least 2");
                 ensure!((1..=60_000).contains(&a.msg_bytes), "--msg-bytes must be between 1 and 60000");
+                Ok(())
+            }
+            Command::Connect(a) => {
+                a.target.check()?;
+                ensure!(a.users >= 1, "--users must be at least 1");
+                ensure!(a.conns >= 1, "--conns must be at least 1");
                 Ok(())
             }
             Command::Report(a) => {

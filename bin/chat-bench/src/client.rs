@@ -152,6 +152,15 @@ pub struct Reply {
     pub errmsg: String,
 }
 
+/// A PROXY protocol v1 header naming client `i` as `10.x.y.z` (an address of its own, so
+/// that each connection is counted under its own address by the node's per-address limits)
+/// talking to `addr`, as nginx's `proxy_protocol on;` writes it.
+pub fn proxy_header(i: usize, addr: &str) -> String {
+    let (host, port) = addr.rsplit_once(':').unwrap_or((addr, "0"));
+    let [_, b, c, d] = u32::try_from(i % (1 << 24)).unwrap_or(0).to_be_bytes();
+    format!("PROXY TCP4 10.{b}.{c}.{d} {host} {} {port}\r\n", 1024 + i % 60_000)
+}
+
 /// A connection to a node.
 pub struct Conn {
     /// The frames the server sends.
@@ -164,13 +173,22 @@ pub struct Conn {
 
 impl Conn {
     /// Connects to `addr` (`HOST:PORT`), over TLS with `tls` (the server's certificate
-    /// checked against HOST), or over WebSocket (`ws://HOST:PORT/ws`) with `ws`.
-    pub async fn connect(addr: &str, tls: Option<&Arc<ClientConfig>>, ws: bool) -> anyhow::Result<Conn> {
-        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+    /// checked against HOST), or over WebSocket (`ws://HOST:PORT/ws`) with `ws`. `proxy`: a
+    /// PROXY protocol header written first, as a balancer would (see [`proxy_header`]).
+    pub async fn connect(
+        addr: &str,
+        tls: Option<&Arc<ClientConfig>>,
+        ws: bool,
+        proxy: Option<&str>,
+    ) -> anyhow::Result<Conn> {
+        let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
             .await
             .with_context(|| format!("connecting to {addr}: timed out"))?
             .with_context(|| format!("connecting to {addr}"))?;
         stream.set_nodelay(true).context("TCP_NODELAY")?;
+        if let Some(header) = proxy {
+            stream.write_all(header.as_bytes()).await.context("writing the PROXY header")?;
+        }
         let (read, write) = match tls {
             None if ws => {
                 let (read, write) = tokio::time::timeout(CONNECT_TIMEOUT, chat_ws::connect(stream, addr))
@@ -324,6 +342,12 @@ impl Conn {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_proxy_header_names_an_address_per_client() {
+        assert_eq!(proxy_header(0, "127.0.0.1:6100"), "PROXY TCP4 10.0.0.0 127.0.0.1 1024 6100\r\n");
+        assert_eq!(proxy_header(70_000, "127.0.0.1:6102"), "PROXY TCP4 10.1.17.112 127.0.0.1 11024 6102\r\n");
+    }
 
     #[test]
     fn the_certificate_name_is_the_host() {

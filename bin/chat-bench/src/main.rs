@@ -4,6 +4,7 @@
 //! from /proc. See `chat-bench --help` and deploy/bench.sh.
 
 mod append;
+mod churn;
 mod cli;
 mod client;
 mod durability;
@@ -69,6 +70,7 @@ fn setup_of(t: &Target) -> anyhow::Result<Setup> {
         concurrency: t.concurrency,
         tls,
         ws: t.ws,
+        proxy: t.proxy,
     })
 }
 
@@ -267,6 +269,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 append::append_table(&suite.runs).to_text()
             );
             emit(a.json, &text, &suite)
+        }
+        Command::Connect(a) => {
+            let servers = parse_watched(&a.target.pids, "server")?;
+            let r = churn::churn(&setup_of(&a.target)?, a.users, a.conns, &servers).await?;
+            emit(a.target.json, &churn::connect_text(&r), &r)
         }
         Command::Report(a) => {
             let (suite, problems) = suite::Suite::load(&a.dir);

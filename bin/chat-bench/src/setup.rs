@@ -10,7 +10,7 @@ use chat_proto::{GroupId, UserId};
 use chat_tls::ClientConfig;
 use futures::{StreamExt, TryStreamExt, stream};
 
-use crate::client::Conn;
+use crate::client::{Conn, proxy_header};
 use crate::fleet::Ready;
 
 /// Where and how to bring users on line.
@@ -26,6 +26,9 @@ pub struct Setup {
     pub tls: Option<Arc<ClientConfig>>,
     /// WebSocket to the nodes' `ws_listen` (`--ws`).
     pub ws: bool,
+    /// Each connection starts with a PROXY protocol header naming an address of its own
+    /// (`--proxy`): the nodes then count each user under its own address.
+    pub proxy: bool,
 }
 
 /// A name prefix unique to this bench process: `b<seconds-hex><pid-hex>`.
@@ -45,14 +48,23 @@ impl Setup {
         (node, &self.nodes[node])
     }
 
+    /// Connects client `i` (its address, and with `--proxy` its own source address). The
+    /// source addresses start at a point taken from the name prefix, so that the runs of one
+    /// hour do not add up in a node's registrations per address.
+    pub async fn connect(&self, i: usize) -> anyhow::Result<(usize, Conn)> {
+        let (node, addr) = self.addr(i);
+        let base = self.prefix.bytes().fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(usize::from(b)));
+        let header = self.proxy.then(|| proxy_header(base.wrapping_add(i), addr));
+        Ok((node, Conn::connect(addr, self.tls.as_ref(), self.ws, header.as_deref()).await?))
+    }
+
     /// Registers and logs in `users` users, without the extension.
     pub async fn chat_users(&self, users: usize) -> anyhow::Result<Vec<Ready>> {
         let t = Instant::now();
         eprintln!("registering and logging in {users} users on {} ...", self.nodes.join(","));
         let ready: Vec<Ready> = stream::iter(0..users)
             .map(|i| async move {
-                let (node, addr) = self.addr(i);
-                let mut conn = Conn::connect(addr, self.tls.as_ref(), self.ws).await?;
+                let (node, mut conn) = self.connect(i).await?;
                 let id = conn.register(&self.user_name(i), false).await?;
                 conn.login(id, false).await?;
                 Ok::<_, anyhow::Error>(Ready { conn, id, node, group: None })
@@ -73,8 +85,7 @@ impl Setup {
         eprintln!("setting up {groups} groups of {size} ({users} users) on {} ...", self.nodes.join(","));
         let mut setup: Vec<(Conn, UserId)> = stream::iter(0..users)
             .map(|i| async move {
-                let (_, addr) = self.addr(i);
-                let mut conn = Conn::connect(addr, self.tls.as_ref(), self.ws).await?;
+                let (_, mut conn) = self.connect(i).await?;
                 let id = conn.register(&self.user_name(i), true).await?;
                 conn.login(id, true).await?;
                 Ok::<_, anyhow::Error>((conn, id))
@@ -107,8 +118,7 @@ impl Setup {
         let ids = &ids;
         let ready: Vec<Ready> = stream::iter(0..users)
             .map(|i| async move {
-                let (node, addr) = self.addr(i);
-                let mut conn = Conn::connect(addr, self.tls.as_ref(), self.ws).await?;
+                let (node, mut conn) = self.connect(i).await?;
                 conn.login(ids[i], false).await?;
                 let group: (GroupId, u32) = (group_ids[i / size], (i % size) as u32);
                 Ok::<_, anyhow::Error>(Ready { conn, id: ids[i], node, group: Some(group) })
@@ -133,6 +143,7 @@ mod tests {
             concurrency: 1,
             tls: None,
             ws: false,
+            proxy: false,
         };
         assert!(s.user_name(99_999).len() <= 50);
         assert_ne!(s.user_name(1), s.user_name(11));

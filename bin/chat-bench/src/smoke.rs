@@ -148,7 +148,7 @@ fn plan(rate: f64, secs: f64) -> Plan {
 }
 
 fn setup(addrs: Vec<String>) -> Setup {
-    Setup { nodes: addrs, prefix: "smoke".into(), concurrency: 4, tls: None, ws: false }
+    Setup { nodes: addrs, prefix: "smoke".into(), concurrency: 4, tls: None, ws: false, proxy: false }
 }
 
 fn watch_self() -> Watch {

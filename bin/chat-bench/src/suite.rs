@@ -9,6 +9,7 @@ use std::path::Path;
 use serde::de::DeserializeOwned;
 
 use crate::append::AppendSuite;
+use crate::churn::{ConnectReport, connect_text};
 use crate::report::{
     IdleReport, RunReport, SweepReport, Verdict, anomalies, compare_table, cpu_verdict, group_verdict,
     idle_text, idle_verdict, labelled_runs_table, overhead_verdict, rate_verdict, runs_table, verdicts_table,
@@ -56,6 +57,12 @@ pub struct Suite {
     pub sqlite: Option<SweepReport>,
     /// The bare append (`chat-bench append`): the server's rows inserted with no server.
     pub append: Option<AppendSuite>,
+    /// Connection churn straight from the bench's own address (exempt from the limits).
+    pub connect_plain: Option<ConnectReport>,
+    /// The same, each connection with a PROXY header of an address of its own.
+    pub connect_proxy: Option<ConnectReport>,
+    /// `metrics_off`'s load again, each user behind a PROXY header of an address of its own.
+    pub edge: Option<RunReport>,
 }
 
 /// The bound of issue 12 on what scraping every second may add to the CPU per message (%).
@@ -97,6 +104,9 @@ impl Suite {
             rcluster: load(dir, "rcluster.json", &mut problems),
             sqlite: load(dir, "sqlite.json", &mut problems),
             append: load(dir, "append.json", &mut problems),
+            connect_plain: load(dir, "connect-plain.json", &mut problems),
+            connect_proxy: load(dir, "connect-proxy.json", &mut problems),
+            edge: load(dir, "edge.json", &mut problems),
             ..Suite::default()
         };
         let baseline = std::fs::read_to_string(dir.join(BASELINE_FILE))
@@ -238,6 +248,7 @@ impl Suite {
         self.redis_cluster_section(&mut out);
         self.operations_section(&mut out);
         self.websocket_section(&mut out);
+        self.edge_section(&mut out);
         out.push_str("\n## Idle connections\n\n");
         match &self.idle {
             Some(r) => {
@@ -364,6 +375,72 @@ impl Suite {
             ["over TCP", "over WebSocket"],
             self.metrics_off.as_ref(),
             Some(ws),
+            None,
+        );
+        let _ = writeln!(out, "\n{}: {}.", verdict.target, verdict.measured);
+    }
+}
+
+impl Suite {
+    /// "The edge": what the PROXY protocol and the per-address bookkeeping cost, per
+    /// connection (churn) and per message (the fixed-rate load), beside the plain runs.
+    fn edge_section(&self, out: &mut String) {
+        out.push_str("\n## The edge: PROXY protocol and per-address limits\n\n");
+        if self.connect_plain.is_none() && self.connect_proxy.is_none() && self.edge.is_none() {
+            out.push_str("Not measured.\n");
+            return;
+        }
+        out.push_str(
+            "The nodes run with `proxy_protocol = true` (the bench's host in `proxy_from`). Plain: \
+             the bench connects from 127.0.0.1 without a header, an address the limits exempt (a \
+             balancer's). PROXY: every connection begins with a v1 header naming an address of its \
+             own (10.x.y.z), so the node parses the header and keeps an entry per address in its \
+             limits (connections, connections waiting to log in) for the connection's life.\n\n\
+             Per connection: `chat-bench connect`, connections opened, logged in, logged out and \
+             closed one after another (a few in flight), the nodes' CPU over all of them:\n\n```\n",
+        );
+        for (label, r) in [("plain", &self.connect_plain), ("PROXY", &self.connect_proxy)] {
+            match r {
+                Some(r) => {
+                    let _ = write!(out, "{label:6} {}", connect_text(r));
+                }
+                None => {
+                    let _ = writeln!(out, "{label:6} not measured");
+                }
+            }
+        }
+        out.push_str("```\n");
+        if let (Some(a), Some(b)) = (
+            self.connect_plain.as_ref().and_then(|r| r.us_per_conn),
+            self.connect_proxy.as_ref().and_then(|r| r.us_per_conn),
+        ) {
+            let _ = writeln!(
+                out,
+                "\nPROXY header and per-address bookkeeping per connection: {:+.0} µs ({b:.0} against \
+                 {a:.0} µs, {:+.1} %).",
+                b - a,
+                (b - a) * 100.0 / a.max(1e-9)
+            );
+        }
+        out.push_str("\nPer message: the fixed-rate load of \"plain, /metrics not scraped\" above, again with each user behind a PROXY header of its own address:\n\n");
+        let mut present: Vec<(&str, &RunReport)> = Vec::new();
+        if let Some(plain) = &self.metrics_off {
+            present.push(("plain", plain));
+        }
+        if let Some(edge) = &self.edge {
+            present.push(("PROXY, an address per user", edge));
+        }
+        out.push_str(&labelled_runs_table(&present).to_markdown());
+        if let Some(edge) = &self.edge {
+            for line in anomalies(std::slice::from_ref(edge)) {
+                let _ = writeln!(out, "- {line}");
+            }
+        }
+        let verdict = overhead_verdict(
+            "per-address bookkeeping: CPU per message",
+            ["plain", "behind PROXY headers"],
+            self.metrics_off.as_ref(),
+            self.edge.as_ref(),
             None,
         );
         let _ = writeln!(out, "\n{}: {}.", verdict.target, verdict.measured);
@@ -502,7 +579,7 @@ mod tests {
         std::fs::create_dir_all(&dir).expect("temp dir");
         std::fs::write(dir.join("idle.json"), "{not json").expect("write");
         let (suite, problems) = Suite::load(&dir);
-        assert_eq!(problems.len(), 13);
+        assert_eq!(problems.len(), 16, "{problems:?}");
         let md = suite.markdown(&problems);
         assert!(md.contains("| target | measured | met |"));
         assert_eq!(md.matches("| ? |").count(), 8);
@@ -599,7 +676,8 @@ mod tests {
         // same, nginx, group10, idle: not run; the baseline files are all there.
         // And the three runs of the operations step, the WebSocket run, the Redis Cluster sweep,
         // the SQLite sweep and the bare append.
-        assert_eq!(problems.len(), 11, "{problems:?}");
+        // And the edge step's three runs.
+        assert_eq!(problems.len(), 14, "{problems:?}");
         let md = suite.markdown(&problems);
         assert_tables_filled(&md);
         assert_eq!(md.matches(&format!("### {DURABLE}")).count(), 2, "{md}");
@@ -766,6 +844,22 @@ mod tests {
         write("metrics-on.json", 51.0);
         write("tls.json", 60.0);
         write("ws.json", 55.0);
+        write("edge.json", 52.0);
+        let churn = |proxy: bool, us: f64| ConnectReport {
+            nodes: vec!["a".into()],
+            proxy,
+            conns: 1000,
+            concurrency: 8,
+            wall_s: 2.0,
+            per_s: 500.0,
+            server_cpu_s: Some(us * 1000.0 / 1e6),
+            us_per_conn: Some(us),
+        };
+        for (file, r) in
+            [("connect-plain.json", churn(false, 400.0)), ("connect-proxy.json", churn(true, 410.0))]
+        {
+            std::fs::write(dir.join(file), serde_json::to_string(&r).expect("json")).expect("write");
+        }
         let (suite, problems) = Suite::load(&dir);
         let md = suite.markdown(&problems);
         assert_tables_filled(&md);
@@ -794,6 +888,16 @@ mod tests {
         assert!(
             md.contains(
                 "WebSocket: CPU per message: 55.0 µs/msg over WebSocket, 50.0 µs/msg over TCP: +10.0 %."
+            ),
+            "{md}"
+        );
+        assert!(md.contains("## The edge: PROXY protocol and per-address limits"), "{md}");
+        assert!(md.contains("PROXY  1000 connections with a PROXY header each"), "{md}");
+        assert!(md.contains("per connection: +10 µs (410 against 400 µs, +2.5 %)"), "{md}");
+        assert_eq!(md.matches("| PROXY, an address per user | 10000 |").count(), 1, "{md}");
+        assert!(
+            md.contains(
+                "per-address bookkeeping: CPU per message: 52.0 µs/msg behind PROXY headers, 50.0 µs/msg plain: +4.0 %."
             ),
             "{md}"
         );
