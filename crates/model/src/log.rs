@@ -61,16 +61,25 @@ macro_rules! upsert_cursors {
             .execute($c)
             .await?
     };
+    // One statement per row (SQLite has no multi-row upsert diesel can cache), all of them
+    // in one closure on the connection's thread: a hop to the blocking pool per row held the
+    // store's one connection, and every append behind it, for 100-250 ms at 5,000 msgs/s.
     (sqlite, $c:expr, $rows:expr) => {
-        for row in $rows {
-            diesel::insert_into(cursors::table)
-                .values(row)
-                .on_conflict((cursors::userid, cursors::conv))
-                .do_update()
-                .set(cursors::seq.eq(diesel::dsl::sql::<BigInt>("MAX(seq, excluded.seq)")))
-                .execute($c)
-                .await?;
-        }
+        let rows = $rows;
+        $c.spawn_blocking(move |c| {
+            for row in rows {
+                diesel::RunQueryDsl::execute(
+                    diesel::insert_into(cursors::table)
+                        .values(row)
+                        .on_conflict((cursors::userid, cursors::conv))
+                        .do_update()
+                        .set(cursors::seq.eq(diesel::dsl::sql::<BigInt>("MAX(seq, excluded.seq)"))),
+                    c,
+                )?;
+            }
+            Ok(())
+        })
+        .await?
     };
 }
 

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use chat_model::{ModelError, schema::users};
-use chat_ports::Store;
+use chat_ports::{NewMessage, Store};
+use chat_proto::ConvId;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 use diesel_async::{AsyncConnection, AsyncMysqlConnection, RunQueryDsl};
@@ -378,4 +379,38 @@ async fn hanging_mysql_times_out() {
     }
     assert!(elapsed < Duration::from_secs(8), "took {elapsed:?} to give up on a silent server");
     proxy.kill();
+}
+
+/// Commits never checkpoint (`wal_autocheckpoint = 0`); the store's own thread copies the
+/// WAL into the database file a moment later: the file grows while nothing else writes.
+#[tokio::test(flavor = "multi_thread")]
+async fn sqlite_wal_is_checkpointed_by_the_stores_thread() {
+    let dir = TempDir::new("checkpoint");
+    let db = chat_model::connect(&dir.sqlite_url(), 1).await.expect("open sqlite");
+    let file = dir.0.join("a/b/chat.db");
+    let a = db.store.create_user("cp-a", "hash").await.expect("user a");
+    let b = db.store.create_user("cp-b", "hash").await.expect("user b");
+    let before = std::fs::metadata(&file).expect("db file").len();
+    let batch: Vec<NewMessage> = (0..500)
+        .map(|i| NewMessage {
+            conv: ConvId::direct(a, b),
+            sender: a,
+            sender_name: "cp-a".into(),
+            cid: None,
+            body: format!("{i:0>200}"),
+            created_at: 1,
+        })
+        .collect();
+    db.log.append(&batch).await.expect("append");
+    let wal = std::fs::metadata(dir.0.join("a/b/chat.db-wal")).expect("WAL file").len();
+    assert!(wal > 100_000, "the append went to the WAL ({wal} bytes)");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let now = std::fs::metadata(&file).expect("db file").len();
+        if now >= before + 100_000 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no checkpoint in 5 s: the file stayed at {now} bytes");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -18,6 +18,8 @@ use crate::sessions::{Delivered, Fetched, Offered, Sessions};
 
 /// Messages one catch-up read takes (then it waits for the client's socket to take them).
 const CATCH_UP_PAGE: usize = 256;
+/// Cursors saved per transaction by the periodic flush (see [`Delivery::flush_cursors`]).
+const CURSORS_PER_SAVE: usize = 256;
 
 /// Delivery to this node's sessions, with the log behind it, and the group member cache
 /// that announcements from other nodes invalidate.
@@ -157,15 +159,20 @@ impl Delivery {
         }
     }
 
-    /// Writes the sessions' acknowledged cursors (the periodic flush; see `cursor_flush`).
+    /// Writes the sessions' acknowledged cursors (the periodic flush; see `cursor_flush`), in
+    /// transactions of [`CURSORS_PER_SAVE`]: a busy node has thousands a second, and one
+    /// transaction for all of them held SQLite's one connection, and every append waiting
+    /// for it, for tens of milliseconds.
     pub(crate) async fn flush_cursors(&self) {
         let list = self.sessions.unsaved();
-        if list.is_empty() {
-            return;
-        }
-        match self.log.save_cursors(&list).await {
-            Ok(()) => self.sessions.saved(&list),
-            Err(e) => warn!(error = %e, count = list.len(), "saving cursors failed; will retry"),
+        for chunk in list.chunks(CURSORS_PER_SAVE) {
+            match self.log.save_cursors(chunk).await {
+                Ok(()) => self.sessions.saved(chunk),
+                Err(e) => {
+                    warn!(error = %e, count = list.len(), "saving cursors failed; will retry");
+                    return;
+                }
+            }
         }
     }
 
