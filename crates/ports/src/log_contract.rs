@@ -81,6 +81,14 @@ pub async fn sequences_per_conversation(store: &dyn Store, log: &dyn Log) {
     let seqs: Vec<(ConvId, i64)> = stored.iter().map(|m| (m.conv, m.seq)).collect();
     assert_eq!(seqs, [(one, 1), (two, 1), (one, 2), (one, 3)]);
     assert!(stored.windows(2).all(|w| w[0].mid < w[1].mid), "mids grow in batch order: {stored:?}");
+    // Each answered mid is the row with that message: the log stored them in batch order.
+    for conv in [one, two] {
+        let rows = ok("history", log.history(conv, HistoryFrom::After(0), 10).await);
+        let mine: Vec<(i64, i64, &str)> =
+            stored.iter().filter(|m| m.conv == conv).map(|m| (m.mid, m.seq, m.body.as_str())).collect();
+        let logged: Vec<(i64, i64, &str)> = rows.iter().map(|m| (m.mid, m.seq, m.body.as_str())).collect();
+        assert_eq!(logged, mine, "the log's rows of {conv:?} against the append's answer");
+    }
     let more = append(log, &[msg(one, b, "4", None)]).await;
     assert_eq!(more[0].seq, 4);
     assert_eq!(ok("last_seq", log.last_seq(one).await), 4);
