@@ -251,7 +251,7 @@ impl Control for MemoryStore {
         let mut s = self.lock()?;
         let holder = s.users.iter().find(|(_, u)| u.name == name).map(|(&id, _)| id);
         let Some(id) = holder else { return Ok(false) };
-        if !s.controls.get(&id).and_then(|c| c.1).is_some_and(|at| at <= deleted_before) {
+        if s.controls.get(&id).and_then(|c| c.1).is_none_or(|at| at > deleted_before) {
             return Ok(false);
         }
         if let Some(u) = s.users.get_mut(&id) {
