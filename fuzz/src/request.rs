@@ -116,6 +116,26 @@ fn check_request(request: &Request, obj: &Map<String, Value>) {
         }
         Request::Received { acks } => assert!(acks.len() <= chat_proto::MAX_ACKS, "too many acks accepted"),
         Request::History { .. } | Request::Loginout | Request::Pong | Request::List => {}
+        // Issue 21's requests: their `id` names the other user.
+        Request::Block { user }
+        | Request::Unblock { user }
+        | Request::FriendRequest { user }
+        | Request::FriendAnswer { user, .. }
+        | Request::RemoveFriend { user } => same_number(obj, "id", user.0.into()),
+        Request::LeaveGroup { group } | Request::DeleteGroup { group } => {
+            same_number(obj, "groupid", group.0.into())
+        }
+        Request::Kick { group, user } | Request::SetAdmin { group, user, .. } => {
+            same_number(obj, "groupid", group.0.into());
+            same_number(obj, "id", user.0.into());
+        }
+        Request::EditGroup { group, .. } => same_number(obj, "groupid", group.0.into()),
+        Request::ChangePassword { old, new } => {
+            same_string(obj, "password", old);
+            same_string(obj, "newpassword", new);
+        }
+        Request::DeleteAccount { password } => same_string(obj, "password", password),
+        Request::Blocked | Request::SetWriters { .. } | Request::FriendRequests => {}
     }
 }
 

@@ -36,7 +36,12 @@ export async function person(browser, url, label) {
   const page = await context.newPage();
   page.setDefaultTimeout(TIMEOUT);
   const user = { page, label, dialogs: [], errors: [] };
-  page.on('dialog', async (d) => { user.dialogs.push(d.message()); await d.dismiss(); });
+  // Dialogs are dismissed, unless the scenario set `user.answer` (true: OK; a string: typed into a prompt).
+  page.on('dialog', async (d) => {
+    user.dialogs.push(d.message());
+    if (user.answer === undefined) await d.dismiss();
+    else await d.accept(user.answer === true ? undefined : String(user.answer));
+  });
   page.on('pageerror', (e) => user.errors.push(String(e)));
   await page.goto(url);
   return user;

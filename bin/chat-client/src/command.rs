@@ -80,6 +80,8 @@ pub enum Command {
     },
     /// `loginout`: log out and go back to the menu.
     Loginout,
+    /// A command of issue 21 (`control.rs`): blocks, friend requests, groups, the account.
+    Ctl(crate::control::Ctl),
 }
 
 impl Command {
@@ -95,6 +97,7 @@ impl Command {
             Command::Lists => MsgId::List,
             Command::History { .. } => MsgId::History,
             Command::Loginout => MsgId::Loginout,
+            Command::Ctl(c) => c.msgid(),
         })
     }
 }
@@ -335,6 +338,9 @@ pub fn parse_command(line: &str) -> Result<Command, InputError> {
     };
     let name = name.trim().to_ascii_lowercase();
     let usage = |command: &'static str, usage: &'static str| InputError::Usage { command, usage };
+    if let Some(ctl) = crate::control::parse(&name, arg) {
+        return ctl.map(Command::Ctl);
+    }
     match (name.as_str(), arg) {
         ("", None) => Err(InputError::Empty { what: "command" }),
         // Like the original, anything after `help:` or `loginout:` is ignored.
@@ -396,7 +402,12 @@ pub fn complete_command(line: &str, pos: usize) -> Vec<String> {
         return Vec::new();
     }
     let word = before.trim_start().to_ascii_lowercase();
-    COMPLETIONS.iter().filter(|c| c.starts_with(&word)).map(|c| (*c).to_owned()).collect()
+    COMPLETIONS
+        .iter()
+        .chain(crate::control::COMPLETIONS.iter())
+        .filter(|c| c.starts_with(&word))
+        .map(|c| (*c).to_owned())
+        .collect()
 }
 
 #[cfg(test)]
@@ -577,7 +588,8 @@ mod tests {
     fn completion_of_command_names() {
         assert_eq!(complete_command("ch", 2), vec!["chat:".to_owned()]);
         assert_eq!(complete_command("add", 3), vec!["addfriend:".to_owned(), "addgroup:".to_owned()]);
-        assert_eq!(complete_command("", 0).len(), 9);
+        assert_eq!(complete_command("", 0).len(), 9 + crate::control::COMPLETIONS.len());
+        assert_eq!(complete_command("unb", 3), vec!["unblock:".to_owned()]);
         assert_eq!(complete_command("hi", 2), vec!["history:".to_owned()]);
         assert!(complete_command("chat:2", 6).is_empty());
         assert!(complete_command("zz", 2).is_empty());

@@ -32,6 +32,7 @@ use crate::backoff::Backoff;
 use crate::command::{Command, InputError, MenuChoice, parse_command, parse_menu_choice, parse_password};
 use crate::command::{parse_user_id, parse_username};
 use crate::conn::{self, Connection, NetEvent};
+use crate::control::Ctl;
 use crate::format;
 use crate::inbox::{self, Inbox};
 use crate::incoming::{Incoming, LoginInfo, ServerError};
@@ -387,6 +388,10 @@ impl Console {
             self.out.info(&format::help());
             return Ok(Flow::Continue);
         };
+        // Issue 21's commands that ask something first (`control.rs`).
+        if let Command::Ctl(ctl @ (Ctl::Passwd | Ctl::DeleteAccount | Ctl::DeleteGroup(_))) = &cmd {
+            return self.execute_asking(ctl.clone()).await;
+        }
         let chat = matches!(cmd, Command::Chat { .. } | Command::GroupChat { .. });
         let cid = chat.then(|| self.cids.next_cid());
         let Some(frame) = request::command(&cmd, session.id, &session.name, cid.as_deref()) else {
@@ -423,6 +428,7 @@ impl Console {
         match self.request(frame, sent, cid.as_deref(), on_lost).await? {
             None => {}
             Some(Incoming::ListAck(Ok(lists))) => self.out.info(&format::lists(&lists)),
+            Some(Incoming::Listing(v)) => self.out.info(&crate::control::listing(&v)),
             Some(Incoming::HistoryAck(Ok(page))) => {
                 if let Command::History { peer, from, limit } = cmd {
                     self.out.info(&format::history(peer, from, limit, &page));
@@ -441,6 +447,81 @@ impl Console {
             Some(other) => self.out.error(&format!("unexpected answer to {what}: {other:?}")),
         }
         Ok(Flow::Continue)
+    }
+
+    /// `passwd`, `deleteaccount` and `deletegroup`: ask for the passwords or a confirmation,
+    /// then send. A deleted account goes back to the menu.
+    async fn execute_asking(&mut self, ctl: Ctl) -> Result<Flow, Stop> {
+        let nothing = (String::new(), String::new());
+        let secrets = match &ctl {
+            Ctl::Passwd => {
+                let Some(old) = self.ask("old password: ", true, parse_password).await? else {
+                    return Ok(Flow::Continue);
+                };
+                let Some(new) = self.ask("new password: ", true, parse_password).await? else {
+                    return Ok(Flow::Continue);
+                };
+                let Some(again) = self.ask("new password again: ", true, parse_password).await? else {
+                    return Ok(Flow::Continue);
+                };
+                if new != again {
+                    self.out.error("passwd: the two new passwords differ; nothing changed");
+                    return Ok(Flow::Continue);
+                }
+                (old, new)
+            }
+            Ctl::DeleteAccount => {
+                let Some(password) = self.ask("userpassword: ", true, parse_password).await? else {
+                    return Ok(Flow::Continue);
+                };
+                if !self.confirm("delete your account for good (it cannot be undone)? type yes: ").await? {
+                    return Ok(Flow::Continue);
+                }
+                (password, String::new())
+            }
+            Ctl::DeleteGroup(g) => {
+                let prompt = format!("delete group {g} and its messages for every member? type yes: ");
+                if !self.confirm(&prompt).await? {
+                    return Ok(Flow::Continue);
+                }
+                nothing
+            }
+            _ => nothing,
+        };
+        let frame = ctl.frame((&secrets.0, &secrets.1));
+        match self.request(frame, ctl.msgid(), None, OnLost::Report).await? {
+            Some(Incoming::Ack { outcome: Ok(_), .. }) => {
+                self.out.info(&ctl.success());
+                if ctl == Ctl::Passwd
+                    && let Some(session) = &mut self.session
+                {
+                    // The old token ended; a lost connection logs in with the new password.
+                    session.password = secrets.1;
+                    session.token = None;
+                }
+                if ctl == Ctl::DeleteAccount {
+                    self.session = None;
+                    self.inbox = Inbox::default();
+                    if matches!(self.link, Link::Lost(_)) {
+                        self.link = Link::Idle;
+                    }
+                    return Ok(Flow::LoggedOut);
+                }
+            }
+            Some(Incoming::Ack { outcome: Err(e), .. }) => self.out.error(&format::failure(ctl.name(), &e)),
+            Some(other) => self.out.error(&format!("unexpected answer to {}: {other:?}", ctl.name())),
+            None => {}
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// Asks a yes/no question; only `yes` is yes.
+    async fn confirm(&mut self, prompt: &str) -> Result<bool, Stop> {
+        let yes = matches!(self.read_line(prompt, false).await?, Ok(line) if line.trim().eq_ignore_ascii_case("yes"));
+        if !yes {
+            self.out.info("cancelled; nothing changed");
+        }
+        Ok(yes)
     }
 
     /// Sends a frame and waits for its answer (an ACK must echo `cid` if it

@@ -231,7 +231,7 @@ pub fn help() -> String {
         ("loginout", "log out and go back to the menu", "loginout"),
     ];
     let mut out = String::from("show command list >>> \n");
-    for (name, what, format) in COMMANDS {
+    for (name, what, format) in COMMANDS.iter().chain(crate::control::HELP.iter()) {
         let _ = writeln!(out, "{name} : {what}, format {format}");
     }
     out.push_str("(Ctrl-D or Ctrl-C logs out and quits)\n");
@@ -271,6 +271,7 @@ pub fn success(cmd: &Command, groupid: Option<GroupId>) -> String {
         Command::AddGroup { group } => format!("joined group {group} (lists shows your lists)"),
         Command::Loginout => "logged out".to_owned(),
         Command::Lists | Command::History { .. } | Command::Help => "ok".to_owned(),
+        Command::Ctl(c) => c.success(),
     }
 }
 
@@ -286,6 +287,7 @@ pub fn command_name(cmd: &Command) -> &'static str {
         Command::Lists => "lists",
         Command::History { .. } => "history",
         Command::Loginout => "loginout",
+        Command::Ctl(c) => c.name(),
     }
 }
 
@@ -313,6 +315,7 @@ pub fn unsolicited(frame: &Incoming) -> Option<Result<String, String>> {
         Incoming::Chat(c) => Ok(chat_line(c)),
         Incoming::GroupChat(g) => Ok(group_line(g)),
         Incoming::Notice(e) => Err(format!("server notice: {} (errno {})", clean(&e.errmsg), e.errno)),
+        Incoming::Event(v) => Ok(crate::control::event(v)),
         Incoming::Unknown { msgid } => {
             Err(format!("ignored a message from the server with unknown msgid {msgid}"))
         }
@@ -329,9 +332,11 @@ pub fn unsolicited(frame: &Incoming) -> Option<Result<String, String>> {
             Err(format!("late error for request {re}: {} (errno {})", clean(&e.errmsg), e.errno))
         }
         Incoming::Ack { re, outcome: Ok(_), .. } => Err(format!("late success reply for request {re}")),
-        Incoming::LoginAck(_) | Incoming::RegAck(_) | Incoming::ListAck(_) | Incoming::HistoryAck(_) => {
-            Err("ignored a late reply from the server".to_owned())
-        }
+        Incoming::LoginAck(_)
+        | Incoming::RegAck(_)
+        | Incoming::ListAck(_)
+        | Incoming::HistoryAck(_)
+        | Incoming::Listing(_) => Err("ignored a late reply from the server".to_owned()),
     })
 }
 

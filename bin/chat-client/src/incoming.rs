@@ -174,6 +174,10 @@ pub enum Incoming {
     Ping,
     /// NOTICE (14): the server is about to close the connection.
     Notice(ServerError),
+    /// EVENT (47): something changed (a friend request, a member removed, …), as sent.
+    Event(Value),
+    /// BLOCKED_ACK (33) or FRIEND_REQUESTS_ACK (39), as sent (`control.rs` shows them).
+    Listing(Value),
     /// A JSON object with a msgid this client does not handle.
     Unknown {
         /// That msgid.
@@ -202,6 +206,10 @@ impl Incoming {
                 (MsgId::Reg, Incoming::RegAck(_)) => true,
                 (MsgId::List, Incoming::ListAck(_)) => true,
                 (MsgId::History, Incoming::HistoryAck(_)) => true,
+                (MsgId::Blocked, Incoming::Listing(v)) => v["msgid"] == MsgId::BlockedAck.number(),
+                (MsgId::FriendRequests, Incoming::Listing(v)) => {
+                    v["msgid"] == MsgId::FriendRequestsAck.number()
+                }
                 (_, Incoming::Ack { re, .. }) => *re == i64::from(sent.number()),
                 _ => false,
             }
@@ -336,6 +344,8 @@ fn decode_value(value: &Value, frame: &[u8]) -> Incoming {
         Some(MsgId::OneChat) => chat(&obj).map(Incoming::Chat),
         Some(MsgId::GroupChat) => group_chat(&obj).map(Incoming::GroupChat),
         Some(MsgId::Ping) => Ok(Incoming::Ping),
+        Some(MsgId::Event) => Ok(Incoming::Event(value.clone())),
+        Some(MsgId::BlockedAck | MsgId::FriendRequestsAck) => Ok(Incoming::Listing(value.clone())),
         Some(MsgId::Notice) => Ok(Incoming::Notice(
             obj.error().err().unwrap_or(ServerError { errno: 0, errmsg: obj.lenient("errmsg") }),
         )),

@@ -8,6 +8,7 @@ mod backoff;
 mod command;
 mod conn;
 mod console;
+mod control;
 mod format;
 mod inbox;
 mod incoming;
@@ -66,6 +67,21 @@ Commands after login:
   history:ID:before:MID[:pagesize] the page before message MID (the page's last line says what to type)
   history:ID:after:MID[:pagesize]  the page after message MID
   loginout                         log out and go back to the menu
+  block:userid / unblock:userid    refuse (or again accept) a user's chats and friend requests
+  blocked                          the users you block and who may write to you
+  writers:anyone|writers:friends   who may write to you
+  friendrequest:userid             ask a user to be friends (both ways once accepted)
+  accept:userid / decline:userid   answer a friend request (requests lists them)
+  removefriend:userid              end a friendship, both ways
+  requests                         friend requests waiting, both ways
+  leavegroup:groupid               leave a group
+  kick:groupid:userid              remove a member (the group's owner and admins)
+  renamegroup:groupid:groupname    rename a group (owner and admins)
+  describegroup:groupid:groupdesc  change a group's description (owner and admins)
+  deletegroup:groupid              delete a group (owner; asks to confirm)
+  admin:groupid:userid             name an admin (owner); unadmin:groupid:userid takes it back
+  passwd                           change your password (asks for the old and the new one)
+  deleteaccount                    delete your account (asks for the password and to confirm)
 Ctrl-D or Ctrl-C logs out and quits.
 
 When the connection of a logged-in user is lost (the server or its node went

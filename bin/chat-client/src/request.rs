@@ -106,6 +106,8 @@ pub fn command(cmd: &Command, me: UserId, my_name: &str, cid: Option<&str>) -> O
             v
         }
         Command::Loginout => json!({ "id": me, "msgid": msgid }),
+        // `passwd` and `deleteaccount` are framed by the console, with what it asked for.
+        Command::Ctl(c) => return Some(c.frame(("", ""))),
     };
     if let (Command::Chat { .. } | Command::GroupChat { .. }, Some(cid)) = (cmd, cid) {
         v["cid"] = json!(cid);

@@ -171,8 +171,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let draining = CancellationToken::new();
     let admin =
         ops::admin(&settings, metrics, draining.clone(), &db.store, db.pool.clone(), redis.clone()).await?;
-    let mut service =
-        Service::new(db.store, db.log, broker, delivery, service_config).map_err(|e| anyhow::anyhow!(e))?;
+    let mut service = Service::new(db.store, db.log, db.control, broker, delivery, service_config)
+        .map_err(|e| anyhow::anyhow!(e))?;
     // In a cluster, failed logins and registrations are counted in Redis, shared by the nodes.
     let throttle = match &settings.redis_url {
         Some(url) => Some(Arc::new(

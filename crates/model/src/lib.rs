@@ -13,11 +13,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chat_ports::{Log, Store, StoreError};
+use chat_ports::{Control, Log, Store, StoreError};
 use diesel_async::pooled_connection::deadpool::PoolError;
 
 pub mod adopt;
 mod append;
+mod control;
 mod log;
 mod migrations;
 mod mysql;
@@ -153,6 +154,8 @@ pub struct Database {
     pub store: Arc<dyn Store>,
     /// The message log, cursors and resume tokens.
     pub log: Arc<dyn Log>,
+    /// Blocks, settings, friend requests, group ranks and accounts (issue 21).
+    pub control: Arc<dyn Control>,
     /// The connection pool's state, for the node's metrics.
     pub pool: PoolProbe,
 }
@@ -211,7 +214,7 @@ pub async fn connect(url: &str, pool_size: usize) -> Result<Database, ModelError
             store.run_migrations().await?;
             let pool = store.pool_probe();
             let store = Arc::new(store);
-            Ok(Database { store: store.clone(), log: store, pool })
+            Ok(Database { store: store.clone(), log: store.clone(), control: store, pool })
         }
         Target::Sqlite(path, sync) => {
             if path != ":memory:" {
@@ -221,7 +224,7 @@ pub async fn connect(url: &str, pool_size: usize) -> Result<Database, ModelError
             store.run_migrations().await?;
             let pool = store.pool_probe();
             let store = Arc::new(store);
-            Ok(Database { store: store.clone(), log: store, pool })
+            Ok(Database { store: store.clone(), log: store.clone(), control: store, pool })
         }
     }
 }

@@ -152,3 +152,56 @@ diesel::table! {
         expires_at -> BigInt,
     }
 }
+
+diesel::table! {
+    /// `userid` blocks `blockedid` (issue 21).
+    #[sql_name = "Block"]
+    blocks (userid, blockedid) {
+        /// The user who blocks.
+        userid -> Integer,
+        /// The user blocked.
+        blockedid -> Integer,
+    }
+}
+
+diesel::table! {
+    /// Per-user settings and the deletion mark; no row means the defaults.
+    #[sql_name = "UserControl"]
+    user_controls (userid) {
+        /// The user.
+        userid -> Integer,
+        /// `anyone` or `friends`: who may write to the user.
+        writers -> Varchar,
+        /// When the account was deleted (unix ms); NULL while it lives.
+        deleted_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    /// Friend requests waiting for an answer.
+    #[sql_name = "FriendRequest"]
+    friend_requests (fromid, toid) {
+        /// Who asks.
+        fromid -> Integer,
+        /// Who is asked.
+        toid -> Integer,
+        /// Unix milliseconds.
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// Admins of a group, named by its owner.
+    #[sql_name = "GroupAdmin"]
+    group_admins (groupid, userid) {
+        /// The group.
+        groupid -> Integer,
+        /// The admin.
+        userid -> Integer,
+    }
+}
+
+// Only the pairs some query joins (each pair may be declared once).
+diesel::allow_tables_to_appear_in_same_query!(blocks, users);
+diesel::allow_tables_to_appear_in_same_query!(friend_requests, users);
+diesel::allow_tables_to_appear_in_same_query!(user_controls, users);

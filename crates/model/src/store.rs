@@ -56,7 +56,7 @@ impl From<StoreError> for Fail {
 impl Fail {
     /// Maps a unique-key violation to `NameTaken` and a foreign-key violation to
     /// `UnknownUser`; everything else as [`db_error`].
-    fn named(self) -> StoreError {
+    pub(crate) fn named(self) -> StoreError {
         match self {
             Fail::Db(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
                 StoreError::NameTaken

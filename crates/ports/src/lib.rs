@@ -9,11 +9,13 @@ use bytes::Bytes;
 use chat_proto::{FriendEntry, GroupEntry, GroupId, UserId};
 
 pub mod contract;
+mod control;
 mod log;
 pub mod log_contract;
 pub mod memory;
 pub mod throttle;
 
+pub use control::{Control, GroupRank, UserRef, WriteCheck, Writers};
 pub use log::{Appended, ConvState, Log, LoggedMessage, NewMessage};
 pub use throttle::{MemoryThrottle, Throttle};
 

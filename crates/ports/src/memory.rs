@@ -9,6 +9,8 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 use chat_proto::{ConvId, FriendEntry, GroupEntry, GroupId, HistoryFrom, MemberEntry, Role, UserId};
 
+mod control;
+
 use crate::{
     Appended, ConvState, Log, LoggedMessage, NewMessage, OfflineMessage, Store, StoreError, UserRecord,
 };
@@ -47,6 +49,12 @@ struct State {
     /// (sender, cid) → mid.
     cids: BTreeMap<(UserId, String), i64>,
     last_mid: i64,
+    /// Issue 21 (`memory/control.rs`): (blocker, blocked); user → (friends only, deleted at);
+    /// (from, to) → requested at; (group, admin).
+    blocks: BTreeSet<(UserId, UserId)>,
+    controls: BTreeMap<UserId, (bool, Option<i64>)>,
+    requests: BTreeMap<(UserId, UserId), i64>,
+    admins: BTreeSet<(GroupId, UserId)>,
 }
 
 impl State {

@@ -12,11 +12,12 @@ mod request;
 pub use ids::{ConvId, GroupId, Peer, UserId};
 pub use reply::{
     Ack, ChatPush, ErrorCode, FriendEntry, GroupChatPush, GroupEntry, LoginOk, MemberEntry, Notice, Role,
-    Unread, ack_error, encode, history_ack, list_ack, ping, reg_ok,
+    Unread, ack_error, ack_with_resume, blocked_ack, encode, event, history_ack, list_ack, ping, reg_ok,
+    requests_ack,
 };
 pub use request::{DecodeError, HistoryFrom, Request, decode_request};
 
-/// Numeric message ids. 1–10 are the original's `EnMsgType`; 11–20 are the extension.
+/// Numeric message ids. 1–10 are the original's `EnMsgType`; 11–20 and 30–47 are the extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum MsgId {
@@ -60,6 +61,43 @@ pub enum MsgId {
     History = 19,
     /// Extension: server answers HISTORY.
     HistoryAck = 20,
+    /// Extension (users in control): block a user.
+    Block = 30,
+    /// Extension: unblock a user.
+    Unblock = 31,
+    /// Extension: the blocked users and the "who may write to me" setting.
+    Blocked = 32,
+    /// Extension: server answers BLOCKED.
+    BlockedAck = 33,
+    /// Extension: who may write to me (`anyone` or `friends`).
+    SetWriters = 34,
+    /// Extension: ask a user to be friends.
+    FriendRequest = 35,
+    /// Extension: accept or decline a friend request.
+    FriendAnswer = 36,
+    /// Extension: end a friendship (both ways).
+    RemoveFriend = 37,
+    /// Extension: the friend requests waiting for me and those I sent.
+    FriendRequests = 38,
+    /// Extension: server answers FRIEND_REQUESTS.
+    FriendRequestsAck = 39,
+    /// Extension: leave a group.
+    LeaveGroup = 40,
+    /// Extension: remove a member from a group (owner and admins).
+    Kick = 41,
+    /// Extension: rename a group or change its description (owner and admins).
+    EditGroup = 42,
+    /// Extension: delete a group (owner).
+    DeleteGroup = 43,
+    /// Extension: name or unname a group admin (owner).
+    SetAdmin = 44,
+    /// Extension: change my password.
+    ChangePassword = 45,
+    /// Extension: delete my account.
+    DeleteAccount = 46,
+    /// Extension: server tells a client that something changed (a friend request, a member
+    /// removed, a group renamed, ...).
+    Event = 47,
 }
 
 impl MsgId {
@@ -86,6 +124,24 @@ impl MsgId {
             18 => MsgId::Received,
             19 => MsgId::History,
             20 => MsgId::HistoryAck,
+            30 => MsgId::Block,
+            31 => MsgId::Unblock,
+            32 => MsgId::Blocked,
+            33 => MsgId::BlockedAck,
+            34 => MsgId::SetWriters,
+            35 => MsgId::FriendRequest,
+            36 => MsgId::FriendAnswer,
+            37 => MsgId::RemoveFriend,
+            38 => MsgId::FriendRequests,
+            39 => MsgId::FriendRequestsAck,
+            40 => MsgId::LeaveGroup,
+            41 => MsgId::Kick,
+            42 => MsgId::EditGroup,
+            43 => MsgId::DeleteGroup,
+            44 => MsgId::SetAdmin,
+            45 => MsgId::ChangePassword,
+            46 => MsgId::DeleteAccount,
+            47 => MsgId::Event,
             _ => return None,
         })
     }

@@ -51,6 +51,16 @@ pub enum ErrorCode {
     /// A limit per client address: connections, connections waiting to log in, or
     /// registrations from the client's address (a NOTICE before a close, or a REG_ACK).
     AddressLimit = 18,
+    /// The recipient does not accept chats or requests from the sender (blocked, or friends only).
+    Refused = 20,
+    /// The sender blocked the recipient (unblock first).
+    YouBlocked = 21,
+    /// There is no friend request from that user.
+    NoRequest = 22,
+    /// Only the group's owner (or its admins) may do that.
+    NotAllowed = 23,
+    /// The password given is wrong (CHANGE_PASSWORD, DELETE_ACCOUNT).
+    WrongPassword = 24,
 }
 
 impl ErrorCode {
@@ -385,9 +395,64 @@ pub fn history_ack(messages: &[String], more: bool) -> String {
     encode(&json!({ "errno": 0, "messages": messages, "more": more, "msgid": MsgId::HistoryAck.number() }))
 }
 
+/// Extension ACK (11) of a success that issued a new resume token (CHANGE_PASSWORD).
+pub fn ack_with_resume(re: MsgId, token: &str) -> String {
+    encode(&json!({ "errno": 0, "msgid": MsgId::Ack.number(), "re": re.number(), "resume": token }))
+}
+
+fn user_list(users: &[(UserId, String)]) -> Vec<Value> {
+    users.iter().map(|(id, name)| json!({ "id": id, "name": name })).collect()
+}
+
+/// BLOCKED_ACK (33): the users the client blocks and who may write to it.
+pub fn blocked_ack(users: &[(UserId, String)], writers: &str) -> String {
+    encode(&json!({
+        "errno": 0, "msgid": MsgId::BlockedAck.number(), "users": user_list(users), "writers": writers
+    }))
+}
+
+/// FRIEND_REQUESTS_ACK (39): the requests waiting for the client and those it sent, oldest first.
+pub fn requests_ack(incoming: &[(UserId, String)], outgoing: &[(UserId, String)]) -> String {
+    encode(&json!({
+        "errno": 0, "incoming": user_list(incoming), "msgid": MsgId::FriendRequestsAck.number(),
+        "outgoing": user_list(outgoing)
+    }))
+}
+
+/// EVENT (47): `{"event":kind,"msgid":47,...fields}`; `fields` must be a JSON object.
+pub fn event(kind: &str, fields: Value) -> String {
+    let mut map = match fields {
+        Value::Object(map) => map,
+        _ => serde_json::Map::new(),
+    };
+    map.insert("event".into(), kind.into());
+    map.insert("msgid".into(), MsgId::Event.number().into());
+    encode(&map)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_frames_are_pinned() {
+        assert_eq!(
+            event("friend-request", json!({"id": 2, "name": "b"})),
+            r#"{"event":"friend-request","id":2,"msgid":47,"name":"b"}"#
+        );
+        assert_eq!(
+            blocked_ack(&[(UserId(2), "b".into())], "friends"),
+            r#"{"errno":0,"msgid":33,"users":[{"id":2,"name":"b"}],"writers":"friends"}"#
+        );
+        assert_eq!(
+            requests_ack(&[(UserId(2), "b".into())], &[]),
+            r#"{"errno":0,"incoming":[{"id":2,"name":"b"}],"msgid":39,"outgoing":[]}"#
+        );
+        assert_eq!(
+            ack_with_resume(MsgId::ChangePassword, "t"),
+            r#"{"errno":0,"msgid":11,"re":45,"resume":"t"}"#
+        );
+    }
 
     fn sample() -> LoginOk {
         LoginOk {
@@ -482,6 +547,11 @@ mod tests {
             (ErrorCode::LimitReached, 16),
             (ErrorCode::BadToken, 17),
             (ErrorCode::AddressLimit, 18),
+            (ErrorCode::Refused, 20),
+            (ErrorCode::YouBlocked, 21),
+            (ErrorCode::NoRequest, 22),
+            (ErrorCode::NotAllowed, 23),
+            (ErrorCode::WrongPassword, 24),
         ];
         for (code, n) in codes {
             assert_eq!(code.number(), n);

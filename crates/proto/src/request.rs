@@ -37,6 +37,36 @@ pub enum Request {
     Received { acks: Vec<(Peer, i64)> },
     /// HISTORY (19): a page of one conversation.
     History { peer: Peer, from: HistoryFrom, limit: Option<u32> },
+    /// BLOCK (30): block `user` (`"id"`).
+    Block { user: UserId },
+    /// UNBLOCK (31).
+    Unblock { user: UserId },
+    /// BLOCKED (32): the blocked users and the "who may write to me" setting.
+    Blocked,
+    /// SET_WRITERS (34): `"writers":"friends"` (true) or `"anyone"` (false).
+    SetWriters { friends_only: bool },
+    /// FRIEND_REQUEST (35): ask `user` to be friends.
+    FriendRequest { user: UserId },
+    /// FRIEND_ANSWER (36): accept or decline `user`'s request.
+    FriendAnswer { user: UserId, accept: bool },
+    /// REMOVE_FRIEND (37).
+    RemoveFriend { user: UserId },
+    /// FRIEND_REQUESTS (38): the pending requests, both ways.
+    FriendRequests,
+    /// LEAVE_GROUP (40).
+    LeaveGroup { group: GroupId },
+    /// KICK (41): remove `user` from `group`.
+    Kick { group: GroupId, user: UserId },
+    /// EDIT_GROUP (42): a new name and/or description (at least one).
+    EditGroup { group: GroupId, name: Option<String>, desc: Option<String> },
+    /// DELETE_GROUP (43).
+    DeleteGroup { group: GroupId },
+    /// SET_ADMIN (44): name `user` an admin of `group` (`admin`), or take the rank away.
+    SetAdmin { group: GroupId, user: UserId, admin: bool },
+    /// CHANGE_PASSWORD (45): the old password and the new one.
+    ChangePassword { old: String, new: String },
+    /// DELETE_ACCOUNT (46): the password, again.
+    DeleteAccount { password: String },
 }
 
 /// Where a HISTORY page starts.
@@ -67,6 +97,21 @@ impl Request {
             Request::Resume { .. } => MsgId::Resume,
             Request::Received { .. } => MsgId::Received,
             Request::History { .. } => MsgId::History,
+            Request::Block { .. } => MsgId::Block,
+            Request::Unblock { .. } => MsgId::Unblock,
+            Request::Blocked => MsgId::Blocked,
+            Request::SetWriters { .. } => MsgId::SetWriters,
+            Request::FriendRequest { .. } => MsgId::FriendRequest,
+            Request::FriendAnswer { .. } => MsgId::FriendAnswer,
+            Request::RemoveFriend { .. } => MsgId::RemoveFriend,
+            Request::FriendRequests => MsgId::FriendRequests,
+            Request::LeaveGroup { .. } => MsgId::LeaveGroup,
+            Request::Kick { .. } => MsgId::Kick,
+            Request::EditGroup { .. } => MsgId::EditGroup,
+            Request::DeleteGroup { .. } => MsgId::DeleteGroup,
+            Request::SetAdmin { .. } => MsgId::SetAdmin,
+            Request::ChangePassword { .. } => MsgId::ChangePassword,
+            Request::DeleteAccount { .. } => MsgId::DeleteAccount,
         }
     }
 }
@@ -141,6 +186,42 @@ pub fn decode_request(frame: &[u8]) -> Result<Request, DecodeError> {
                 fields.optional_i64("limit")?.map(|n| u32::try_from(n.clamp(0, 1 << 20)).unwrap_or(0));
             Request::History { peer: peer(fields.obj, &fields)?, from, limit }
         }
+        Some(MsgId::Block) => Request::Block { user: UserId(fields.id("id")?) },
+        Some(MsgId::Unblock) => Request::Unblock { user: UserId(fields.id("id")?) },
+        Some(MsgId::Blocked) => Request::Blocked,
+        Some(MsgId::SetWriters) => match fields.string("writers")?.as_str() {
+            "anyone" => Request::SetWriters { friends_only: false },
+            "friends" => Request::SetWriters { friends_only: true },
+            _ => return Err(fields.err("`writers` must be \"anyone\" or \"friends\"".into())),
+        },
+        Some(MsgId::FriendRequest) => Request::FriendRequest { user: UserId(fields.id("id")?) },
+        Some(MsgId::FriendAnswer) => {
+            Request::FriendAnswer { user: UserId(fields.id("id")?), accept: fields.flag("accept")? }
+        }
+        Some(MsgId::RemoveFriend) => Request::RemoveFriend { user: UserId(fields.id("id")?) },
+        Some(MsgId::FriendRequests) => Request::FriendRequests,
+        Some(MsgId::LeaveGroup) => Request::LeaveGroup { group: GroupId(fields.id("groupid")?) },
+        Some(MsgId::Kick) => {
+            Request::Kick { group: GroupId(fields.id("groupid")?), user: UserId(fields.id("id")?) }
+        }
+        Some(MsgId::EditGroup) => {
+            let name = fields.maybe_string("groupname")?;
+            let desc = fields.maybe_string("groupdesc")?;
+            if name.is_none() && desc.is_none() {
+                return Err(fields.err("give `groupname`, `groupdesc` or both".into()));
+            }
+            Request::EditGroup { group: GroupId(fields.id("groupid")?), name, desc }
+        }
+        Some(MsgId::DeleteGroup) => Request::DeleteGroup { group: GroupId(fields.id("groupid")?) },
+        Some(MsgId::SetAdmin) => Request::SetAdmin {
+            group: GroupId(fields.id("groupid")?),
+            user: UserId(fields.id("id")?),
+            admin: fields.flag("admin")?,
+        },
+        Some(MsgId::ChangePassword) => {
+            Request::ChangePassword { old: fields.string("password")?, new: fields.string("newpassword")? }
+        }
+        Some(MsgId::DeleteAccount) => Request::DeleteAccount { password: fields.string("password")? },
         _ => return Err(DecodeError::new(Some(number), format!("msgid {number} is not a request"))),
     };
     Ok(request)
@@ -194,6 +275,25 @@ impl Fields<'_> {
         match self.obj.get(key) {
             None | Some(Value::Null) => Ok(String::new()),
             Some(_) => self.string(key),
+        }
+    }
+
+    /// A string that may be absent (`None`), but is a string when present.
+    fn maybe_string(&self, key: &str) -> Result<Option<String>, DecodeError> {
+        match self.obj.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(_) => self.string(key).map(Some),
+        }
+    }
+
+    /// A required yes/no: `true`/`false`, or an integer (non-zero is yes).
+    fn flag(&self, key: &str) -> Result<bool, DecodeError> {
+        match self.obj.get(key) {
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(v) => {
+                integer(v).map(|n| n != 0).ok_or_else(|| self.err(format!("`{key}` must be true or false")))
+            }
+            None => Err(self.err(format!("missing field `{key}`"))),
         }
     }
 
@@ -322,6 +422,40 @@ mod tests {
         }
         let long = format!(r#"{{"cid":"{}","msg":"hi","msgid":6,"to":2}}"#, "x".repeat(65));
         err(&long);
+    }
+
+    #[test]
+    fn decodes_the_control_requests() {
+        assert_eq!(ok(r#"{"msgid":30,"id":2}"#), Request::Block { user: UserId(2) });
+        assert_eq!(ok(r#"{"msgid":34,"writers":"friends"}"#), Request::SetWriters { friends_only: true });
+        assert_eq!(
+            ok(r#"{"msgid":36,"id":2,"accept":false}"#),
+            Request::FriendAnswer { user: UserId(2), accept: false }
+        );
+        assert_eq!(
+            ok(r#"{"msgid":41,"groupid":3,"id":2}"#),
+            Request::Kick { group: GroupId(3), user: UserId(2) }
+        );
+        assert_eq!(
+            ok(r#"{"msgid":42,"groupid":3,"groupdesc":"d"}"#),
+            Request::EditGroup { group: GroupId(3), name: None, desc: Some("d".into()) }
+        );
+        assert_eq!(
+            ok(r#"{"msgid":45,"password":"a","newpassword":"b","id":9}"#),
+            Request::ChangePassword { old: "a".into(), new: "b".into() }
+        );
+        for bad in [
+            r#"{"msgid":30}"#,
+            r#"{"msgid":34,"writers":"nobody"}"#,
+            r#"{"msgid":36,"id":2}"#,
+            r#"{"msgid":42,"groupid":3}"#,
+            r#"{"msgid":44,"groupid":3,"id":2,"admin":"yes"}"#,
+            r#"{"msgid":46}"#,
+            r#"{"msgid":33}"#,
+            r#"{"msgid":47}"#,
+        ] {
+            assert!(decode_request(bad.as_bytes()).is_err(), "{bad}");
+        }
     }
 
     #[test]

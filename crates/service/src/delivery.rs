@@ -28,6 +28,8 @@ pub struct Delivery {
     store: Arc<dyn Store>,
     log: Arc<dyn Log>,
     groups: GroupCache,
+    /// "May `a` write to `b`" verdicts (issue 21, `control.rs`).
+    writes: crate::control::WriteCache,
     /// Itself, for the tasks it starts from `&self` (the broker's receive loop calls in).
     me: Weak<Delivery>,
     /// This node among the nodes that hear its announcements (random per start).
@@ -46,6 +48,7 @@ impl Delivery {
             store,
             log,
             groups: GroupCache::default(),
+            writes: Default::default(),
             me: me.clone(),
             instance,
         })
@@ -54,6 +57,16 @@ impl Delivery {
     /// The group member cache.
     pub(crate) fn groups(&self) -> &GroupCache {
         &self.groups
+    }
+
+    /// The "may `a` write to `b`" verdicts.
+    pub(crate) fn writes(&self) -> &crate::control::WriteCache {
+        &self.writes
+    }
+
+    /// This node among the nodes that hear its announcements.
+    pub(crate) fn instance(&self) -> u64 {
+        self.instance
     }
 
     /// This node's sessions.
@@ -230,6 +243,9 @@ impl Sink for Delivery {
             self.offer(user, &item);
             return;
         }
+        if self.control_frame(user, &frame) {
+            return;
+        }
         if self.sessions.deliver(user, frame.clone()) == Delivered::Yes {
             return;
         }
@@ -240,6 +256,8 @@ impl Sink for Delivery {
     fn event(&self, event: Bytes) {
         if let Some(group) = GroupCache::parse_changed(&event) {
             self.groups.forget(group);
+        } else if let Some(user) = crate::control::WriteCache::parse_changed(&event) {
+            self.writes.forget(user);
         } else if let Some((user, from)) = parse_takeover(&event)
             && from != self.instance
         {

@@ -187,7 +187,22 @@ impl Handler for Service {
                 flow = Flow::Close;
             }
         }
+        let (logged_in, deleted) = (
+            matches!(kind, MsgId::Login | MsgId::Resume) && outcome.is_ok(),
+            kind == MsgId::DeleteAccount && outcome.is_ok(),
+        );
         self.answer(conn, kind, outcome, chat_cid);
+        if logged_in
+            && conn.ext
+            && let Some(user) = conn.user.clone()
+        {
+            // Friend requests kept while the user was away (issue 21).
+            self.push_waiting_requests(&user).await;
+        }
+        if deleted {
+            // The account is gone: its ACK is the connection's last frame.
+            flow = Flow::Close;
+        }
         flow
     }
 
@@ -299,6 +314,25 @@ impl Service {
             Request::CreateGroup { name, desc } => self.create_group(conn.user()?, name, desc).await,
             Request::AddGroup { group } => self.join_group(conn.user()?, group).await,
             Request::List => self.lists(conn.user()?).await,
+            Request::Block { user } => self.block(conn.user()?, user).await,
+            Request::Unblock { user } => self.unblock(conn.user()?, user).await,
+            Request::Blocked => self.blocked_list(conn.user()?).await,
+            Request::SetWriters { friends_only } => self.set_writers(conn.user()?, friends_only).await,
+            Request::FriendRequest { user } => self.friend_request(conn.user()?, user).await,
+            Request::FriendAnswer { user, accept } => self.friend_answer(conn.user()?, user, accept).await,
+            Request::RemoveFriend { user } => self.remove_friend(conn.user()?, user).await,
+            Request::FriendRequests => self.friend_requests(conn.user()?).await,
+            Request::LeaveGroup { group } => self.leave_group(conn.user()?, group).await,
+            Request::Kick { group, user } => self.kick(conn.user()?, group, user).await,
+            Request::EditGroup { group, name, desc } => {
+                self.edit_group(conn.user()?, group, name, desc).await
+            }
+            Request::DeleteGroup { group } => self.delete_group(conn.user()?, group).await,
+            Request::SetAdmin { group, user, admin } => {
+                self.set_admin(conn.user()?, group, user, admin).await
+            }
+            Request::ChangePassword { old, new } => self.change_password(conn, old, new).await,
+            Request::DeleteAccount { password } => self.delete_account(conn, password).await,
         }
     }
 

@@ -45,6 +45,21 @@ pub enum ServiceError {
     /// A resume token is unknown or expired.
     #[error("resume token unknown or expired; log in with the password")]
     BadToken,
+    /// The recipient does not accept this from the sender (blocked, or friends only).
+    #[error("the recipient does not accept this from you")]
+    Refused,
+    /// The sender blocked the recipient.
+    #[error("you blocked this user; unblock them first")]
+    YouBlocked,
+    /// No friend request from that user.
+    #[error("no friend request from that user")]
+    NoRequest,
+    /// Only the group's owner (or admins) may do that; the text says who.
+    #[error("{0}")]
+    NotAllowed(String),
+    /// The password given is wrong.
+    #[error("the password is wrong")]
+    WrongPassword,
     /// The database or the broker cannot be reached.
     #[error("service temporarily unavailable")]
     Unavailable,
@@ -70,6 +85,11 @@ impl ServiceError {
             ServiceError::LimitReached(_) => ErrorCode::LimitReached,
             ServiceError::AddressLimit(_) => ErrorCode::AddressLimit,
             ServiceError::BadToken => ErrorCode::BadToken,
+            ServiceError::Refused => ErrorCode::Refused,
+            ServiceError::YouBlocked => ErrorCode::YouBlocked,
+            ServiceError::NoRequest => ErrorCode::NoRequest,
+            ServiceError::NotAllowed(_) => ErrorCode::NotAllowed,
+            ServiceError::WrongPassword => ErrorCode::WrongPassword,
             ServiceError::Unavailable => ErrorCode::Unavailable,
             ServiceError::Internal => ErrorCode::Internal,
         };

@@ -73,6 +73,9 @@ pub(crate) struct Inbox {
     /// Open gaps: conversation → the generation of its timer.
     gaps: HashMap<ConvId, u64>,
     next_gap: u64,
+    /// Groups the user left or was removed from during the session: nothing more of them
+    /// is pushed, whichever path it comes by (issue 21).
+    gone: HashSet<ConvId>,
 }
 
 impl Inbox {
@@ -89,6 +92,7 @@ impl Inbox {
             held_count: 0,
             gaps: HashMap::new(),
             next_gap: 0,
+            gone: HashSet::new(),
         }
     }
 
@@ -145,6 +149,9 @@ impl Inbox {
     /// A live message.
     pub(crate) fn offer(&mut self, item: &Item) -> Offer {
         let (conv, seq) = (item.conv, item.seq);
+        if self.gone.contains(&conv) {
+            return Offer::Skip;
+        }
         let delivered = self.convs.entry(conv).or_default().delivered;
         if seq <= delivered {
             return Offer::Skip;
@@ -252,11 +259,20 @@ impl Inbox {
 
     /// The user joined `conv` at `seq`: what came before is not theirs to receive.
     pub(crate) fn joined(&mut self, conv: ConvId, seq: i64) {
+        self.gone.remove(&conv);
         let track = self.convs.entry(conv).or_default();
         track.delivered = track.delivered.max(seq);
         track.acked = track.acked.max(seq);
         track.saved = track.saved.max(seq);
         track.last = track.last.max(seq);
+    }
+
+    /// The user left `conv` (a group): forget it, and push nothing more of it.
+    pub(crate) fn left(&mut self, conv: ConvId) {
+        self.convs.remove(&conv);
+        self.stale.remove(&conv);
+        self.forget_held(conv);
+        self.gone.insert(conv);
     }
 
     /// Every conversation may have missed something (the broker lost messages): read them all.
@@ -288,6 +304,9 @@ impl Inbox {
 
     /// A message read from the log: whether to push it (it is past what was delivered).
     pub(crate) fn fetched(&mut self, conv: ConvId, seq: i64) -> bool {
+        if self.gone.contains(&conv) {
+            return false;
+        }
         let track = self.convs.entry(conv).or_default();
         if seq <= track.delivered {
             return false;
@@ -379,6 +398,21 @@ mod tests {
             Offer::Push(items) => items.iter().map(|i| i.seq).collect(),
             other => panic!("expected a push, got {other:?}"),
         }
+    }
+
+    /// Issue 21: a group the user left or was removed from pushes nothing more, live or read
+    /// from the log, until the user joins it again.
+    #[test]
+    fn a_group_left_pushes_nothing_more() {
+        let mut inbox = live(true, &[(G, 3, 3)]);
+        assert!(!inbox.go_live());
+        assert_eq!(inbox.offer(&item(G, 5)), Offer::Hold { timer: Some(1) });
+        inbox.left(G);
+        assert_eq!(inbox.offer(&item(G, 4)), Offer::Skip);
+        assert!(!inbox.fetched(G, 4), "nor from the log");
+        assert!(inbox.cursors().is_empty(), "no cursor is kept for it");
+        inbox.joined(G, 9);
+        assert_eq!(seqs(inbox.offer(&item(G, 10))), [10], "joined again");
     }
 
     #[test]

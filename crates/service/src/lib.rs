@@ -5,6 +5,7 @@
 //! connection's bounded [`chat_net::Outbound`] queue. `chat-net` calls it
 //! through the [`chat_net::Handler`] impl in `dispatch.rs`.
 
+mod control;
 mod delivery;
 mod dispatch;
 mod durable;
@@ -20,7 +21,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use chat_ports::{
-    Broker, BrokerError, Log, MemoryThrottle, OfflineMessage, Sink, Store, StoreError, Throttle, UserRecord,
+    Broker, BrokerError, Control, Log, MemoryThrottle, OfflineMessage, Sink, Store, StoreError, Throttle,
+    UserRecord,
 };
 pub use delivery::Delivery;
 pub use dispatch::Conn;
@@ -144,6 +146,7 @@ impl Default for ServiceConfig {
 pub struct Service {
     store: Arc<dyn Store>,
     log: Arc<dyn Log>,
+    control: Arc<dyn Control>,
     broker: Arc<dyn Broker>,
     delivery: Arc<Delivery>,
     journal: journal::Journal,
@@ -159,11 +162,13 @@ const BATCH_MAX_BYTES: usize = 4 * 1024 * 1024;
 
 impl Service {
     /// A service over these adapters. `delivery` must be the sink the broker was built with,
-    /// over the same `log`. Starts its background tasks (the group commit, the cursor flush,
+    /// over the same `log`; `control` is the same database's (blocks, friend requests, group
+    /// ranks, accounts). Starts its background tasks (the group commit, the cursor flush,
     /// the retention purge): call it inside a tokio runtime.
     pub fn new(
         store: Arc<dyn Store>,
         log: Arc<dyn Log>,
+        control: Arc<dyn Control>,
         broker: Arc<dyn Broker>,
         delivery: Arc<Delivery>,
         config: ServiceConfig,
@@ -186,6 +191,7 @@ impl Service {
         Ok(Service {
             store,
             log,
+            control,
             broker,
             delivery,
             journal,

@@ -22,12 +22,17 @@ struct Entry {
     /// While a login is in progress: unsequenced frames that arrived before its ack, in order.
     pending: Option<Vec<Bytes>>,
     inbox: Inbox,
+    /// Users this one blocks: their group messages are not pushed to it (issue 21).
+    muted: std::collections::HashSet<UserId>,
 }
 
 impl Entry {
     /// Pushes live messages, in order, each in the client's form.
     fn push_items(&mut self, user: UserId, items: &[Item]) {
         for item in items {
+            if item.conv.as_group().is_some() && self.muted.contains(&item.sender) {
+                continue;
+            }
             let frame = if self.inbox.ext() { item.frame.clone() } else { item.original() };
             match self.send(user, frame) {
                 Some(index) => self.inbox.mark(index, item.conv, item.seq),
@@ -141,7 +146,11 @@ impl Sessions {
             return false;
         }
         let metrics = self.metrics.clone();
-        map.insert(user, Entry { conn, metrics, out, pending: Some(Vec::new()), inbox: Inbox::new(ext) });
+        let muted = Default::default();
+        map.insert(
+            user,
+            Entry { conn, metrics, out, pending: Some(Vec::new()), inbox: Inbox::new(ext), muted },
+        );
         true
     }
 
@@ -322,6 +331,9 @@ impl Sessions {
                 if !e.inbox.fetched(m.conv, m.seq) || !to_push {
                     continue;
                 }
+                if m.conv.as_group().is_some() && e.muted.contains(&m.sender) {
+                    continue;
+                }
                 room -= 1;
                 let Some(index) = e.send(user, push_frame(m, e.inbox.ext())) else {
                     e.inbox.fetch_abandoned();
@@ -357,6 +369,64 @@ impl Sessions {
     pub(crate) fn take_over(&self, user: UserId) {
         let Some((out, ext)) = self.lock().get(&user).map(|e| (e.out.clone(), e.inbox.ext())) else { return };
         let notice = encode(&Notice::new(ErrorCode::Closing, TAKEN_OVER));
+        if !ext || out.try_send(Bytes::from(notice)).is_err() {
+            out.close();
+            return;
+        }
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(500), out.flushed()).await;
+            out.close();
+        });
+    }
+
+    /// Queues an extension-only frame (an EVENT of issue 21) for `user`'s session here, if it
+    /// is an extension client's; original clients never get it. Whether it was queued.
+    pub(crate) fn push_ext(&self, user: UserId, frame: Bytes) -> bool {
+        let mut map = self.lock();
+        let Some(entry) = map.get_mut(&user) else { return false };
+        if !entry.inbox.ext() {
+            return false;
+        }
+        if let Some(pending) = &mut entry.pending {
+            if pending.len() < self.pending_limit {
+                pending.push(frame);
+                return true;
+            }
+            return false;
+        }
+        entry.send(user, frame).is_some()
+    }
+
+    /// The users `user` blocks (its session on `conn`): their group messages are not pushed.
+    pub(crate) fn set_muted(&self, user: UserId, conn: u64, muted: Vec<UserId>) {
+        self.with(user, conn, |e| e.muted = muted.into_iter().collect());
+    }
+
+    /// `user` blocked (`on`) or unblocked `other`.
+    pub(crate) fn mute(&self, user: UserId, other: UserId, on: bool) {
+        if let Some(entry) = self.lock().get_mut(&user) {
+            if on {
+                entry.muted.insert(other);
+            } else {
+                entry.muted.remove(&other);
+            }
+        }
+    }
+
+    /// `user` left group conversation `conv`: its session pushes nothing more of it.
+    pub(crate) fn left(&self, user: UserId, conv: ConvId) {
+        if let Some(entry) = self.lock().get_mut(&user) {
+            entry.inbox.left(conv);
+        }
+    }
+
+    /// Ends `user`'s session here unless it is on connection `keep`: an extension client is
+    /// told `why` first (a NOTICE, errno 15); the close logs the user out as a disconnect does.
+    pub(crate) fn end_except(&self, user: UserId, keep: Option<u64>, why: &str) {
+        let found =
+            self.lock().get(&user).filter(|e| Some(e.conn) != keep).map(|e| (e.out.clone(), e.inbox.ext()));
+        let Some((out, ext)) = found else { return };
+        let notice = encode(&Notice::new(ErrorCode::Closing, why));
         if !ext || out.try_send(Bytes::from(notice)).is_err() {
             out.close();
             return;

@@ -31,8 +31,9 @@ fn node(hub: &Arc<LocalHub>, db: &Arc<MemoryStore>) -> Node {
     let log: Arc<dyn Log> = db.clone();
     let delivery = Delivery::new(Sessions::new(64), store.clone(), log.clone());
     let broker = hub.node(delivery.clone());
-    let service =
-        Arc::new(Service::new(store, log, broker.clone(), delivery.clone(), config()).expect("service"));
+    let service = Arc::new(
+        Service::new(store, log, db.clone(), broker.clone(), delivery.clone(), config()).expect("service"),
+    );
     Node { service, broker, delivery }
 }
 
@@ -277,8 +278,9 @@ async fn extension_answers_every_request_and_errors() {
     assert_eq!(a.recv().await["errno"], 9, "empty message");
     a.send_raw(b"not json").await;
     assert_eq!(a.recv().await["errno"], 4);
-    a.send(json!({"msgid":42})).await;
-    assert_eq!(a.recv().await, json!({"errmsg":"msgid 42 is not a request","errno":4,"msgid":11,"re":42}));
+    // (42 was such a number until issue 21 made it EDIT_GROUP.)
+    a.send(json!({"msgid":99})).await;
+    assert_eq!(a.recv().await, json!({"errmsg":"msgid 99 is not a request","errno":4,"msgid":11,"re":99}));
     a.send(json!({"msgid":1,"id":ida,"password":"pw"})).await;
     assert_eq!(a.recv().await["errno"], 11, "already logged in on this connection");
     a.send(json!({"msgid":15})).await;
@@ -670,4 +672,81 @@ async fn a_resume_takes_over_a_session_whose_connection_died_unnoticed() {
     // A password login does not take over: the original's errno 2 stays.
     let mut b3 = Client::new(&node);
     assert_eq!(b3.login(idb, true).await["errno"], 2);
+}
+
+// ---------------------------------------------------------------------------------------
+// Issue 21 (users in control), over the in-memory adapters: what the black-box tests in
+// tests/tests/control_*.rs cannot reach (a name held 30 days) and the rules in one place.
+// ---------------------------------------------------------------------------------------
+
+/// Reads frames until one matches, skipping EVENTs and others; panics after 5 s.
+async fn until(c: &mut Client, pred: impl Fn(&Value) -> bool) -> Value {
+    loop {
+        let f = c.recv().await;
+        if pred(&f) {
+            return f;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_blocked_chat_is_refused_before_it_is_stored() {
+    let (node, store) = single();
+    let (mut a, ida, mut b, idb, _) = two_logged_in(&node).await;
+    a.send(json!({"msgid":30,"id":idb})).await;
+    assert_eq!(a.recv().await["errno"], 0);
+    b.send(json!({"msgid":6,"to":ida,"msg":"x","cid":"c1"})).await;
+    let ack = b.recv().await;
+    assert_eq!((ack["errno"].as_i64(), ack["cid"].as_str()), (Some(20), Some("c1")), "{ack}");
+    a.silent().await;
+    let log: Arc<dyn Log> = store.clone();
+    let stored = log
+        .history(
+            chat_proto::ConvId::direct(chat_proto::UserId(ida as i32), chat_proto::UserId(idb as i32)),
+            chat_proto::HistoryFrom::Latest,
+            10,
+        )
+        .await;
+    assert_eq!(stored.map(|m| m.len()), Ok(0), "nothing in the log");
+    a.send(json!({"msgid":6,"to":idb,"msg":"x"})).await;
+    assert_eq!(a.recv().await["errno"], 21, "the blocker cannot write either");
+}
+
+#[tokio::test]
+async fn a_deleted_accounts_name_is_held_then_freed() {
+    use chat_ports::Control;
+    let (node, store) = single();
+    let mut c = Client::new(&node);
+    let id = c.register("leaver").await;
+    assert_eq!(c.login(id, true).await["errno"], 0);
+    c.send(json!({"msgid":46,"password":"pw"})).await;
+    assert_eq!(until(&mut c, |f| f["msgid"] == 11).await["errno"], 0);
+    let mut d = Client::new(&node);
+    d.send(json!({"msgid":4,"name":"leaver","password":"pw","ext":1})).await;
+    assert_eq!(d.recv().await["errno"], 8, "held");
+    // As if the deletion were 31 days old.
+    let control: Arc<dyn Control> = store.clone();
+    control.delete_account(chat_proto::UserId(id as i32), "x", "deleted user", 0).await.expect("store");
+    let again = d.register("leaver").await;
+    assert_ne!(again, id, "a new account, a new id");
+    d.send(json!({"msgid":1,"id":id,"password":"pw","ext":1})).await;
+    assert_eq!(d.recv().await["errno"], 1, "the deleted account stays unusable");
+}
+
+#[tokio::test]
+async fn the_last_owner_leaving_hands_the_group_on() {
+    let (node, _) = single();
+    let (mut a, _ida, mut b, idb, _) = two_logged_in(&node).await;
+    a.send(json!({"msgid":8,"groupname":"g21","groupdesc":""})).await;
+    let gid = a.recv().await["groupid"].as_i64().expect("gid");
+    b.send(json!({"msgid":9,"groupid":gid})).await;
+    assert_eq!(b.recv().await["errno"], 0);
+    b.send(json!({"msgid":43,"groupid":gid})).await;
+    assert_eq!(b.recv().await["errno"], 23, "a member deletes nothing");
+    a.send(json!({"msgid":40,"groupid":gid})).await;
+    assert_eq!(until(&mut a, |f| f["msgid"] == 11).await["errno"], 0);
+    let changed = until(&mut b, |f| f["event"] == "owner-changed").await;
+    assert_eq!(changed["id"], idb);
+    b.send(json!({"msgid":43,"groupid":gid})).await;
+    assert_eq!(until(&mut b, |f| f["msgid"] == 11).await["errno"], 0, "the new owner may");
 }

@@ -27,6 +27,7 @@ const state = {
   listTimer: null,
   cidSeq: 0,
   loginReq: null, // what to do when the LOGIN ack comes: 'login' | 'resume'
+  blocked: new Set(), // user ids this user blocks (BLOCKED, msgid 32)
 };
 
 function keyOf(kind, id) { return kind + ':' + id; }
@@ -113,6 +114,8 @@ function handle(f) {
     case 14: return onNotice(f);
     case 16: return onLists(f);
     case 20: return onHistory(f);
+    case 33: return onBlocked(f);
+    case 47: return onEvent(f);
   }
 }
 
@@ -173,6 +176,58 @@ function onLoginAck(f) {
   }
   clearInterval(state.listTimer);
   state.listTimer = setInterval(() => send({ msgid: 15 }), LIST_EVERY_MS);
+  send({ msgid: 32 });
+}
+
+// ---- users in control (docs/PROTOCOL.md, "Users in control") -------------------------
+
+function onBlocked(f) {
+  state.blocked = new Set((f.users || []).map((u) => u.id));
+  convAction();
+}
+
+const EVENT_TEXT = {
+  'friend-request': (f) => f.name + ' (#' + f.id + ') asks to be your friend.',
+  'friend-accepted': (f) => f.name + ' (#' + f.id + ') is now your friend.',
+  'friend-declined': (f) => 'User #' + f.id + ' declined your friend request.',
+  'friend-removed': (f) => 'User #' + f.id + ' is no longer your friend.',
+  'member-removed': (f) => f.id === state.me.id ? 'You were removed from group ' + f.groupid + '.' : 'User #' + f.id + ' was removed from group ' + f.groupid + '.',
+  'member-left': (f) => 'User #' + f.id + ' left group ' + f.groupid + '.',
+  'owner-changed': (f) => 'User #' + f.id + ' now owns group ' + f.groupid + '.',
+  'admin-changed': (f) => 'User #' + f.id + (f.admin ? ' is now' : ' is no longer') + ' an admin of group ' + f.groupid + '.',
+  'group-changed': (f) => 'Group ' + f.groupid + ' changed.',
+  'group-deleted': (f) => 'Group ' + f.groupid + ' was deleted.',
+};
+
+function onEvent(f) {
+  const text = EVENT_TEXT[f.event];
+  if (text) $('action-result').textContent = text(f);
+  const gone = f.event === 'group-deleted' || ((f.event === 'member-removed' || f.event === 'member-left') && f.id === state.me.id);
+  if (gone) forgetConv(keyOf('g', f.groupid));
+  send({ msgid: 15 });
+}
+
+function forgetConv(key) {
+  state.convs.delete(key);
+  if (state.current === key) {
+    state.current = null;
+    $('message-list').replaceChildren();
+    $('conv-title').textContent = 'Pick a friend or a group';
+    $('composer-input').disabled = true;
+    $('send-btn').disabled = true;
+  }
+  convAction();
+  renderLists();
+}
+
+// The button in a conversation's header: block or unblock a user, leave a group.
+function convAction() {
+  const b = $('conv-action');
+  const c = state.current && state.convs.get(state.current);
+  if (!c) { b.hidden = true; return; }
+  b.hidden = false;
+  if (c.kind === 'g') b.textContent = 'Leave group';
+  else b.textContent = state.blocked.has(c.id) ? 'Unblock' : 'Block';
 }
 
 function onLists(f) {
@@ -228,6 +283,13 @@ function onAck(f) {
     } else {
       out.textContent = f.errmsg || 'refused';
     }
+  } else if (f.re === 30 || f.re === 31 || f.re === 40 || f.re === 45 || f.re === 46) {
+    if (f.errno !== 0) { out.textContent = f.errmsg || 'refused'; return; }
+    out.textContent = { 30: 'Blocked.', 31: 'Unblocked.', 40: 'You left the group.', 45: 'Password changed.', 46: 'Account deleted.' }[f.re];
+    if (f.re === 45 && f.resume) { state.token = f.resume; sessionStorage.setItem('chat.token', f.resume); }
+    if (f.re === 46) { dropSession(); $('auth-error').textContent = 'Your account was deleted.'; return; }
+    send({ msgid: 32 });
+    send({ msgid: 15 });
   } else if (f.errno !== 0) {
     out.textContent = f.errmsg || 'refused';
   }
@@ -438,6 +500,7 @@ function openConv(key) {
   $('send-btn').disabled = false;
   $('app').classList.add('in-conv');
   renderLists();
+  convAction();
   scrollDown();
   if (!c.loaded) loadHistory(c);
   $('composer-input').focus();
@@ -488,6 +551,33 @@ $('join-group-form').onsubmit = (e) => {
   e.preventDefault();
   send({ msgid: 9, groupid: Number($('join-group-id').value.trim()) });
   $('join-group-id').value = '';
+};
+
+$('conv-action').onclick = () => {
+  const c = state.current && state.convs.get(state.current);
+  if (!c) return;
+  if (c.kind === 'g') {
+    if (!confirm('Leave ' + c.title + '? You will get no more of its messages.')) return;
+    send({ msgid: 40, groupid: c.id });
+    forgetConv(c.key);
+  } else if (state.blocked.has(c.id)) {
+    send({ msgid: 31, id: c.id });
+  } else {
+    if (!confirm('Block ' + c.title + '? They will not be able to write to you.')) return;
+    send({ msgid: 30, id: c.id });
+  }
+};
+$('passwd-form').onsubmit = (e) => {
+  e.preventDefault();
+  if (!confirm('Change your password? Your other sessions will end.')) return;
+  send({ msgid: 45, password: $('passwd-old').value, newpassword: $('passwd-new').value });
+  $('passwd-old').value = '';
+  $('passwd-new').value = '';
+};
+$('delete-account-btn').onclick = () => {
+  const password = prompt('Delete your account for good? Type your password to confirm.');
+  if (!password) return;
+  send({ msgid: 46, password });
 };
 
 $('composer').onsubmit = (e) => {

@@ -25,6 +25,13 @@ fn new_token() -> Result<String, ServiceError> {
     Ok(hex(&bytes))
 }
 
+/// A new resume token and the hash that is stored of it.
+pub(super) fn issue_token() -> Result<(String, String), ServiceError> {
+    let token = new_token()?;
+    let hash = token_hash(&token);
+    Ok((token, hash))
+}
+
 fn token_hash(token: &str) -> String {
     hex(&Sha256::digest(token.as_bytes()))
 }
@@ -70,7 +77,13 @@ impl Service {
             return Err(e);
         }
         let hash = self.passwords.hash(password).await?;
-        let id = self.store.create_user(&name, &hash).await?;
+        let id = match self.store.create_user(&name, &hash).await {
+            // A deleted account's name is free again once its hold is over (account.rs).
+            Err(chat_ports::StoreError::NameTaken) if self.free_held_name(&name).await? => {
+                self.store.create_user(&name, &hash).await?
+            }
+            other => other?,
+        };
         info!(user = %id, addr = %conn.addr.ip(), "registered");
         Ok(Reply::Frame(reg_ok(id)))
     }
@@ -240,8 +253,12 @@ impl Service {
         self.store.set_online(&[id], true).await?;
         let friends = self.store.friends(id).await?;
         let groups = self.store.groups_of(id).await?;
+        let (friends, groups) = self.mask_presence(id, friends, groups).await?;
         let legacy = self.store.offline_messages(id).await?;
         let states = self.log.conversations(id).await?;
+        // Group messages of users this one blocks are not pushed (issue 21).
+        let muted: Vec<UserId> = self.control.blocked(id).await?.into_iter().map(|u| u.id).collect();
+        self.sessions().set_muted(id, conn.id, muted.clone());
         let behind = self.sessions().load(id, conn.id, &states, claims);
         if conn.ext {
             // Extension clients get the backlog as pushes after the ack (the replay).
@@ -255,7 +272,7 @@ impl Service {
         } else {
             self.log.after(&behind, self.config.offline_in_ack).await?
         };
-        included.retain(|m| m.sender != id);
+        included.retain(|m| m.sender != id && !(m.conv.as_group().is_some() && muted.contains(&m.sender)));
         Ok(Loaded { friends, groups, legacy, included, unread: Vec::new() })
     }
 

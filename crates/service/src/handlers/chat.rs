@@ -129,9 +129,8 @@ impl Service {
     ) -> Result<Reply, ServiceError> {
         let me = conn.user()?.clone();
         self.check_message(&msg)?;
-        if !self.user_exists(to).await? {
-            return Err(ServiceError::UnknownUser);
-        }
+        // Blocks and "friends only" (control.rs), before anything is stored.
+        self.check_write(me.id, to).await?;
         let conv = ConvId::direct(me.id, to);
         let message = self.new_message(&me, conv, msg, cid);
         self.submit(conn, message, Recipients::One(to)).await
@@ -237,6 +236,7 @@ impl Service {
     pub(crate) async fn lists(&self, me: &SessionUser) -> Result<Reply, ServiceError> {
         let friends = self.store.friends(me.id).await?;
         let groups = self.store.groups_of(me.id).await?;
+        let (friends, groups) = self.mask_presence(me.id, friends, groups).await?;
         let unread = self.unread(me.id, &self.sessions().cursors(me.id)).await?;
         Ok(Reply::Frame(chat_proto::list_ack(&friends, &groups, &unread)))
     }

@@ -1,9 +1,12 @@
 //! The request handlers, one file per feature area, and the checks they share.
 
+mod account;
 mod auth;
 mod chat;
+mod control;
 mod friend;
 mod group;
+mod group_admin;
 
 pub(crate) use chat::{Clock, KnownUsers};
 

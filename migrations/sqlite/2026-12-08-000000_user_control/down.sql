@@ -1,0 +1,4 @@
+DROP TABLE "GroupAdmin";
+DROP TABLE "FriendRequest";
+DROP TABLE "UserControl";
+DROP TABLE "Block";
