@@ -28,9 +28,17 @@ use crate::delivery::Delivery;
 /// rare and always read again. A change that can turn a yes into a no (a block, the
 /// "friends only" setting, a friendship ended, an account deleted) is announced
 /// (`control-changed:<user>`) and every node forgets that user's verdicts.
+///
+/// Most users let anyone write and block nobody: such a user is "open", a fact cached per
+/// user, and a chat between two open users needs no verdict of its own. Without it every
+/// new pair cost a read, which on a busy node is most chats (200 users chatting at random
+/// make 40,000 pairs). Every cached fact carries the cache's generation when its read
+/// began, and is kept only if no announcement came meanwhile (a block during the read).
 #[derive(Default)]
 pub(crate) struct WriteCache {
     map: Mutex<HashMap<(UserId, UserId), Instant>>,
+    open: Mutex<HashMap<UserId, (Instant, bool)>>,
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl WriteCache {
@@ -48,18 +56,60 @@ impl WriteCache {
         self.lock().get(&(from, to)).is_some_and(|at| at.elapsed() < Self::TTL)
     }
 
-    /// `from` may write to `to`.
-    pub(crate) fn allow(&self, from: UserId, to: UserId) {
+    /// The generation to hand back to [`allow`](Self::allow) or [`set_open`](Self::set_open)
+    /// after a read: taken before the read.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// `from` may write to `to`, as read since `generation`.
+    pub(crate) fn allow(&self, from: UserId, to: UserId, generation: u64) {
         let mut map = self.lock();
+        if self.generation() != generation {
+            return;
+        }
         if map.len() >= Self::CAPACITY {
             map.clear();
         }
         map.insert((from, to), Instant::now());
     }
 
-    /// Forgets every verdict about `user`, as sender or as recipient.
+    fn lock_open(&self) -> std::sync::MutexGuard<'_, HashMap<UserId, (Instant, bool)>> {
+        self.open.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether `user` was recently found open (anyone may write, blocks nobody, not deleted):
+    /// `None` when not known. A user found not open takes the verdict per pair.
+    pub(crate) fn open(&self, user: UserId) -> Option<bool> {
+        self.lock_open().get(&user).filter(|(at, _)| at.elapsed() < Self::TTL).map(|(_, open)| *open)
+    }
+
+    /// Whether `user` was recently found open.
+    #[cfg(test)]
+    fn is_open(&self, user: UserId) -> bool {
+        self.open(user) == Some(true)
+    }
+
+    /// Whether `user` is open, as read since `generation`.
+    pub(crate) fn set_open(&self, user: UserId, open_now: bool, generation: u64) {
+        let mut open = self.lock_open();
+        if self.generation() != generation {
+            return;
+        }
+        if open.len() >= Self::CAPACITY {
+            open.clear();
+        }
+        open.insert(user, (Instant::now(), open_now));
+    }
+
+    /// Forgets every verdict about `user`, as sender or as recipient, and whether it is open.
     pub(crate) fn forget(&self, user: UserId) {
-        self.lock().retain(|&(from, to), _| from != user && to != user);
+        // Under both locks, so that a read that began before cannot store its fact after.
+        let mut map = self.lock();
+        let mut open = self.lock_open();
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        map.retain(|&(from, to), _| from != user && to != user);
+        open.remove(&user);
     }
 
     /// The announcement that `user`'s verdicts changed.
@@ -181,13 +231,23 @@ mod tests {
     #[test]
     fn verdicts_are_forgotten_per_user() {
         let cache = WriteCache::default();
-        cache.allow(UserId(1), UserId(2));
-        cache.allow(UserId(3), UserId(4));
+        let generation = cache.generation();
+        cache.allow(UserId(1), UserId(2), generation);
+        cache.allow(UserId(3), UserId(4), generation);
+        cache.set_open(UserId(5), true, generation);
+        cache.set_open(UserId(2), true, generation);
+        assert!(cache.is_open(UserId(5)) && cache.is_open(UserId(2)));
         assert!(cache.allowed(UserId(1), UserId(2)));
         assert!(!cache.allowed(UserId(2), UserId(1)), "a verdict has a direction");
         cache.forget(UserId(2));
         assert!(!cache.allowed(UserId(1), UserId(2)));
+        assert!(!cache.is_open(UserId(2)));
         assert!(cache.allowed(UserId(3), UserId(4)));
+        assert!(cache.is_open(UserId(5)));
+        // A fact read before an announcement is not kept after it.
+        cache.set_open(UserId(6), true, generation);
+        cache.allow(UserId(6), UserId(7), generation);
+        assert!(!cache.is_open(UserId(6)) && !cache.allowed(UserId(6), UserId(7)));
         assert_eq!(WriteCache::parse_changed(&WriteCache::changed_event(UserId(9))), Some(UserId(9)));
         assert_eq!(WriteCache::parse_changed(b"control-changed:x"), None);
     }

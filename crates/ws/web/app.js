@@ -201,7 +201,10 @@ const EVENT_TEXT = {
 
 function onEvent(f) {
   const text = EVENT_TEXT[f.event];
-  if (text) $('action-result').textContent = text(f);
+  // Leaving is this session's own request: its ACK says so, and the event (which may come
+  // after it) must not write over it.
+  const mine = f.event === 'member-left' && f.id === state.me.id;
+  if (text && !mine) $('action-result').textContent = text(f);
   const gone = f.event === 'group-deleted' || ((f.event === 'member-removed' || f.event === 'member-left') && f.id === state.me.id);
   if (gone) forgetConv(keyOf('g', f.groupid));
   send({ msgid: 15 });

@@ -21,9 +21,10 @@ impl Service {
             return Err(ServiceError::UnknownUser);
         }
         let writes = self.delivery.writes();
-        if writes.allowed(from, to) {
+        if writes.allowed(from, to) || (self.is_open(from).await? && self.is_open(to).await?) {
             return Ok(());
         }
+        let generation = writes.generation();
         let check = self.control.write_check(from, to).await?;
         if !check.live {
             return Err(ServiceError::UnknownUser);
@@ -34,8 +35,22 @@ impl Service {
         if check.blocked_by_recipient || (check.friends_only && !check.friend_of_recipient && from != to) {
             return Err(ServiceError::Refused);
         }
-        writes.allow(from, to);
+        writes.allow(from, to, generation);
         Ok(())
+    }
+
+    /// Whether `user` lets anyone write to it, blocks nobody and lives: then its chats with
+    /// another such user need no verdict of their own (see `WriteCache`). Cached per user.
+    async fn is_open(&self, user: UserId) -> Result<bool, ServiceError> {
+        let writes = self.delivery.writes();
+        if let Some(open) = writes.open(user) {
+            return Ok(open);
+        }
+        let generation = writes.generation();
+        let me = self.control.write_check(user, user).await?;
+        let open = me.live && !me.friends_only && self.control.blocked(user).await?.is_empty();
+        writes.set_open(user, open, generation);
+        Ok(open)
     }
 
     /// BLOCK: `me` blocks `other`. Their chats and friend requests to `me` are refused from
