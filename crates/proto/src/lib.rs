@@ -12,7 +12,7 @@ mod request;
 pub use ids::{ConvId, GroupId, Peer, UserId};
 pub use reply::{
     Ack, ChatPush, ErrorCode, FriendEntry, GroupChatPush, GroupEntry, LoginOk, MemberEntry, Notice, Role,
-    Unread, ack_error, encode, history_ack, list_ack, ping, reg_ok,
+    Unread, ack_error, encode, find_user_ok, history_ack, list_ack, ping, reg_ok,
 };
 pub use request::{DecodeError, HistoryFrom, Request, decode_request};
 
@@ -60,6 +60,12 @@ pub enum MsgId {
     History = 19,
     /// Extension: server answers HISTORY.
     HistoryAck = 20,
+    /// Extension: client looks a user up by exact name.
+    FindUser = 50,
+    /// Extension: server answers FIND_USER.
+    FindUserAck = 51,
+    /// Extension: client ends every session of its user, and their resume tokens.
+    LogoutAll = 52,
 }
 
 impl MsgId {
@@ -86,6 +92,9 @@ impl MsgId {
             18 => MsgId::Received,
             19 => MsgId::History,
             20 => MsgId::HistoryAck,
+            50 => MsgId::FindUser,
+            51 => MsgId::FindUserAck,
+            52 => MsgId::LogoutAll,
             _ => return None,
         })
     }

@@ -51,6 +51,8 @@ pub enum ErrorCode {
     /// A limit per client address: connections, connections waiting to log in, or
     /// registrations from the client's address (a NOTICE before a close, or a REG_ACK).
     AddressLimit = 18,
+    /// The account has `max_sessions_per_user` sessions already (an extension login).
+    SessionLimit = 30,
 }
 
 impl ErrorCode {
@@ -182,6 +184,13 @@ pub fn ack_error(ack: MsgId, code: ErrorCode, errmsg: &str) -> String {
 /// REG_MSG_ACK success: `{"errno":0,"id":N,"msgid":5}`.
 pub fn reg_ok(id: UserId) -> String {
     encode(&json!({ "errno": 0, "id": id, "msgid": MsgId::RegAck.number() }))
+}
+
+/// FIND_USER_ACK (extension): `{"errno":0,"id":N,"msgid":51,"name":"…","state":"online"}`.
+pub fn find_user_ok(id: UserId, name: &str, online: bool) -> String {
+    encode(
+        &json!({ "errno": 0, "id": id, "msgid": MsgId::FindUserAck.number(), "name": name, "state": state(online) }),
+    )
 }
 
 /// `online` or `offline`, as the original spells presence.
@@ -482,11 +491,16 @@ mod tests {
             (ErrorCode::LimitReached, 16),
             (ErrorCode::BadToken, 17),
             (ErrorCode::AddressLimit, 18),
+            (ErrorCode::SessionLimit, 30),
         ];
         for (code, n) in codes {
             assert_eq!(code.number(), n);
         }
         assert_eq!(encode(&Ack::ok(MsgId::AddFriend)), r#"{"errno":0,"msgid":11,"re":7}"#);
+        assert_eq!(
+            find_user_ok(UserId(7), "bob", true),
+            r#"{"errno":0,"id":7,"msgid":51,"name":"bob","state":"online"}"#
+        );
         assert_eq!(
             encode(&Ack::error(10, ErrorCode::NotMember, "x")),
             r#"{"errmsg":"x","errno":7,"msgid":11,"re":10}"#
