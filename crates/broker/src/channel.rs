@@ -59,6 +59,11 @@ impl Layout {
         format!("{}user:{}", self.head(self.bucket(user)), user.0)
     }
 
+    /// The hash that counts `user`'s extension sessions per node (beside its key, one slot).
+    pub(crate) fn sessions_key(&self, user: UserId) -> String {
+        format!("{}sessions:{}", self.head(self.bucket(user)), user.0)
+    }
+
     /// The prefix of the lease keys in `bucket`; a node's lease key there is this followed by its id.
     pub(crate) fn lease_prefix(&self, bucket: u32) -> String {
         format!("{}lease:", self.head(bucket))

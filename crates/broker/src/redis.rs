@@ -11,14 +11,14 @@
 //! - `{prefix}user:{id}`: the node id holding user `id` (no TTL; it is free once that node's lease is gone);
 //! - `{prefix}lease:{node_id}`: exists, with a TTL of `lease`, while node `node_id` is alive.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use chat_ports::{Broker, BrokerError, Sink};
+use chat_ports::{Broker, BrokerError, Joined, Sink};
 use chat_proto::UserId;
 use fred::clients::SubscriberClient;
 use fred::prelude::{
@@ -91,6 +91,11 @@ struct Presence {
     held: HashSet<UserId>,
     /// Users whose release failed; retried by the maintenance task until it succeeds.
     unreleased: HashSet<UserId>,
+    /// Users with extension sessions here ([`Broker::join`]), and how many.
+    joined: HashMap<UserId, u32>,
+    /// Users whose count of sessions here Redis may not have (a failed call); set again by
+    /// the maintenance task.
+    unsynced: HashSet<UserId>,
 }
 
 /// Subscription bookkeeping that fred's own tracked-channel set cannot express.
@@ -117,6 +122,8 @@ struct Shared {
     claim: Script,
     release: Script,
     renew: Script,
+    join: Script,
+    set_sessions: Script,
     /// Serializes presence changes, so a retried release or a re-assertion never races a claim.
     presence: tokio::sync::Mutex<Presence>,
     /// Serializes (un)subscriptions with the resync after a reconnect.
@@ -236,7 +243,7 @@ impl RedisBroker {
         }
 
         let shared = match Self::load_scripts(&client).await {
-            Ok((claim, release, renew)) => Arc::new(Shared {
+            Ok([claim, release, renew, join, set_sessions]) => Arc::new(Shared {
                 cluster,
                 layout: Layout::new(&config.channel_prefix, cluster),
                 lease_ms: lease.as_millis().to_string(),
@@ -247,6 +254,8 @@ impl RedisBroker {
                 claim,
                 release,
                 renew,
+                join,
+                set_sessions,
                 presence: tokio::sync::Mutex::new(Presence::default()),
                 subscriptions: tokio::sync::Mutex::new(Subscriptions::default()),
                 reassert: Notify::new(),
@@ -299,9 +308,16 @@ impl RedisBroker {
         }))
     }
 
-    async fn load_scripts(client: &Client) -> Result<(Script, Script, Script), BrokerError> {
+    /// CLAIM, RELEASE, RENEW, JOIN and SET_SESSIONS, loaded.
+    async fn load_scripts(client: &Client) -> Result<[Script; 5], BrokerError> {
         let load = |lua| bounded("cannot load a Lua script into Redis", Script::load(client, lua));
-        Ok((load(scripts::CLAIM).await?, load(scripts::RELEASE).await?, load(scripts::RENEW).await?))
+        Ok([
+            load(scripts::CLAIM).await?,
+            load(scripts::RELEASE).await?,
+            load(scripts::RENEW).await?,
+            load(scripts::JOIN).await?,
+            load(scripts::SET_SESSIONS).await?,
+        ])
     }
 
     /// This node's id.
@@ -361,6 +377,9 @@ impl RedisBroker {
         let held: Vec<UserId> = shared.presence.lock().await.held.iter().copied().collect();
         if let Err(e) = shared.release_users(&held).await {
             warn!(node = %shared.node_id, error = %e, users = held.len(), "shutdown: cannot release users; they expire with the lease");
+        }
+        if let Err(e) = shared.leave_all().await {
+            warn!(node = %shared.node_id, error = %e, "shutdown: cannot end the sessions; they expire with the lease");
         }
         let deletes = shared.layout.buckets().map(|bucket| {
             bounded("cannot delete the lease", shared.client.del::<i64, _>(shared.lease_key(bucket)))
@@ -438,10 +457,115 @@ impl Shared {
         self.claim
             .run(
                 &self.client,
-                vec![self.layout.user_key(user), self.lease_key(bucket)],
+                vec![self.layout.user_key(user), self.lease_key(bucket), self.layout.sessions_key(user)],
                 vec![self.node_id.clone(), self.layout.lease_prefix(bucket), self.lease_ms.clone()],
             )
             .await
+    }
+
+    /// Runs SET_SESSIONS for `user` with this node's `count` of its sessions.
+    async fn run_set_sessions(&self, user: UserId, count: u32) -> Result<i64, fred::error::Error> {
+        let bucket = self.layout.bucket(user);
+        self.set_sessions
+            .run(
+                &self.client,
+                vec![self.layout.user_key(user), self.layout.sessions_key(user)],
+                vec![self.node_id.clone(), self.layout.lease_prefix(bucket), count.to_string()],
+            )
+            .await
+    }
+
+    async fn join(&self, user: UserId, max: u32) -> Result<Joined, BrokerError> {
+        ensure_connected(&self.client, "command")?;
+        let mut presence = self.presence.lock().await;
+        let bucket = self.layout.bucket(user);
+        let run = self.join.run(
+            &self.client,
+            vec![self.layout.user_key(user), self.lease_key(bucket), self.layout.sessions_key(user)],
+            vec![
+                self.node_id.clone(),
+                self.layout.lease_prefix(bucket),
+                self.lease_ms.clone(),
+                max.to_string(),
+            ],
+        );
+        match bounded("cannot claim a session", run).await {
+            Ok(0) => Ok(Joined::InUse),
+            Ok(3) => Ok(Joined::Limit),
+            Ok(code) => {
+                *presence.joined.entry(user).or_default() += 1;
+                if code % 10 == 2 {
+                    warn!(node = %self.node_id, "the node lease had vanished; re-asserting this node's claims");
+                    self.reassert.notify_one();
+                }
+                Ok(Joined::Yes { others: code >= 10 })
+            }
+            Err(e) => {
+                // The script may have run although we got no answer: set the count again later.
+                presence.unsynced.insert(user);
+                Err(e)
+            }
+        }
+    }
+
+    async fn leave(&self, user: UserId) -> Result<u32, BrokerError> {
+        let mut presence = self.presence.lock().await;
+        let count = match presence.joined.get_mut(&user) {
+            Some(count) => {
+                *count = count.saturating_sub(1);
+                *count
+            }
+            None => 0,
+        };
+        if count == 0 {
+            presence.joined.remove(&user);
+        }
+        let result = match ensure_connected(&self.client, "command") {
+            Ok(()) => bounded("cannot end a session", self.run_set_sessions(user, count)).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(left) => Ok(u32::try_from(left).unwrap_or(0)),
+            Err(e) => {
+                presence.unsynced.insert(user);
+                Err(e)
+            }
+        }
+    }
+
+    /// Sets again the counts Redis may not have, and (`all`) every count after the lease
+    /// vanished; a user a node that does not share took meanwhile goes to the sink.
+    async fn sync_sessions(&self, sink: &dyn Sink, all: bool) -> Result<(), BrokerError> {
+        let mut presence = self.presence.lock().await;
+        let mut users: Vec<UserId> = presence.unsynced.iter().copied().collect();
+        if all {
+            users.extend(presence.joined.keys().copied());
+        }
+        for user in users {
+            let count = presence.joined.get(&user).copied().unwrap_or(0);
+            let result = bounded("cannot set a session count", self.run_set_sessions(user, count)).await?;
+            presence.unsynced.remove(&user);
+            if result < 0 {
+                presence.joined.remove(&user);
+                warn!(node = %self.node_id, user = user.0, "lost a user's sessions while this node's lease was gone; ending them here");
+                sink.claim_lost(user);
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends every extension session of this node (shutdown).
+    async fn leave_all(&self) -> Result<(), BrokerError> {
+        let mut presence = self.presence.lock().await;
+        let users: Vec<UserId> = presence.joined.keys().copied().collect();
+        for user in users {
+            presence.joined.remove(&user);
+            if let Err(e) = bounded("cannot end a session", self.run_set_sessions(user, 0)).await {
+                presence.unsynced.insert(user);
+                return Err(e);
+            }
+        }
+        Ok(())
     }
 
     async fn claim(&self, user: UserId) -> Result<bool, BrokerError> {
@@ -684,6 +808,14 @@ impl Broker for RedisBroker {
 
     async fn release(&self, user: UserId) -> Result<(), BrokerError> {
         self.shared.release_users(&[user]).await
+    }
+
+    async fn join(&self, user: UserId, max: u32) -> Result<Joined, BrokerError> {
+        self.shared.join(user, max).await
+    }
+
+    async fn leave(&self, user: UserId) -> Result<u32, BrokerError> {
+        self.shared.leave(user).await
     }
 
     async fn subscribe(&self, user: UserId) -> Result<(), BrokerError> {
@@ -938,8 +1070,10 @@ async fn maintenance_loop(
             }
             if reassert {
                 shared.reassert_claims(sink.as_ref()).await?;
+                shared.sync_sessions(sink.as_ref(), true).await?;
                 reassert = false;
             }
+            shared.sync_sessions(sink.as_ref(), false).await?;
             shared.retry_releases().await
         }
         .await;

@@ -4,17 +4,26 @@
 
 use fred::prelude::{Client, LuaInterface};
 
-/// Claims a user for a node.
+/// Claims a user for a node, for one session that shares with no other (an original-protocol
+/// client's).
 ///
-/// KEYS[1] = the user's key, KEYS[2] = this node's lease key;
+/// KEYS[1] = the user's key, KEYS[2] = this node's lease key, KEYS[3] = the user's sessions
+/// hash (node → count of extension sessions, see [`JOIN`]);
 /// ARGV[1] = this node's id, ARGV[2] = the lease-key prefix, ARGV[3] = the lease in ms.
-/// Returns 0 if another node with a live lease holds the user, 1 if this node holds it now,
-/// 2 if it holds it now but its own lease key was missing (Redis lost its data, or this node
-/// was cut off longer than its lease): the caller should re-assert its other claims.
+/// Returns 0 if another node with a live lease holds the user (by its key, or by sessions in
+/// the hash), 1 if this node holds it now, 2 if it holds it now but its own lease key was
+/// missing (Redis lost its data, or this node was cut off longer than its lease): the caller
+/// should re-assert its other claims.
 pub(crate) const CLAIM: &str = r#"
 local holder = redis.call('GET', KEYS[1])
 if holder and holder ~= ARGV[1] and redis.call('EXISTS', ARGV[2] .. holder) == 1 then
   return 0
+end
+local fields = redis.call('HGETALL', KEYS[3])
+for i = 1, #fields, 2 do
+  if fields[i] ~= ARGV[1] and redis.call('EXISTS', ARGV[2] .. fields[i]) == 1 then
+    return 0
+  end
 end
 local had_lease = redis.call('EXISTS', KEYS[2])
 redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[3])
@@ -23,6 +32,103 @@ if had_lease == 1 then
   return 1
 end
 return 2
+"#;
+
+/// Adds one extension session of a user on a node (several sessions per user, on any nodes).
+///
+/// KEYS[1] = the user's key, KEYS[2] = this node's lease key, KEYS[3] = the user's sessions hash;
+/// ARGV[1] = this node's id, ARGV[2] = the lease-key prefix, ARGV[3] = the lease in ms,
+/// ARGV[4] = the most sessions the user may have.
+/// The hash counts each node's sessions; fields of nodes whose lease expired are dropped. The
+/// user's key keeps naming a live node that holds the user, so that nodes of the previous
+/// release (which know only that key) refuse their logins.
+/// Returns 0 if a node that does not share holds the user (an original-protocol session, or
+/// a node of the previous release), 3 if the user has the most sessions already, else 1 (2 if
+/// this node's lease key was missing, as in [`CLAIM`]), plus 10 if other nodes hold sessions.
+pub(crate) const JOIN: &str = r#"
+local me = ARGV[1]
+local total, others = 0, 0
+local fields = redis.call('HGETALL', KEYS[3])
+for i = 1, #fields, 2 do
+  local node, n = fields[i], tonumber(fields[i + 1])
+  if node ~= me and redis.call('EXISTS', ARGV[2] .. node) == 0 then
+    redis.call('HDEL', KEYS[3], node)
+  else
+    total = total + n
+    if node ~= me then
+      others = others + n
+    end
+  end
+end
+local holder = redis.call('GET', KEYS[1])
+local held = holder and holder ~= me and redis.call('EXISTS', ARGV[2] .. holder) == 1
+if held and redis.call('HEXISTS', KEYS[3], holder) == 0 then
+  return 0
+end
+if total >= tonumber(ARGV[4]) then
+  return 3
+end
+local had_lease = redis.call('EXISTS', KEYS[2])
+redis.call('SET', KEYS[2], me, 'PX', ARGV[3])
+redis.call('HINCRBY', KEYS[3], me, 1)
+if not held then
+  redis.call('SET', KEYS[1], me)
+end
+local r = 1
+if had_lease == 0 then
+  r = 2
+end
+if others > 0 then
+  r = r + 10
+end
+return r
+"#;
+
+/// Sets how many extension sessions of a user a node has (a session ended, a retry, or the
+/// re-assertion after the lease vanished).
+///
+/// KEYS[1] = the user's key, KEYS[2] = the user's sessions hash;
+/// ARGV[1] = this node's id, ARGV[2] = the lease-key prefix, ARGV[3] = the node's count.
+/// With a count of 0 the node's field goes, and if the user's key names this node it is
+/// handed to another live node with sessions, or deleted. With a count above 0 the user's
+/// key is taken if free. Returns how many sessions the user has left on live nodes, or -1 if
+/// a node that does not share took the user meanwhile (the sessions here must end).
+pub(crate) const SET_SESSIONS: &str = r#"
+local me = ARGV[1]
+local count = tonumber(ARGV[3])
+local holder = redis.call('GET', KEYS[1])
+local held = holder and holder ~= me and redis.call('EXISTS', ARGV[2] .. holder) == 1
+if count > 0 then
+  if held and redis.call('HEXISTS', KEYS[2], holder) == 0 then
+    redis.call('HDEL', KEYS[2], me)
+    return -1
+  end
+  redis.call('HSET', KEYS[2], me, count)
+  if not held then
+    redis.call('SET', KEYS[1], me)
+  end
+else
+  redis.call('HDEL', KEYS[2], me)
+end
+local left, other = 0, nil
+local fields = redis.call('HGETALL', KEYS[2])
+for i = 1, #fields, 2 do
+  local node = fields[i]
+  if node == me or redis.call('EXISTS', ARGV[2] .. node) == 1 then
+    left = left + tonumber(fields[i + 1])
+    if node ~= me then
+      other = node
+    end
+  end
+end
+if count <= 0 and holder == me then
+  if other then
+    redis.call('SET', KEYS[1], other)
+  else
+    redis.call('DEL', KEYS[1])
+  end
+end
+return left
 "#;
 
 /// Releases users held by a node.
