@@ -9,6 +9,7 @@ mod delivery;
 mod dispatch;
 mod durable;
 mod error;
+mod gates;
 mod handlers;
 mod inbox;
 mod journal;
@@ -27,7 +28,7 @@ pub use dispatch::Conn;
 pub use durable::NODE_PROTOCOL;
 pub use error::ServiceError;
 pub use password::{HashCost, Passwords};
-pub use sessions::{Delivered, Sessions};
+pub use sessions::{Delivered, Refused, Sessions};
 
 /// Limits and settings of the service.
 #[derive(Debug, Clone)]
@@ -97,6 +98,12 @@ pub struct ServiceConfig {
     pub login_timeout: Duration,
     /// An extension client silent this long is pinged, and closed if silent twice as long.
     pub ping_interval: Duration,
+    /// Sessions one user may have at once, on all nodes (extension clients; an original
+    /// client's session is the only one).
+    pub max_sessions_per_user: usize,
+    /// How long after a session joined a user other nodes hold it reads its conversations
+    /// again (what they routed before they heard of it).
+    pub settle_after: Duration,
 }
 
 impl Default for ServiceConfig {
@@ -136,6 +143,8 @@ impl Default for ServiceConfig {
             commit_linger: Duration::from_millis(2),
             login_timeout: Duration::from_secs(60),
             ping_interval: Duration::from_secs(30),
+            max_sessions_per_user: 10,
+            settle_after: Duration::from_secs(1),
         }
     }
 }
@@ -151,6 +160,7 @@ pub struct Service {
     passwords: Passwords,
     addresses: limits::Addresses,
     throttles: limits::Throttles,
+    gates: gates::Gates,
     config: ServiceConfig,
 }
 
@@ -193,6 +203,7 @@ impl Service {
             passwords,
             addresses,
             throttles,
+            gates: gates::Gates::default(),
             config,
         })
     }
@@ -223,6 +234,9 @@ impl Service {
         }
         for user in &users {
             let _ = self.broker.unsubscribe(*user).await;
+            for _ in 0..self.sessions().count(*user) {
+                let _ = self.broker.leave(*user).await;
+            }
             let _ = self.broker.release(*user).await;
         }
         if let Err(e) = self.store.set_online(&users, false).await {
