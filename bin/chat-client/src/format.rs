@@ -213,10 +213,12 @@ pub fn login_screen(info: &LoginInfo) -> String {
 
 /// The help list, in English, with each command's format.
 pub fn help() -> String {
-    const COMMANDS: [(&str, &str, &str); 11] = [
+    const COMMANDS: [(&str, &str, &str); 14] = [
         ("help", "show this command list", "help"),
         ("chat", "send a message to a user", "chat:friendid:message"),
         ("addfriend", "add a friend", "addfriend:friendid"),
+        ("addfriend", "add a friend by their exact name", "addfriend:name"),
+        ("finduser", "find a user by their exact name (id and state)", "finduser:name"),
         ("creategroup", "create a group (you get its id)", "creategroup:groupname:groupdesc"),
         ("addgroup", "join a group", "addgroup:groupid"),
         ("groupchat", "send a message to a group", "groupchat:groupid:message"),
@@ -229,6 +231,7 @@ pub fn help() -> String {
         ("history", "the same in a group", "history:ggroupid or history:ggroupid:pagesize"),
         ("history", "the page before (or after) a message id", "history:userid:before:mid (or :after:mid)"),
         ("loginout", "log out and go back to the menu", "loginout"),
+        ("logoutall", "log out on every device of this account, then go back to the menu", "logoutall"),
     ];
     let mut out = String::from("show command list >>> \n");
     for (name, what, format) in COMMANDS {
@@ -270,7 +273,13 @@ pub fn success(cmd: &Command, groupid: Option<GroupId>) -> String {
         },
         Command::AddGroup { group } => format!("joined group {group} (lists shows your lists)"),
         Command::Loginout => "logged out".to_owned(),
-        Command::Lists | Command::History { .. } | Command::Help => "ok".to_owned(),
+        Command::LogoutAll => "logged out everywhere (every device of this account)".to_owned(),
+        Command::Lists | Command::History { .. } | Command::Help | Command::FindUser { .. } => {
+            "ok".to_owned()
+        }
+        Command::AddFriendByName { name } => {
+            format!("user {} is now your friend (lists shows your lists)", clean(name))
+        }
     }
 }
 
@@ -286,7 +295,15 @@ pub fn command_name(cmd: &Command) -> &'static str {
         Command::Lists => "lists",
         Command::History { .. } => "history",
         Command::Loginout => "loginout",
+        Command::FindUser { .. } => "finduser",
+        Command::AddFriendByName { .. } => "addfriend",
+        Command::LogoutAll => "logoutall",
     }
+}
+
+/// A user found by name: `bob id:7 online` (addfriend takes the name or the id).
+pub fn found(found: &crate::incoming::Found) -> String {
+    format!("{} id:{} {}", clean(&found.name), found.id, clean(&found.state))
 }
 
 /// The name of a request in messages, by the msgid it was sent with.
@@ -302,6 +319,8 @@ pub fn request_name(sent: MsgId) -> &'static str {
         MsgId::List => "lists",
         MsgId::History => "history",
         MsgId::Loginout => "loginout",
+        MsgId::FindUser => "finduser",
+        MsgId::LogoutAll => "logoutall",
         _ => "the request",
     }
 }
@@ -329,9 +348,11 @@ pub fn unsolicited(frame: &Incoming) -> Option<Result<String, String>> {
             Err(format!("late error for request {re}: {} (errno {})", clean(&e.errmsg), e.errno))
         }
         Incoming::Ack { re, outcome: Ok(_), .. } => Err(format!("late success reply for request {re}")),
-        Incoming::LoginAck(_) | Incoming::RegAck(_) | Incoming::ListAck(_) | Incoming::HistoryAck(_) => {
-            Err("ignored a late reply from the server".to_owned())
-        }
+        Incoming::LoginAck(_)
+        | Incoming::RegAck(_)
+        | Incoming::ListAck(_)
+        | Incoming::HistoryAck(_)
+        | Incoming::FoundUser(_) => Err("ignored a late reply from the server".to_owned()),
     })
 }
 
