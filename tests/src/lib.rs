@@ -5,6 +5,7 @@
 //! (`make test` builds them); a test that needs MySQL, Redis or nginx and cannot
 //! reach them fails and says what is missing.
 
+pub mod devices;
 pub mod drill;
 pub mod ops;
 pub mod redis_cluster;

@@ -78,7 +78,8 @@ impl RedisCluster {
     pub fn start() -> RedisCluster {
         let mut failures = String::new();
         for attempt in 0..4 {
-            let cluster = RedisCluster { dir: TempDir::new("chat-redis-cluster"), base: reserve_base(attempt) };
+            let cluster =
+                RedisCluster { dir: TempDir::new("chat-redis-cluster"), base: reserve_base(attempt) };
             let out = Command::new("bash")
                 .arg(script())
                 .args(["up", "--dir"])
@@ -89,7 +90,8 @@ impl RedisCluster {
             if out.status.success() {
                 return cluster;
             }
-            let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            let text =
+                format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
             let taken = text.contains("is in use");
             failures.push_str(&text);
             drop(cluster);
@@ -97,7 +99,9 @@ impl RedisCluster {
                 break;
             }
         }
-        panic!("deploy/redis-cluster.sh up failed (is redis-server installed? apt-get install -y redis-server): {failures}")
+        panic!(
+            "deploy/redis-cluster.sh up failed (is redis-server installed? apt-get install -y redis-server): {failures}"
+        )
     }
 
     /// The URL the nodes are given.
