@@ -503,7 +503,7 @@ impl Sessions {
     fn close_where(&self, user: UserId, why: &str, which: impl Fn(&Entry) -> bool) -> usize {
         let closing: Vec<(Outbound, bool)> = match self.lock().get(&user) {
             Some(sessions) => {
-                sessions.list.iter().filter(|e| which(*e)).map(|e| (e.out.clone(), e.inbox.ext())).collect()
+                sessions.list.iter().filter(|e| which(e)).map(|e| (e.out.clone(), e.inbox.ext())).collect()
             }
             None => return 0,
         };
