@@ -173,7 +173,13 @@ impl Service {
         let mut waited = std::time::Duration::ZERO;
         loop {
             match self.start_session(conn, user.clone(), Some(token.clone()), &claims, true).await {
-                Err(ServiceError::InUse | ServiceError::SessionLimit(_)) if waited < TAKEOVER_WAIT => {
+                // At the limit, sessions of a dead node may still count (until its lease
+                // expires): wait a little, as for a held account, but take nothing over.
+                Err(ServiceError::SessionLimit(_)) if waited < TAKEOVER_WAIT => {
+                    tokio::time::sleep(TAKEOVER_STEP).await;
+                    waited += TAKEOVER_STEP;
+                }
+                Err(ServiceError::InUse) if waited < TAKEOVER_WAIT => {
                     if waited.is_zero() {
                         // A session that shares with none holds the user (a node of the
                         // previous release resumed it there): take it over the old way.
