@@ -728,6 +728,29 @@ async fn one_user_several_sessions_on_two_nodes() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     s2.silent().await;
 
+    // A group chat from s1: its carbon reaches s2 (other node) and s3 (same node), as a group push.
+    s1.send(json!({"msgid":8,"groupname":"devices","groupdesc":"d"})).await;
+    let created = s1.recv().await;
+    let gid = created["groupid"].as_i64().expect("groupid");
+    f.send(json!({"msgid":9,"groupid":gid})).await;
+    assert_eq!(f.recv().await["errno"], 0);
+    s1.send(json!({"msgid":10,"groupid":gid,"msg":"to all","cid":"g1"})).await;
+    assert_eq!(s1.recv().await["errno"], 0);
+    for s in [&mut s2, &mut s3, &mut f] {
+        let got = loop {
+            let frame = s.recv().await;
+            if frame["msgid"] == 10 {
+                break frame;
+            }
+        };
+        assert_eq!(
+            (got["id"].as_i64(), got["groupid"].as_i64(), got["msg"].as_str()),
+            (Some(user), Some(gid), Some("to all"))
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    s1.silent().await;
+
     // The original client: errno 2 while any session lives.
     let mut original = Client::new(&n2);
     assert_eq!(original.login(user, false).await["errno"], 2);
