@@ -317,6 +317,9 @@ impl Sink for Delivery {
     }
 
     fn resync(&self) {
+        // A `sessions:` announcement may have been lost with the rest: from now on publish for
+        // every user here too, so that their sessions on other nodes miss nothing live.
+        self.sessions.set_all_shared();
         let sessions = self.sessions.all_stale();
         if !sessions.is_empty() {
             warn!(

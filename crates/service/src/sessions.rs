@@ -219,6 +219,14 @@ impl Sessions {
         }
     }
 
+    /// Every user here may have sessions elsewhere now (the broker may have lost an
+    /// announcement that said so): publish for all of them from now on.
+    pub(crate) fn set_all_shared(&self) {
+        for sessions in self.lock().values_mut() {
+            sessions.shared = true;
+        }
+    }
+
     /// The login read the user's conversations; `claims` are what a resuming client has.
     /// Returns the conversations with something after the cursor, and the cursor.
     pub(crate) fn load(
