@@ -331,6 +331,11 @@ pub fn unsolicited(frame: &Incoming) -> Option<Result<String, String>> {
     Some(match frame {
         Incoming::Chat(c) => Ok(chat_line(c)),
         Incoming::GroupChat(g) => Ok(group_line(g)),
+        Incoming::Presence { id, name, state } => Ok(if state == "online" {
+            format!("{} [{id}] is online", clean(name))
+        } else {
+            format!("{} [{id}] went offline", clean(name))
+        }),
         Incoming::Notice(e) => Err(format!("server notice: {} (errno {})", clean(&e.errmsg), e.errno)),
         Incoming::Unknown { msgid } => {
             Err(format!("ignored a message from the server with unknown msgid {msgid}"))

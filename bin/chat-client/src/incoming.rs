@@ -168,6 +168,15 @@ pub enum Incoming {
     HistoryAck(Result<HistoryPage, ServerError>),
     /// FIND_USER_ACK (51): the user with that name.
     FoundUser(Result<Found, ServerError>),
+    /// PRESENCE (53): a friend came online or went offline.
+    Presence {
+        /// Who.
+        id: UserId,
+        /// Their name.
+        name: String,
+        /// `online` or `offline`.
+        state: String,
+    },
     /// A forwarded ONE_CHAT (6).
     Chat(ChatLine),
     /// A forwarded GROUP_CHAT (10).
@@ -357,6 +366,11 @@ fn decode_value(value: &Value, frame: &[u8]) -> Incoming {
                 }))
             }),
         },
+        Some(MsgId::Presence) => obj.id("id").map(|id| Incoming::Presence {
+            id: UserId(id),
+            name: obj.lenient("name"),
+            state: obj.lenient("state"),
+        }),
         Some(MsgId::OneChat) => chat(&obj).map(Incoming::Chat),
         Some(MsgId::GroupChat) => group_chat(&obj).map(Incoming::GroupChat),
         Some(MsgId::Ping) => Ok(Incoming::Ping),

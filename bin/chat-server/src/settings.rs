@@ -113,6 +113,7 @@ pub struct Settings {
     pub resume_ttl_secs: f64,
     pub history_page_max: usize,
     pub max_sessions_per_user: usize,
+    pub presence_debounce_secs: f64,
     pub batch_max_messages: usize,
     pub commit_linger_ms: f64,
     pub login_timeout_secs: f64,
@@ -190,6 +191,7 @@ impl Settings {
             .set_default("resume_ttl_secs", 7.0 * 24.0 * 3600.0)?
             .set_default("history_page_max", 100)?
             .set_default("max_sessions_per_user", 10)?
+            .set_default("presence_debounce_secs", 3.0)?
             .set_default("batch_max_messages", 1000)?
             .set_default("commit_linger_ms", 2.0)?
             .set_default("login_timeout_secs", 60.0)?

@@ -64,6 +64,11 @@ impl Layout {
         format!("{}sessions:{}", self.head(self.bucket(user)), user.0)
     }
 
+    /// What was last announced of `user`'s presence (beside its key, one slot).
+    pub(crate) fn presence_key(&self, user: UserId) -> String {
+        format!("{}presence:{}", self.head(self.bucket(user)), user.0)
+    }
+
     /// The prefix of the lease keys in `bucket`; a node's lease key there is this followed by its id.
     pub(crate) fn lease_prefix(&self, bucket: u32) -> String {
         format!("{}lease:", self.head(bucket))

@@ -31,6 +31,8 @@ struct HubState {
     claims: HashMap<UserId, NodeId>,
     /// user → node → how many extension sessions of the user it has.
     joins: HashMap<UserId, HashMap<NodeId, u32>>,
+    /// Users last announced online.
+    online: std::collections::HashSet<UserId>,
     /// Every live node's sink, for announcements.
     nodes: HashMap<NodeId, Arc<dyn Sink>>,
 }
@@ -137,6 +139,17 @@ impl Broker for LocalBroker {
             state.joins.remove(&user);
         }
         Ok(left)
+    }
+
+    async fn sessions(&self, user: UserId) -> Result<u32, BrokerError> {
+        let state = self.hub.lock();
+        let joined: u32 = state.joins.get(&user).map_or(0, |nodes| nodes.values().sum());
+        Ok(joined + u32::from(state.claims.contains_key(&user)))
+    }
+
+    async fn presence(&self, user: UserId, online: bool) -> Result<bool, BrokerError> {
+        let mut state = self.hub.lock();
+        Ok(if online { state.online.insert(user) } else { state.online.remove(&user) })
     }
 
     async fn subscribe(&self, user: UserId) -> Result<(), BrokerError> {

@@ -124,6 +124,8 @@ struct Shared {
     renew: Script,
     join: Script,
     set_sessions: Script,
+    count_sessions: Script,
+    presence_state: Script,
     /// Serializes presence changes, so a retried release or a re-assertion never races a claim.
     presence: tokio::sync::Mutex<Presence>,
     /// Serializes (un)subscriptions with the resync after a reconnect.
@@ -243,23 +245,27 @@ impl RedisBroker {
         }
 
         let shared = match Self::load_scripts(&client).await {
-            Ok([claim, release, renew, join, set_sessions]) => Arc::new(Shared {
-                cluster,
-                layout: Layout::new(&config.channel_prefix, cluster),
-                lease_ms: lease.as_millis().to_string(),
-                prefix: config.channel_prefix,
-                node_id: config.node_id,
-                client,
-                subscriber,
-                claim,
-                release,
-                renew,
-                join,
-                set_sessions,
-                presence: tokio::sync::Mutex::new(Presence::default()),
-                subscriptions: tokio::sync::Mutex::new(Subscriptions::default()),
-                reassert: Notify::new(),
-            }),
+            Ok([claim, release, renew, join, set_sessions, count_sessions, presence_state]) => {
+                Arc::new(Shared {
+                    cluster,
+                    layout: Layout::new(&config.channel_prefix, cluster),
+                    lease_ms: lease.as_millis().to_string(),
+                    prefix: config.channel_prefix,
+                    node_id: config.node_id,
+                    client,
+                    subscriber,
+                    claim,
+                    release,
+                    renew,
+                    join,
+                    set_sessions,
+                    count_sessions,
+                    presence_state,
+                    presence: tokio::sync::Mutex::new(Presence::default()),
+                    subscriptions: tokio::sync::Mutex::new(Subscriptions::default()),
+                    reassert: Notify::new(),
+                })
+            }
             Err(e) => {
                 abort_all(&mut connections);
                 return Err(e);
@@ -308,8 +314,8 @@ impl RedisBroker {
         }))
     }
 
-    /// CLAIM, RELEASE, RENEW, JOIN and SET_SESSIONS, loaded.
-    async fn load_scripts(client: &Client) -> Result<[Script; 5], BrokerError> {
+    /// CLAIM, RELEASE, RENEW, JOIN, SET_SESSIONS, SESSIONS and PRESENCE, loaded.
+    async fn load_scripts(client: &Client) -> Result<[Script; 7], BrokerError> {
         let load = |lua| bounded("cannot load a Lua script into Redis", Script::load(client, lua));
         Ok([
             load(scripts::CLAIM).await?,
@@ -317,6 +323,8 @@ impl RedisBroker {
             load(scripts::RENEW).await?,
             load(scripts::JOIN).await?,
             load(scripts::SET_SESSIONS).await?,
+            load(scripts::SESSIONS).await?,
+            load(scripts::PRESENCE).await?,
         ])
     }
 
@@ -816,6 +824,29 @@ impl Broker for RedisBroker {
 
     async fn leave(&self, user: UserId) -> Result<u32, BrokerError> {
         self.shared.leave(user).await
+    }
+
+    async fn sessions(&self, user: UserId) -> Result<u32, BrokerError> {
+        let shared = &self.shared;
+        ensure_connected(&shared.client, "command")?;
+        let bucket = shared.layout.bucket(user);
+        let run = shared.count_sessions.run(
+            &shared.client,
+            vec![shared.layout.user_key(user), shared.layout.sessions_key(user)],
+            vec![shared.layout.lease_prefix(bucket)],
+        );
+        Ok(u32::try_from(bounded("cannot count sessions", run).await?).unwrap_or(0))
+    }
+
+    async fn presence(&self, user: UserId, online: bool) -> Result<bool, BrokerError> {
+        let shared = &self.shared;
+        ensure_connected(&shared.client, "command")?;
+        let run = shared.presence_state.run(
+            &shared.client,
+            vec![shared.layout.presence_key(user)],
+            vec![if online { "1" } else { "0" }.to_owned()],
+        );
+        Ok(bounded("cannot record presence", run).await? == 1)
     }
 
     async fn subscribe(&self, user: UserId) -> Result<(), BrokerError> {

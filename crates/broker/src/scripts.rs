@@ -131,6 +131,39 @@ end
 return left
 "#;
 
+/// How many sessions a user has on live nodes.
+///
+/// KEYS[1] = the user's key, KEYS[2] = the user's sessions hash; ARGV[1] = the lease-key prefix.
+/// The sum of the hash's counts of nodes with a live lease, plus one for a live holder of the
+/// user's key that is not in the hash (an exclusive claim, or a node of the previous release).
+pub(crate) const SESSIONS: &str = r#"
+local total = 0
+local fields = redis.call('HGETALL', KEYS[2])
+for i = 1, #fields, 2 do
+  if redis.call('EXISTS', ARGV[1] .. fields[i]) == 1 then
+    total = total + tonumber(fields[i + 1])
+  end
+end
+local holder = redis.call('GET', KEYS[1])
+if holder and redis.call('EXISTS', ARGV[1] .. holder) == 1 and redis.call('HEXISTS', KEYS[2], holder) == 0 then
+  total = total + 1
+end
+return total
+"#;
+
+/// Records the presence last announced for a user.
+///
+/// KEYS[1] = the user's presence-state key; ARGV[1] = "1" (online) or "0" (offline).
+/// Returns 1 if that differs from what was recorded (a missing key counts as offline), else 0.
+pub(crate) const PRESENCE: &str = r#"
+local old = redis.call('GET', KEYS[1]) or '0'
+if old == ARGV[1] then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[1])
+return 1
+"#;
+
 /// Releases users held by a node.
 ///
 /// KEYS = the users' keys; ARGV[1] = this node's id.

@@ -250,6 +250,18 @@ macro_rules! impl_store {
                 Ok(())
             }
 
+            async fn followers(&self, user: UserId) -> Result<Vec<UserId>, StoreError> {
+                let mut conn = self.conn().await?;
+                let rows = friends::table
+                    .filter(friends::friendid.eq(user.0))
+                    .order(friends::userid.asc())
+                    .select(friends::userid)
+                    .load::<i32>(&mut conn)
+                    .await
+                    .map_err(db_error)?;
+                Ok(rows.into_iter().map(UserId).collect())
+            }
+
             async fn friends(&self, user: UserId) -> Result<Vec<FriendEntry>, StoreError> {
                 let mut conn = self.conn().await?;
                 let rows = friends::table

@@ -126,6 +126,7 @@ pub async fn run_all(store: &dyn Store) {
     users(store).await;
     user_names_round_trip(store).await;
     users_by_exact_name(store).await;
+    followers(store).await;
     concurrent_create_user(store).await;
     presence(store).await;
     friends(store).await;
@@ -148,6 +149,20 @@ pub async fn users_by_exact_name(store: &dyn Store) {
     for other in [name.to_uppercase(), format!("{name} "), format!("{name}x"), String::new()] {
         assert_eq!(ok("find_user_by_name", store.find_user_by_name(&other).await), None, "{other:?}");
     }
+}
+
+/// followers are the users whose friend list holds the user (the other direction of friends).
+pub async fn followers(store: &dyn Store) {
+    let names = Names::new();
+    let (a, _) = new_user(store, &names, "fol_a_").await;
+    let (b, _) = new_user(store, &names, "fol_b_").await;
+    let (c, _) = new_user(store, &names, "fol_c_").await;
+    ok("add_friend", store.add_friend(b, a).await);
+    ok("add_friend", store.add_friend(c, a).await);
+    ok("add_friend", store.add_friend(a, c).await);
+    assert_eq!(ok("followers", store.followers(a).await), vec![b, c]);
+    assert_eq!(ok("followers", store.followers(c).await), vec![a]);
+    assert_eq!(ok("followers", store.followers(b).await), vec![]);
 }
 
 /// offline_counts counts per user, in one call, and counts nobody else's messages.

@@ -74,6 +74,9 @@ pub trait Store: Send + Sync + 'static {
     /// Adds `friend` to `user`'s friends; repeating it is harmless; `UnknownUser` if `friend` does not exist.
     /// One direction only (one `Friend` row); `UnknownUser` too if `user` does not exist.
     async fn add_friend(&self, user: UserId, friend: UserId) -> Result<(), StoreError>;
+    /// The users who have `user` in their friend list (who are told when `user` comes
+    /// online or goes offline), by id.
+    async fn followers(&self, user: UserId) -> Result<Vec<UserId>, StoreError>;
     /// `user`'s friends with their state, by id.
     /// Only friends that exist as users are listed; an unknown `user` has none.
     async fn friends(&self, user: UserId) -> Result<Vec<FriendEntry>, StoreError>;
@@ -157,6 +160,11 @@ pub trait Broker: Send + Sync + 'static {
     /// Ends one of this node's extension sessions of `user`; returns how many sessions the
     /// user has left on live nodes (0: none anywhere).
     async fn leave(&self, user: UserId) -> Result<u32, BrokerError>;
+    /// How many sessions `user` has on live nodes (an exclusive claim counts one).
+    async fn sessions(&self, user: UserId) -> Result<u32, BrokerError>;
+    /// Records that `user` was announced `online` (or not); `Ok(true)` if that changes what was
+    /// announced last, so that each change is announced once, by whichever node sees it first.
+    async fn presence(&self, user: UserId, online: bool) -> Result<bool, BrokerError>;
     /// Subscribes `user`'s channel; returns once the broker confirmed it.
     async fn subscribe(&self, user: UserId) -> Result<(), BrokerError>;
     /// Unsubscribes `user`'s channel.

@@ -127,6 +127,11 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    async fn followers(&self, user: UserId) -> Result<Vec<UserId>, StoreError> {
+        let s = self.lock()?;
+        Ok(s.friends.iter().filter(|(_, f)| *f == user).map(|(u, _)| *u).collect())
+    }
+
     async fn friends(&self, user: UserId) -> Result<Vec<FriendEntry>, StoreError> {
         let s = self.lock()?;
         Ok(s.friends

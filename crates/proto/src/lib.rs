@@ -12,7 +12,7 @@ mod request;
 pub use ids::{ConvId, GroupId, Peer, UserId};
 pub use reply::{
     Ack, ChatPush, ErrorCode, FriendEntry, GroupChatPush, GroupEntry, LoginOk, MemberEntry, Notice, Role,
-    Unread, ack_error, encode, find_user_ok, history_ack, list_ack, ping, reg_ok,
+    Unread, ack_error, encode, find_user_ok, history_ack, list_ack, ping, presence_push, reg_ok,
 };
 pub use request::{DecodeError, HistoryFrom, Request, decode_request};
 
@@ -66,6 +66,8 @@ pub enum MsgId {
     FindUserAck = 51,
     /// Extension: client ends every session of its user, and their resume tokens.
     LogoutAll = 52,
+    /// Extension: server tells a client that a user whose friend it is came online or went offline.
+    Presence = 53,
 }
 
 impl MsgId {
@@ -95,6 +97,7 @@ impl MsgId {
             50 => MsgId::FindUser,
             51 => MsgId::FindUserAck,
             52 => MsgId::LogoutAll,
+            53 => MsgId::Presence,
             _ => return None,
         })
     }

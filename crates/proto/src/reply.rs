@@ -193,6 +193,11 @@ pub fn find_user_ok(id: UserId, name: &str, online: bool) -> String {
     )
 }
 
+/// PRESENCE (extension): `{"id":N,"msgid":53,"name":"…","state":"online"}` (or `offline`).
+pub fn presence_push(id: UserId, name: &str, online: bool) -> String {
+    encode(&json!({ "id": id, "msgid": MsgId::Presence.number(), "name": name, "state": state(online) }))
+}
+
 /// `online` or `offline`, as the original spells presence.
 fn state(online: bool) -> &'static str {
     if online { "online" } else { "offline" }
@@ -497,6 +502,10 @@ mod tests {
             assert_eq!(code.number(), n);
         }
         assert_eq!(encode(&Ack::ok(MsgId::AddFriend)), r#"{"errno":0,"msgid":11,"re":7}"#);
+        assert_eq!(
+            presence_push(UserId(7), "bob", false),
+            r#"{"id":7,"msgid":53,"name":"bob","state":"offline"}"#
+        );
         assert_eq!(
             find_user_ok(UserId(7), "bob", true),
             r#"{"errno":0,"id":7,"msgid":51,"name":"bob","state":"online"}"#

@@ -288,6 +288,15 @@ impl Sink for Delivery {
     }
 
     fn event(&self, event: Bytes) {
+        // Presence goes to this node's sessions too, whichever node announced it.
+        if let Some(DeviceEvent::Presence { user, online, followers, name, .. }) = DeviceEvent::parse(&event)
+        {
+            let frame = Bytes::from(chat_proto::presence_push(user, &name, online));
+            for follower in followers {
+                self.sessions.push_ext(follower, frame.clone());
+            }
+            return;
+        }
         if let Some(group) = GroupCache::parse_changed(&event) {
             self.groups.forget(group);
         } else if let Some((user, from)) = parse_takeover(&event)
@@ -307,6 +316,7 @@ impl Sink for Delivery {
                 DeviceEvent::LogOutAll { user, .. } => {
                     self.sessions.log_out_everywhere(user, None);
                 }
+                DeviceEvent::Presence { .. } => {}
             }
         }
     }
@@ -353,6 +363,10 @@ pub(crate) enum DeviceEvent {
     TakeOver { user: UserId, token: String, from: u64 },
     /// `logout-all:<user>:<instance>`: every session of the user ends.
     LogOutAll { user: UserId, from: u64 },
+    /// `presence:<user>:<1|0>:<instance>:<followers, comma-separated>:<name>`: the user came
+    /// online (its first session anywhere) or went offline (its last ended); each node tells
+    /// its extension sessions of the listed users (those who have the user as a friend).
+    Presence { user: UserId, online: bool, followers: Vec<UserId>, name: String, from: u64 },
 }
 
 /// How much of a token's hash a takeover announcement carries (names the session among the
@@ -364,7 +378,8 @@ impl DeviceEvent {
         match self {
             DeviceEvent::Joined { from, .. }
             | DeviceEvent::TakeOver { from, .. }
-            | DeviceEvent::LogOutAll { from, .. } => *from,
+            | DeviceEvent::LogOutAll { from, .. }
+            | DeviceEvent::Presence { from, .. } => *from,
         }
     }
 
@@ -373,11 +388,34 @@ impl DeviceEvent {
             DeviceEvent::Joined { user, from } => format!("sessions:{user}:{from}"),
             DeviceEvent::TakeOver { user, token, from } => format!("takeover-session:{user}:{token}:{from}"),
             DeviceEvent::LogOutAll { user, from } => format!("logout-all:{user}:{from}"),
+            DeviceEvent::Presence { user, online, followers, name, from } => {
+                let ids: Vec<String> = followers.iter().map(|f| f.0.to_string()).collect();
+                format!("presence:{user}:{}:{from}:{}:{name}", u8::from(*online), ids.join(","))
+            }
         })
     }
 
     fn parse(event: &[u8]) -> Option<DeviceEvent> {
         let text = std::str::from_utf8(event).ok()?;
+        if let Some(rest) = text.strip_prefix("presence:") {
+            // The name comes last: it may hold ':'.
+            let mut parts = rest.splitn(5, ':');
+            let user = UserId(parts.next()?.parse().ok()?);
+            let online = match parts.next()? {
+                "1" => true,
+                "0" => false,
+                _ => return None,
+            };
+            let from = parts.next()?.parse().ok()?;
+            let ids = parts.next()?;
+            let followers = if ids.is_empty() {
+                Vec::new()
+            } else {
+                ids.split(',').map(|i| i.parse().ok().map(UserId)).collect::<Option<Vec<UserId>>>()?
+            };
+            let name = parts.next()?.to_owned();
+            return Some(DeviceEvent::Presence { user, online, followers, name, from });
+        }
         let (kind, rest) = text.split_once(':')?;
         let fields: Vec<&str> = rest.split(':').collect();
         let user = UserId(fields.first()?.parse().ok()?);
@@ -492,6 +530,20 @@ mod tests {
             DeviceEvent::Joined { user: UserId(7), from: 42 },
             DeviceEvent::TakeOver { user: UserId(7), token: "0123456789abcdef".into(), from: 42 },
             DeviceEvent::LogOutAll { user: UserId(7), from: 42 },
+            DeviceEvent::Presence {
+                user: UserId(7),
+                online: true,
+                followers: vec![UserId(1), UserId(9)],
+                name: "a:b".into(),
+                from: 42,
+            },
+            DeviceEvent::Presence {
+                user: UserId(7),
+                online: false,
+                followers: vec![],
+                name: String::new(),
+                from: 1,
+            },
         ] {
             assert_eq!(DeviceEvent::parse(&event.encode()), Some(event));
         }

@@ -15,6 +15,7 @@ mod inbox;
 mod journal;
 mod limits;
 mod password;
+mod presence;
 mod sessions;
 
 use std::sync::Arc;
@@ -104,6 +105,9 @@ pub struct ServiceConfig {
     /// How long after a session joined a user other nodes hold it reads its conversations
     /// again (what they routed before they heard of it).
     pub settle_after: Duration,
+    /// How long a user whose last session was lost (not logged out) must stay away before
+    /// its friends are told it went offline (a reconnect within it is not announced).
+    pub presence_debounce: Duration,
 }
 
 impl Default for ServiceConfig {
@@ -145,6 +149,7 @@ impl Default for ServiceConfig {
             ping_interval: Duration::from_secs(30),
             max_sessions_per_user: 10,
             settle_after: Duration::from_secs(1),
+            presence_debounce: Duration::from_secs(3),
         }
     }
 }

@@ -314,6 +314,16 @@ impl Sessions {
         if any { Delivered::Yes } else { Delivered::No }
     }
 
+    /// Queues `frame` (a presence push) for `user`'s live extension sessions here; original
+    /// clients never get it, and a login in progress reads the state in its lists.
+    pub(crate) fn push_ext(&self, user: UserId, frame: Bytes) {
+        if let Some(sessions) = self.lock().get(&user) {
+            for entry in sessions.list.iter().filter(|e| e.inbox.ext() && e.pending.is_none()) {
+                let _ = entry.send(user, frame.clone());
+            }
+        }
+    }
+
     /// Offers a logged message to each of `user`'s sessions here, which push it only in its
     /// conversation's order (see [`Inbox`]); what a session must do next goes into `next`.
     /// The user's own message (sent from another session: a carbon) is pushed to extension

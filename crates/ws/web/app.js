@@ -114,6 +114,7 @@ function handle(f) {
     case 16: return onLists(f);
     case 20: return onHistory(f);
     case 51: return f.errno === 0 && send({ msgid: 7, friendid: f.id });
+    case 53: return onPresence(f);
   }
 }
 
@@ -184,8 +185,16 @@ function onLists(f) {
   renderLists();
 }
 
+// PRESENCE (53): a friend came online or went offline; the online dot moves by itself.
+function onPresence(f) {
+  const friend = state.friends && state.friends.get(f.id);
+  if (!friend) return;
+  friend.state = f.state;
+  renderLists();
+}
+
 function onNotice(f) {
-  if (f.errno === 15 && /resumed on another connection/.test(f.errmsg || '')) {
+  if (f.errno === 15 && /resumed on another connection|logged out everywhere/.test(f.errmsg || '')) {
     // Another tab or device took this session over: do not take it back.
     state.wantOpen = false;
   }

@@ -293,6 +293,9 @@ impl Service {
         if others {
             self.delivery.settle_later(id, conn.id, self.config.settle_after);
         }
+        if let Some(user) = &conn.user {
+            self.announce_presence(user, true, std::time::Duration::ZERO);
+        }
         if let (Some(_), Some(up_to)) = (ack_index, legacy_up_to) {
             // Rows older versions stored are removed only once they reached the client's socket.
             let written = tokio::time::timeout(std::time::Duration::from_secs(30), conn.out.flushed()).await;
@@ -321,7 +324,8 @@ impl Service {
             warn!(user = %me, error = %e, "could not announce the logout everywhere");
         }
         info!(user = %me, closed_here = here, "logged out everywhere");
-        self.logout(conn, false).await;
+        // As a LOGINOUT (the token is gone already): the friends hear of it at once.
+        self.logout(conn, true).await;
         Ok(Reply::Done)
     }
 
@@ -471,10 +475,14 @@ impl Service {
             }
             0
         };
-        if left == 0
-            && let Err(e) = self.store.set_online(&[user.id], false).await
-        {
-            warn!(user = %user.id, error = %e, "could not mark user offline");
+        if left == 0 {
+            if let Err(e) = self.store.set_online(&[user.id], false).await {
+                warn!(user = %user.id, error = %e, "could not mark user offline");
+            }
+            // A LOGINOUT is meant: tell the friends now. A lost connection may come back
+            // (a resume) within the debounce: tell them only if it does not.
+            let after = if forget_token { std::time::Duration::ZERO } else { self.config.presence_debounce };
+            self.announce_presence(&user, false, after);
         }
         self.drop_session(user.id, conn.id, token.is_some()).await;
         drop(gate);

@@ -1,0 +1,65 @@
+//! Presence pushed (issue 20): a user's friends hear when it comes online (its first session
+//! anywhere) and goes offline (its last one ended), once per change. Not the sessions
+//! themselves (`sessions.rs`, the broker's counts) nor the push's delivery (`delivery.rs`).
+//!
+//! Who is told: the users who have the user in their friend list, on every node, through one
+//! `presence:` announcement carrying their ids (one database read per change, by the node that
+//! saw it). Group members are not told: a group of 1,000 would cost 1,000 pushes per login,
+//! and the web client shows members' state from LIST.
+
+use std::time::Duration;
+
+use tracing::{debug, warn};
+
+use crate::Service;
+use crate::delivery::DeviceEvent;
+use crate::dispatch::SessionUser;
+
+impl Service {
+    /// Announces, in the background after `after`, that `user` came online (`online`) or went
+    /// offline. Going offline is announced only if the user still has no session anywhere
+    /// then (a reconnect within `after` is never announced), and either way only if it changes
+    /// what was announced last (the broker records it, so each change is announced once).
+    pub(crate) fn announce_presence(&self, user: &SessionUser, online: bool, after: Duration) {
+        let (broker, store) = (self.broker.clone(), self.store.clone());
+        let (id, name, from) = (user.id, user.name.clone(), self.delivery.instance());
+        tokio::spawn(async move {
+            if !after.is_zero() {
+                tokio::time::sleep(after).await;
+            }
+            if !online {
+                match broker.sessions(id).await {
+                    Ok(0) => {}
+                    Ok(_) => return,
+                    Err(e) => {
+                        warn!(user = %id, error = %e, "presence: cannot count sessions; not announced");
+                        return;
+                    }
+                }
+            }
+            match broker.presence(id, online).await {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(e) => {
+                    warn!(user = %id, error = %e, "presence: cannot record it; not announced");
+                    return;
+                }
+            }
+            let followers = match store.followers(id).await {
+                Ok(followers) => followers,
+                Err(e) => {
+                    warn!(user = %id, error = %e, "presence: cannot read who to tell; not announced");
+                    return;
+                }
+            };
+            if followers.is_empty() {
+                return;
+            }
+            debug!(user = %id, online, followers = followers.len(), "presence announced");
+            let event = DeviceEvent::Presence { user: id, online, followers, name, from };
+            if let Err(e) = broker.announce(event.encode()).await {
+                warn!(user = %id, error = %e, "presence: announcement failed");
+            }
+        });
+    }
+}
