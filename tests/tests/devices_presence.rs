@@ -27,7 +27,10 @@ macro_rules! on_both {
     )*};
 }
 
-on_both!(a_friend_on_another_node_hears_online_and_offline_once);
+on_both!(
+    a_friend_on_another_node_hears_online_and_offline_once,
+    a_node_killed_under_the_users_last_session_is_announced_within_the_lease
+);
 
 /// The debounce the nodes run with here.
 const DEBOUNCE: Duration = Duration::from_secs(2);
@@ -95,4 +98,36 @@ async fn a_friend_on_another_node_hears_online_and_offline_once(redis: &str) {
     assert_eq!(presence_within(&mut f.client, DEBOUNCE + Duration::from_secs(2)).await, Some(offline));
     assert!(lost.elapsed() >= DEBOUNCE, "not before the debounce");
     assert_eq!(presence_within(&mut f.client, Duration::from_millis(500)).await, None, "once");
+}
+
+async fn a_node_killed_under_the_users_last_session_is_announced_within_the_lease(redis: &str) {
+    let prefix = format!("{}:", unique("pres"));
+    let env = [("CHAT_PRESENCE_DEBOUNCE_SECS", "2")];
+    let node = |name: &str| cluster_node_with(name, redis, &prefix, 3, &env);
+    let (mut n1, n2, mut n3) = (node("n1"), node("n2"), node("n3"));
+    let name = unique("u");
+    let user = WireClient::connect(n2.addr).await.register(&name).await;
+    let friend = WireClient::connect(n2.addr).await.register(&unique("f")).await;
+    let mut f = Device::login(n2.addr, friend).await;
+    assert_eq!(f.ask(json!({"msgid":7,"friendid":user}), 11).await["errno"], 0);
+    let state = |p: Option<Value>| p.map(|p| p["state"].clone());
+    // Two sessions of the user: on n1 and on n3 (the friend is on n2).
+    let _s1 = Device::login(n1.addr, user).await;
+    assert_eq!(state(presence_within(&mut f.client, Duration::from_secs(1)).await), Some(json!("online")));
+    let _s3 = Device::login(n3.addr, user).await;
+    // n1 dies: the user still has a session on n3, so nothing is announced.
+    n1.signal("KILL");
+    n1.wait_exit(Duration::from_secs(5)).expect("n1 killed");
+    assert_eq!(presence_within(&mut f.client, Duration::from_secs(5)).await, None, "still online on n3");
+    // n3 dies under the last session: offline within the lease (3 s) and a sweep (1 s).
+    n3.signal("KILL");
+    n3.wait_exit(Duration::from_secs(5)).expect("n3 killed");
+    let killed = Instant::now();
+    assert_eq!(state(presence_within(&mut f.client, Duration::from_secs(6)).await), Some(json!("offline")));
+    assert!(
+        killed.elapsed() < Duration::from_secs(5),
+        "within the lease and a sweep: {:?}",
+        killed.elapsed()
+    );
+    assert_eq!(presence_within(&mut f.client, Duration::from_secs(2)).await, None, "once");
 }

@@ -69,6 +69,16 @@ impl Layout {
         format!("{}presence:{}", self.head(self.bucket(user)), user.0)
     }
 
+    /// The set of nodes that hold (or held) users, for the sweep after a node's death.
+    pub(crate) fn nodes_key(&self) -> String {
+        format!("{{{}nodes}}all", self.prefix)
+    }
+
+    /// The set of users node `node` holds (beside [`Layout::nodes_key`], one slot).
+    pub(crate) fn node_users_key(&self, node: &str) -> String {
+        format!("{{{}nodes}}users:{node}", self.prefix)
+    }
+
     /// The prefix of the lease keys in `bucket`; a node's lease key there is this followed by its id.
     pub(crate) fn lease_prefix(&self, bucket: u32) -> String {
         format!("{}lease:", self.head(bucket))

@@ -126,6 +126,9 @@ struct Shared {
     set_sessions: Script,
     count_sessions: Script,
     presence_state: Script,
+    track: Script,
+    nodes: Script,
+    orphans: Script,
     /// Serializes presence changes, so a retried release or a re-assertion never races a claim.
     presence: tokio::sync::Mutex<Presence>,
     /// Serializes (un)subscriptions with the resync after a reconnect.
@@ -245,15 +248,8 @@ impl RedisBroker {
         }
 
         let shared = match Self::load_scripts(&client).await {
-            Ok([claim, release, renew, join, set_sessions, count_sessions, presence_state]) => {
-                Arc::new(Shared {
-                    cluster,
-                    layout: Layout::new(&config.channel_prefix, cluster),
-                    lease_ms: lease.as_millis().to_string(),
-                    prefix: config.channel_prefix,
-                    node_id: config.node_id,
-                    client,
-                    subscriber,
+            Ok(
+                [
                     claim,
                     release,
                     renew,
@@ -261,11 +257,32 @@ impl RedisBroker {
                     set_sessions,
                     count_sessions,
                     presence_state,
-                    presence: tokio::sync::Mutex::new(Presence::default()),
-                    subscriptions: tokio::sync::Mutex::new(Subscriptions::default()),
-                    reassert: Notify::new(),
-                })
-            }
+                    track,
+                    nodes,
+                    orphans,
+                ],
+            ) => Arc::new(Shared {
+                cluster,
+                layout: Layout::new(&config.channel_prefix, cluster),
+                lease_ms: lease.as_millis().to_string(),
+                prefix: config.channel_prefix,
+                node_id: config.node_id,
+                client,
+                subscriber,
+                claim,
+                release,
+                renew,
+                join,
+                set_sessions,
+                count_sessions,
+                presence_state,
+                track,
+                nodes,
+                orphans,
+                presence: tokio::sync::Mutex::new(Presence::default()),
+                subscriptions: tokio::sync::Mutex::new(Subscriptions::default()),
+                reassert: Notify::new(),
+            }),
             Err(e) => {
                 abort_all(&mut connections);
                 return Err(e);
@@ -314,8 +331,8 @@ impl RedisBroker {
         }))
     }
 
-    /// CLAIM, RELEASE, RENEW, JOIN, SET_SESSIONS, SESSIONS and PRESENCE, loaded.
-    async fn load_scripts(client: &Client) -> Result<[Script; 7], BrokerError> {
+    /// CLAIM, RELEASE, RENEW, JOIN, SET_SESSIONS, SESSIONS, PRESENCE, TRACK, NODES and ORPHANS, loaded.
+    async fn load_scripts(client: &Client) -> Result<[Script; 10], BrokerError> {
         let load = |lua| bounded("cannot load a Lua script into Redis", Script::load(client, lua));
         Ok([
             load(scripts::CLAIM).await?,
@@ -325,6 +342,9 @@ impl RedisBroker {
             load(scripts::SET_SESSIONS).await?,
             load(scripts::SESSIONS).await?,
             load(scripts::PRESENCE).await?,
+            load(scripts::TRACK).await?,
+            load(scripts::NODES).await?,
+            load(scripts::ORPHANS).await?,
         ])
     }
 
@@ -501,7 +521,11 @@ impl Shared {
             Ok(0) => Ok(Joined::InUse),
             Ok(3) => Ok(Joined::Limit),
             Ok(code) => {
-                *presence.joined.entry(user).or_default() += 1;
+                let count = presence.joined.entry(user).or_default();
+                *count += 1;
+                if *count == 1 {
+                    self.track(user, true).await;
+                }
                 if code % 10 == 2 {
                     warn!(node = %self.node_id, "the node lease had vanished; re-asserting this node's claims");
                     self.reassert.notify_one();
@@ -527,6 +551,7 @@ impl Shared {
         };
         if count == 0 {
             presence.joined.remove(&user);
+            self.track(user, false).await;
         }
         let result = match ensure_connected(&self.client, "command") {
             Ok(()) => bounded("cannot end a session", self.run_set_sessions(user, count)).await,
@@ -539,6 +564,45 @@ impl Shared {
                 Err(e)
             }
         }
+    }
+
+    /// Keeps `user` in (or out of) this node's set of users, for the sweep after its death.
+    /// Best effort: a user left in the set is only looked at once more.
+    async fn track(&self, user: UserId, holds: bool) {
+        let run = self.track.run(
+            &self.client,
+            vec![self.layout.nodes_key(), self.layout.node_users_key(&self.node_id)],
+            vec![self.node_id.clone(), user.0.to_string(), if holds { "1" } else { "0" }.to_owned()],
+        );
+        if let Err(e) = bounded("cannot track a user", run).await {
+            debug!(node = %self.node_id, error = %e, "tracking a user failed");
+        }
+    }
+
+    /// Users of nodes whose lease expired, a batch at a time, each handed to one caller.
+    async fn orphans(&self) -> Result<Vec<UserId>, BrokerError> {
+        ensure_connected(&self.client, "command")?;
+        let nodes = bounded(
+            "cannot list nodes",
+            self.nodes.run_list(&self.client, vec![self.layout.nodes_key()], vec![]),
+        )
+        .await?;
+        let mut users = Vec::new();
+        for node in nodes.into_iter().filter(|n| *n != self.node_id) {
+            let alive: i64 =
+                bounded("cannot read a lease", self.client.exists(self.layout.lease_key(0, &node))).await?;
+            if alive > 0 {
+                continue;
+            }
+            let taken = self.orphans.run_list(
+                &self.client,
+                vec![self.layout.nodes_key(), self.layout.node_users_key(&node)],
+                vec![node.clone()],
+            );
+            let taken = bounded("cannot take a dead node's users", taken).await?;
+            users.extend(taken.iter().filter_map(|u| u.parse().ok().map(UserId)));
+        }
+        Ok(users)
     }
 
     /// Sets again the counts Redis may not have, and (`all`) every count after the lease
@@ -585,11 +649,15 @@ impl Shared {
         match result {
             Ok(0) => Ok(false),
             Ok(1) => {
-                presence.held.insert(user);
+                if presence.held.insert(user) {
+                    self.track(user, true).await;
+                }
                 Ok(true)
             }
             Ok(_) => {
-                presence.held.insert(user);
+                if presence.held.insert(user) {
+                    self.track(user, true).await;
+                }
                 warn!(node = %self.node_id, "the node lease had vanished; re-asserting this node's claims");
                 self.reassert.notify_one();
                 Ok(true)
@@ -611,7 +679,9 @@ impl Shared {
         }
         let mut presence = self.presence.lock().await;
         for user in users {
-            presence.held.remove(user);
+            if presence.held.remove(user) {
+                self.track(*user, false).await;
+            }
         }
         let result = self.release_batches(users).await;
         if result.is_err() {
@@ -824,6 +894,10 @@ impl Broker for RedisBroker {
 
     async fn leave(&self, user: UserId) -> Result<u32, BrokerError> {
         self.shared.leave(user).await
+    }
+
+    async fn orphans(&self) -> Result<Vec<UserId>, BrokerError> {
+        self.shared.orphans().await
     }
 
     async fn sessions(&self, user: UserId) -> Result<u32, BrokerError> {

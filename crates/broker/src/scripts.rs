@@ -164,6 +164,40 @@ redis.call('SET', KEYS[1], ARGV[1])
 return 1
 "#;
 
+/// Keeps the users a node holds in a set, so that another node can tell their friends when the
+/// node dies (see [`ORPHANS`]).
+///
+/// KEYS[1] = the set of nodes, KEYS[2] = this node's set of users (one hash tag, one slot);
+/// ARGV[1] = this node's id, ARGV[2] = the user, ARGV[3] = "1" (holds) or "0" (no longer).
+pub(crate) const TRACK: &str = r#"
+if ARGV[3] == '1' then
+  redis.call('SADD', KEYS[2], ARGV[2])
+  redis.call('SADD', KEYS[1], ARGV[1])
+else
+  redis.call('SREM', KEYS[2], ARGV[2])
+end
+return 1
+"#;
+
+/// The nodes that ever held users and may still have some in their set.
+///
+/// KEYS[1] = the set of nodes. Returns its members.
+pub(crate) const NODES: &str = r#"
+return redis.call('SMEMBERS', KEYS[1])
+"#;
+
+/// Takes up to 100 users off a dead node's set, each for one caller only; forgets the node once
+/// its set is empty.
+///
+/// KEYS[1] = the set of nodes, KEYS[2] = the dead node's set of users; ARGV[1] = its id.
+pub(crate) const ORPHANS: &str = r#"
+local users = redis.call('SPOP', KEYS[2], 100)
+if #users == 0 then
+  redis.call('SREM', KEYS[1], ARGV[1])
+end
+return users
+"#;
+
 /// Releases users held by a node.
 ///
 /// KEYS = the users' keys; ARGV[1] = this node's id.
@@ -201,6 +235,19 @@ impl Script {
     pub(crate) async fn load(client: &Client, lua: &'static str) -> Result<Self, fred::error::Error> {
         let sha: String = client.script_load(lua).await?;
         Ok(Self { lua, sha })
+    }
+
+    /// As [`Script::run`], for a script that answers a list of strings.
+    pub(crate) async fn run_list(
+        &self,
+        client: &Client,
+        keys: Vec<String>,
+        args: Vec<String>,
+    ) -> Result<Vec<String>, fred::error::Error> {
+        match client.evalsha::<Vec<String>, _, _, _>(self.sha.as_str(), keys.clone(), args.clone()).await {
+            Err(e) if e.details().starts_with("NOSCRIPT") => client.eval(self.lua, keys, args).await,
+            other => other,
+        }
     }
 
     /// Runs the script by EVALSHA; if Redis forgot it (a restart flushes the cache), by EVAL,

@@ -165,6 +165,11 @@ pub trait Broker: Send + Sync + 'static {
     /// Records that `user` was announced `online` (or not); `Ok(true)` if that changes what was
     /// announced last, so that each change is announced once, by whichever node sees it first.
     async fn presence(&self, user: UserId, online: bool) -> Result<bool, BrokerError>;
+    /// Users that nodes which died (their lease expired) held, each handed to one caller only,
+    /// a batch at a time: their friends may need telling that they went offline.
+    async fn orphans(&self) -> Result<Vec<UserId>, BrokerError> {
+        Ok(Vec::new())
+    }
     /// Subscribes `user`'s channel; returns once the broker confirmed it.
     async fn subscribe(&self, user: UserId) -> Result<(), BrokerError>;
     /// Unsubscribes `user`'s channel.

@@ -198,6 +198,12 @@ impl Service {
         let clock = Arc::new(handlers::Clock::default());
         let journal = journal::Journal::start(log.clone(), broker.clone(), delivery.clone(), clock, limits);
         spawn_upkeep(&delivery, &log, &config);
+        presence::sweep_dead_nodes(
+            broker.clone(),
+            store.clone(),
+            Arc::downgrade(&delivery),
+            Duration::from_secs(1),
+        );
         Ok(Service {
             store,
             log,

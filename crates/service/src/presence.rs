@@ -7,12 +7,15 @@
 //! saw it). Group members are not told: a group of 1,000 would cost 1,000 pushes per login,
 //! and the web client shows members' state from LIST.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use chat_ports::{Broker, Store};
+use chat_proto::UserId;
 use tracing::{debug, warn};
 
 use crate::Service;
-use crate::delivery::DeviceEvent;
+use crate::delivery::{Delivery, DeviceEvent};
 use crate::dispatch::SessionUser;
 
 impl Service {
@@ -27,39 +30,80 @@ impl Service {
             if !after.is_zero() {
                 tokio::time::sleep(after).await;
             }
-            if !online {
-                match broker.sessions(id).await {
-                    Ok(0) => {}
-                    Ok(_) => return,
-                    Err(e) => {
-                        warn!(user = %id, error = %e, "presence: cannot count sessions; not announced");
-                        return;
-                    }
-                }
-            }
-            match broker.presence(id, online).await {
-                Ok(true) => {}
-                Ok(false) => return,
+            announce(broker.as_ref(), store.as_ref(), id, name, online, from).await;
+        });
+    }
+}
+
+/// Every `period`, while `delivery` lives: the users of nodes that died (their lease expired)
+/// are announced offline, if they have no session left anywhere.
+pub(crate) fn sweep_dead_nodes(
+    broker: Arc<dyn Broker>,
+    store: Arc<dyn Store>,
+    delivery: std::sync::Weak<Delivery>,
+    period: Duration,
+) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(from) = delivery.upgrade().map(|d| d.instance()) else { return };
+            let users = match broker.orphans().await {
+                Ok(users) => users,
                 Err(e) => {
-                    warn!(user = %id, error = %e, "presence: cannot record it; not announced");
-                    return;
-                }
-            }
-            let followers = match store.followers(id).await {
-                Ok(followers) => followers,
-                Err(e) => {
-                    warn!(user = %id, error = %e, "presence: cannot read who to tell; not announced");
-                    return;
+                    debug!(error = %e, "presence: cannot look for dead nodes' users");
+                    continue;
                 }
             };
-            if followers.is_empty() {
+            for id in users {
+                let name = match store.find_user(id).await {
+                    Ok(Some(record)) => record.name,
+                    Ok(None) => continue,
+                    Err(e) => {
+                        warn!(user = %id, error = %e, "presence: a dead node's user is not announced");
+                        continue;
+                    }
+                };
+                announce(broker.as_ref(), store.as_ref(), id, name, false, from).await;
+            }
+        }
+    });
+}
+
+/// Announces `id`'s presence now (see [`Service::announce_presence`]).
+async fn announce(broker: &dyn Broker, store: &dyn Store, id: UserId, name: String, online: bool, from: u64) {
+    if !online {
+        match broker.sessions(id).await {
+            Ok(0) => {}
+            Ok(_) => return,
+            Err(e) => {
+                warn!(user = %id, error = %e, "presence: cannot count sessions; not announced");
                 return;
             }
-            debug!(user = %id, online, followers = followers.len(), "presence announced");
-            let event = DeviceEvent::Presence { user: id, online, followers, name, from };
-            if let Err(e) = broker.announce(event.encode()).await {
-                warn!(user = %id, error = %e, "presence: announcement failed");
-            }
-        });
+        }
+    }
+    match broker.presence(id, online).await {
+        Ok(true) => {}
+        Ok(false) => return,
+        Err(e) => {
+            warn!(user = %id, error = %e, "presence: cannot record it; not announced");
+            return;
+        }
+    }
+    let followers = match store.followers(id).await {
+        Ok(followers) => followers,
+        Err(e) => {
+            warn!(user = %id, error = %e, "presence: cannot read who to tell; not announced");
+            return;
+        }
+    };
+    if followers.is_empty() {
+        return;
+    }
+    debug!(user = %id, online, followers = followers.len(), "presence announced");
+    let event = DeviceEvent::Presence { user: id, online, followers, name, from };
+    if let Err(e) = broker.announce(event.encode()).await {
+        warn!(user = %id, error = %e, "presence: announcement failed");
     }
 }
