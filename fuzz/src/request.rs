@@ -86,6 +86,13 @@ fn check_request(request: &Request, obj: &Map<String, Value>) {
             same_string(obj, "password", password);
             check_ext(obj, *ext);
         }
+        Request::LoginByName { name, password, ext } => {
+            assert!(obj.get("id").is_none(), "a LOGIN with an id decoded as by name");
+            same_string(obj, "name", name);
+            same_string(obj, "password", password);
+            check_ext(obj, *ext);
+        }
+        Request::FindUser { name } => same_string(obj, "name", name),
         Request::Register { name, password, ext } => {
             same_string(obj, "name", name);
             same_string(obj, "password", password);
@@ -115,7 +122,7 @@ fn check_request(request: &Request, obj: &Map<String, Value>) {
             assert!(acks.len() <= chat_proto::MAX_ACKS, "too many acks accepted");
         }
         Request::Received { acks } => assert!(acks.len() <= chat_proto::MAX_ACKS, "too many acks accepted"),
-        Request::History { .. } | Request::Loginout | Request::Pong | Request::List => {}
+        Request::History { .. } | Request::Loginout | Request::Pong | Request::List | Request::LogoutAll => {}
         // Issue 21's requests: their `id` names the other user.
         Request::Block { user }
         | Request::Unblock { user }
@@ -159,6 +166,8 @@ fn check_ext(obj: &Map<String, Value>, ext: bool) {
 pub fn strings_of(request: &Request) -> Vec<String> {
     match request {
         Request::Login { password, .. } => vec![password.clone()],
+        Request::LoginByName { name, password, .. } => vec![name.clone(), password.clone()],
+        Request::FindUser { name } => vec![name.clone()],
         Request::Register { name, password, .. } => vec![name.clone(), password.clone()],
         Request::OneChat { msg, .. } | Request::GroupChat { msg, .. } => vec![msg.clone()],
         Request::CreateGroup { name, desc } => vec![name.clone(), desc.clone()],

@@ -6,6 +6,7 @@
 //! reach them fails and says what is missing.
 
 pub mod control;
+pub mod devices;
 pub mod drill;
 pub mod ops;
 pub mod redis_cluster;

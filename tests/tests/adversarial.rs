@@ -297,7 +297,7 @@ async fn claiming_another_users_id_in_every_field_changes_nothing_of_theirs() {
     assert_eq!(role(ida), Some(json!("normal")), "the attacker joined as itself: {lists}");
     victim.expect_silence(Duration::from_millis(200)).await;
     let mut dup = WireClient::connect(s.addr).await;
-    assert_eq!(dup.login(idv, true).await["errno"], 2, "the victim was not logged out");
+    assert_eq!(dup.login(idv, false).await["errno"], 2, "the victim was not logged out");
     friend.send(&json!({"msgid":6,"to":idv,"msg":"still reachable"})).await;
     assert_eq!(friend.recv().await["errno"], 0);
     assert_eq!(victim.recv().await["msg"], "still reachable");

@@ -171,7 +171,7 @@ async fn sigterm_on_one_node_leaves_the_other_nodes_users_online(redis: &str) {
     assert_eq!(a.recv().await["errno"], 0);
     assert_eq!(b.recv().await["msg"], "still here");
     let mut dup = WireClient::connect(n2.addr).await;
-    assert_eq!(dup.login(ida, true).await["errno"], 2);
+    assert_eq!(dup.login(ida, false).await["errno"], 2);
     a.send(&json!({"msgid":15})).await;
     let _ = a.recv().await;
     // x, whose node stopped, was logged out properly: it can log in on n2 at once.
@@ -256,7 +256,7 @@ async fn restarting_redis_loses_nothing_and_cross_node_delivery_resumes() {
     assert!(resumed, "cross-node delivery resumed after Redis came back");
     // Presence survived the restart too: a, on n1, cannot log in a second time on n2.
     let mut dup = WireClient::connect(n2.addr).await;
-    assert_eq!(dup.login(ida, true).await["errno"], 2, "one session per user after a Redis restart");
+    assert_eq!(dup.login(ida, false).await["errno"], 2, "one session per user after a Redis restart");
     // b acknowledges what it has without a gap and logs in again: whatever did not
     // arrive live is waiting; what came both ways is dropped by its mid, as clients do.
     let contiguous = (1..).take_while(|s| live_seqs.contains(s)).last().unwrap_or(0);

@@ -35,9 +35,9 @@ fn bad_menu_input_gets_a_message_and_nothing_is_sent() {
     client.lines(&["2", "alice", ""]);
     client.expect_err("the password is empty");
 
-    // Login: the id must be a positive number.
-    client.lines(&["1", "abc"]);
-    client.expect_err("userid must be a positive number, not `abc`");
+    // Login: a number must be a positive id (anything else is an account name).
+    client.lines(&["1", "0"]);
+    client.expect_err("userid must be a positive number, not `0`");
     client.lines(&["1", ""]);
     client.expect_err("the userid is empty");
     client.lines(&["1", "-5"]);

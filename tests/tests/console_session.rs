@@ -60,11 +60,13 @@ fn register_login_every_command_and_logout() {
     bob.expect_out(&format!("current login user => id:{bob_id} name:bob"));
     bob.expect_out("show command list >>>");
 
-    // A second login of a user already online is refused with the original's text.
+    // A second console of alice (another device) logs in beside the first, here by name at
+    // the userid prompt, and logs out again: alice's first session stays.
     let mut eve = ConsoleProcess::start(server.addr);
-    eve.lines(&["1", &alice_id, "pw-a"]);
-    eve.expect_err("login failed: \"this account is using, input another!\"");
-    eve.line("3");
+    eve.lines(&["1", "alice", "pw-a"]);
+    eve.expect_out(&format!("current login user => id:{alice_id} name:alice"));
+    eve.lines(&["loginout", "3"]);
+    eve.expect_out("logged out");
     assert!(eve.wait_exit(EXIT_WAIT).success(), "{}", eve.transcript());
 
     alice.line(&format!("addfriend:{bob_id}"));

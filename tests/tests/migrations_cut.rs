@@ -224,6 +224,12 @@ const SEEDS: &[(&str, &str)] = &[
         "INSERT INTO `ResumeToken` (token, userid, expires_at) VALUES \
          ('0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef', 1, 99)",
     ),
+    (
+        "SessionCursor",
+        "INSERT INTO `SessionCursor` (token, conv, seq) VALUES \
+         ('0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef', 0, 0), \
+         ('0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef', 4294967298, 1)",
+    ),
 ];
 
 /// `chat-server migrate` on `url`, within a minute.

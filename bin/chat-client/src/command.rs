@@ -82,6 +82,27 @@ pub enum Command {
     Loginout,
     /// A command of issue 21 (`control.rs`): blocks, friend requests, groups, the account.
     Ctl(crate::control::Ctl),
+    /// `finduser:name`: the user with exactly that name (extension).
+    FindUser {
+        /// The name.
+        name: String,
+    },
+    /// `addfriend:name`: find the user by name, then add them as a friend.
+    AddFriendByName {
+        /// The new friend's name.
+        name: String,
+    },
+    /// `logoutall`: end every session of this account, on every device, and go back to the menu.
+    LogoutAll,
+}
+
+/// Who logs in, as typed at the `userid:` prompt: an id, or (extension) a name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Account {
+    /// A number.
+    Id(UserId),
+    /// Anything else: the account's name.
+    Name(String),
 }
 
 impl Command {
@@ -98,6 +119,8 @@ impl Command {
             Command::History { .. } => MsgId::History,
             Command::Loginout => MsgId::Loginout,
             Command::Ctl(c) => c.msgid(),
+            Command::FindUser { .. } | Command::AddFriendByName { .. } => MsgId::FindUser,
+            Command::LogoutAll => MsgId::LogoutAll,
         })
     }
 }
@@ -235,10 +258,19 @@ fn parse_id(text: &str, what: &'static str) -> Result<i32, InputError> {
     }
 }
 
-/// The `userid:` prompt.
-pub fn parse_user_id(line: &str) -> Result<UserId, InputError> {
+/// Whether `text` is meant as a number: only digits, signs and dots (a name has something else).
+fn numeric(text: &str) -> bool {
+    text.trim().chars().all(|c| c.is_ascii_digit() || matches!(c, '-' | '+' | '.'))
+}
+
+/// The `userid:` prompt, which also takes the account's name (a name made only of digits
+/// is taken as an id).
+pub fn parse_account(line: &str) -> Result<Account, InputError> {
     check_length(line)?;
-    parse_id(line, "userid").map(UserId)
+    if numeric(line) {
+        return parse_id(line, "userid").map(|id| Account::Id(UserId(id)));
+    }
+    parse_name(line, "username").map(Account::Name)
 }
 
 /// A user or group name: blanks around it dropped, not empty, not too long.
@@ -277,7 +309,8 @@ fn parse_message(text: &str) -> Result<String, InputError> {
 }
 
 const CHAT_USAGE: &str = "chat:friendid:message";
-const ADDFRIEND_USAGE: &str = "addfriend:friendid";
+const ADDFRIEND_USAGE: &str = "addfriend:friendid or addfriend:name";
+const FINDUSER_USAGE: &str = "finduser:name";
 const CREATEGROUP_USAGE: &str = "creategroup:groupname:groupdesc";
 const ADDGROUP_USAGE: &str = "addgroup:groupid";
 const GROUPCHAT_USAGE: &str = "groupchat:groupid:message";
@@ -293,6 +326,7 @@ fn usage_of(name: &str) -> Option<&'static str> {
         "addgroup" => ADDGROUP_USAGE,
         "groupchat" => GROUPCHAT_USAGE,
         "history" => HISTORY_USAGE,
+        "finduser" => FINDUSER_USAGE,
         _ => return None,
     })
 }
@@ -352,7 +386,12 @@ pub fn parse_command(line: &str) -> Result<Command, InputError> {
             let (to, msg) = arg.split_once(':').ok_or(usage("chat", CHAT_USAGE))?;
             Ok(Command::Chat { to: UserId(parse_id(to, "friendid")?), msg: parse_message(msg)? })
         }
-        ("addfriend", Some(arg)) => Ok(Command::AddFriend { friend: UserId(parse_id(arg, "friendid")?) }),
+        ("addfriend", Some(arg)) if numeric(arg) => {
+            Ok(Command::AddFriend { friend: UserId(parse_id(arg, "friendid")?) })
+        }
+        ("addfriend", Some(arg)) => Ok(Command::AddFriendByName { name: parse_name(arg, "username")? }),
+        ("finduser", Some(arg)) => Ok(Command::FindUser { name: parse_name(arg, "username")? }),
+        ("logoutall", _) => Ok(Command::LogoutAll),
         ("creategroup", Some(arg)) => {
             let (name, desc) = arg.split_once(':').ok_or(usage("creategroup", CREATEGROUP_USAGE))?;
             let name = parse_name(name, "groupname")?;
@@ -372,6 +411,7 @@ pub fn parse_command(line: &str) -> Result<Command, InputError> {
         ("addgroup", None) => Err(usage("addgroup", ADDGROUP_USAGE)),
         ("groupchat", None) => Err(usage("groupchat", GROUPCHAT_USAGE)),
         ("history", None) => Err(usage("history", HISTORY_USAGE)),
+        ("finduser", None) => Err(usage("finduser", FINDUSER_USAGE)),
         (other, _) => {
             // `chat 2 hello`: a known command followed by a blank instead of `:`.
             let first = other.split_whitespace().next().unwrap_or_default();
@@ -381,16 +421,18 @@ pub fn parse_command(line: &str) -> Result<Command, InputError> {
 }
 
 /// What Tab completes after login: the command names, with their `:`.
-const COMPLETIONS: [&str; 9] = [
+const COMPLETIONS: [&str; 11] = [
     "help",
     "chat:",
     "addfriend:",
+    "finduser:",
     "creategroup:",
     "addgroup:",
     "groupchat:",
     "lists",
     "history:",
     "loginout",
+    "logoutall",
 ];
 
 /// Completions for the text before the cursor (byte `pos`), replacing the
@@ -443,13 +485,20 @@ mod tests {
     }
 
     #[test]
-    fn user_ids() {
-        assert_eq!(parse_user_id("7"), Ok(UserId(7)));
-        assert_eq!(parse_user_id(" 7 "), Ok(UserId(7)));
-        assert_eq!(parse_user_id(""), Err(InputError::Empty { what: "userid" }));
-        for bad in ["0", "-1", "abc", "1x", "2147483648", "6.7"] {
-            assert_eq!(parse_user_id(bad), Err(InputError::BadId { what: "userid", text: bad.into() }));
+    fn accounts_by_id_or_name() {
+        assert_eq!(parse_account(" 7 "), Ok(Account::Id(UserId(7))));
+        assert_eq!(parse_account(" bob "), Ok(Account::Name("bob".into())));
+        assert_eq!(parse_account("zhang san"), Ok(Account::Name("zhang san".into())));
+        assert_eq!(parse_account("1x"), Ok(Account::Name("1x".into())));
+        assert_eq!(parse_account(""), Err(InputError::Empty { what: "userid" }));
+        for bad in ["0", "-1", "2147483648", "6.7"] {
+            assert_eq!(parse_account(bad), Err(InputError::BadId { what: "userid", text: bad.into() }));
         }
+        assert_eq!(parse_command("addfriend:bob"), Ok(Command::AddFriendByName { name: "bob".into() }));
+        assert_eq!(parse_command("addfriend: 5 "), Ok(Command::AddFriend { friend: UserId(5) }));
+        assert_eq!(parse_command("finduser:bob"), Ok(Command::FindUser { name: "bob".into() }));
+        assert_eq!(parse_command("logoutall"), Ok(Command::LogoutAll));
+        assert_eq!(parse_command("addfriend:bob").map(|c| c.msgid()), Ok(Some(MsgId::FindUser)));
     }
 
     #[test]
@@ -557,7 +606,7 @@ mod tests {
         assert_eq!(err("chat:abc:hi"), bad("friendid", "abc"));
         assert_eq!(err("chat:0:hi"), bad("friendid", "0"));
         assert_eq!(err("chat::hi"), InputError::Empty { what: "friendid" });
-        assert_eq!(err("addfriend:x"), bad("friendid", "x"));
+        assert_eq!(ok("addfriend:x"), Command::AddFriendByName { name: "x".into() }, "a name");
         assert_eq!(err("addfriend:"), InputError::Empty { what: "friendid" });
         assert_eq!(err("addfriend:-3"), bad("friendid", "-3"));
         assert_eq!(err("addgroup:1e3"), bad("groupid", "1e3"));
@@ -588,12 +637,12 @@ mod tests {
     fn completion_of_command_names() {
         assert_eq!(complete_command("ch", 2), vec!["chat:".to_owned()]);
         assert_eq!(complete_command("add", 3), vec!["addfriend:".to_owned(), "addgroup:".to_owned()]);
-        assert_eq!(complete_command("", 0).len(), 9 + crate::control::COMPLETIONS.len());
+        assert_eq!(complete_command("", 0).len(), 11 + crate::control::COMPLETIONS.len());
         assert_eq!(complete_command("unb", 3), vec!["unblock:".to_owned()]);
         assert_eq!(complete_command("hi", 2), vec!["history:".to_owned()]);
         assert!(complete_command("chat:2", 6).is_empty());
         assert!(complete_command("zz", 2).is_empty());
-        assert_eq!(complete_command("lo", 99), vec!["loginout".to_owned()]);
+        assert_eq!(complete_command("lo", 99), vec!["loginout".to_owned(), "logoutall".to_owned()]);
     }
 
     #[test]

@@ -29,8 +29,8 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::time::{Instant, sleep_until};
 
 use crate::backoff::Backoff;
+use crate::command::{Account, parse_account, parse_username};
 use crate::command::{Command, InputError, MenuChoice, parse_command, parse_menu_choice, parse_password};
-use crate::command::{parse_user_id, parse_username};
 use crate::conn::{self, Connection, NetEvent};
 use crate::control::Ctl;
 use crate::format;
@@ -39,6 +39,9 @@ use crate::incoming::{Incoming, LoginInfo, ServerError};
 use crate::random::Rng;
 use crate::request::{self, Cids};
 use crate::terminal::{Input, InputEvent, Output};
+
+/// How the server's NOTICE begins when another device logged the account out everywhere.
+const LOGGED_OUT_EVERYWHERE: &str = "logged out everywhere";
 
 /// How long to wait for the answer to the logout on the way out.
 const LOGOUT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -290,9 +293,14 @@ impl Console {
     }
 
     async fn login(&mut self) -> Result<(), Stop> {
-        let Some(id) = self.ask("userid: ", false, parse_user_id).await? else { return Ok(()) };
+        // An id, as the original asks for, or (extension) the account's name.
+        let Some(account) = self.ask("userid: ", false, parse_account).await? else { return Ok(()) };
         let Some(password) = self.ask("userpassword: ", true, parse_password).await? else { return Ok(()) };
-        match self.request(request::login(id, &password), MsgId::Login, None, OnLost::Report).await? {
+        let frame = match &account {
+            Account::Id(id) => request::login(*id, &password),
+            Account::Name(name) => request::login_by_name(name, &password),
+        };
+        match self.request(frame, MsgId::Login, None, OnLost::Report).await? {
             None => Ok(()),
             Some(Incoming::LoginAck(Ok(info))) => {
                 self.out.info(&format::login_screen(&info));
@@ -398,7 +406,37 @@ impl Console {
             return Ok(Flow::Continue);
         };
         let what = format::command_name(&cmd);
-        if cmd == Command::Loginout {
+        if let Command::AddFriendByName { name } = &cmd {
+            // Two steps: the id of that name, then ADD_FRIEND with it.
+            match self.request(frame, sent, None, OnLost::Report).await? {
+                Some(Incoming::FoundUser(Ok(found))) => {
+                    let Some(session) = &self.session else { return Ok(Flow::Continue) };
+                    let add = Command::AddFriend { friend: found.id };
+                    let Some(frame) = request::command(&add, session.id, &session.name, None) else {
+                        return Ok(Flow::Continue);
+                    };
+                    match self.request(frame, MsgId::AddFriend, None, OnLost::Report).await? {
+                        Some(Incoming::Ack { outcome: Ok(_), .. }) => self.out.info(&format!(
+                            "user {} (id {}) is now your friend (lists shows your lists)",
+                            format::clean(name),
+                            found.id
+                        )),
+                        Some(Incoming::Ack { outcome: Err(e), .. }) => {
+                            self.out.error(&format::failure(what, &e))
+                        }
+                        Some(other) => self.out.error(&format!("unexpected answer to {what}: {other:?}")),
+                        None => {}
+                    }
+                }
+                Some(Incoming::FoundUser(Err(e)) | Incoming::Ack { outcome: Err(e), .. }) => {
+                    self.out.error(&format::failure(what, &e))
+                }
+                Some(other) => self.out.error(&format!("unexpected answer to {what}: {other:?}")),
+                None => {}
+            }
+            return Ok(Flow::Continue);
+        }
+        if matches!(cmd, Command::Loginout | Command::LogoutAll) {
             // What was shown is acknowledged before the session ends.
             self.flush_acks().await;
             match self.request(frame, sent, None, OnLost::Report).await? {
@@ -429,6 +467,7 @@ impl Console {
             None => {}
             Some(Incoming::ListAck(Ok(lists))) => self.out.info(&format::lists(&lists)),
             Some(Incoming::Listing(v)) => self.out.info(&crate::control::listing(&v)),
+            Some(Incoming::FoundUser(Ok(found))) => self.out.info(&format::found(&found)),
             Some(Incoming::HistoryAck(Ok(page))) => {
                 if let Command::History { peer, from, limit } = cmd {
                     self.out.info(&format::history(peer, from, limit, &page));
@@ -442,7 +481,8 @@ impl Console {
             Some(
                 Incoming::Ack { outcome: Err(e), .. }
                 | Incoming::ListAck(Err(e))
-                | Incoming::HistoryAck(Err(e)),
+                | Incoming::HistoryAck(Err(e))
+                | Incoming::FoundUser(Err(e)),
             ) => self.out.error(&format::failure(what, &e)),
             Some(other) => self.out.error(&format!("unexpected answer to {what}: {other:?}")),
         }
@@ -718,6 +758,11 @@ impl Console {
     /// start getting it back ([`Event::Lost`]); otherwise [`Event::Closed`].
     fn connection_closed(&mut self, why: Option<String>) -> Event {
         let text = self.gone_text(why);
+        // Logged out on every device (LOGOUT_ALL from another one): the session is over,
+        // nothing to get back.
+        if self.notice.as_deref().is_some_and(|n| n.starts_with(LOGGED_OUT_EVERYWHERE)) {
+            self.session = None;
+        }
         self.notice = None;
         if self.session.is_none() || self.settings.reconnect_for.is_zero() {
             self.link = Link::Idle;

@@ -213,10 +213,12 @@ pub fn login_screen(info: &LoginInfo) -> String {
 
 /// The help list, in English, with each command's format.
 pub fn help() -> String {
-    const COMMANDS: [(&str, &str, &str); 11] = [
+    const COMMANDS: [(&str, &str, &str); 14] = [
         ("help", "show this command list", "help"),
         ("chat", "send a message to a user", "chat:friendid:message"),
         ("addfriend", "add a friend", "addfriend:friendid"),
+        ("addfriend", "add a friend by their exact name", "addfriend:name"),
+        ("finduser", "find a user by their exact name (id and state)", "finduser:name"),
         ("creategroup", "create a group (you get its id)", "creategroup:groupname:groupdesc"),
         ("addgroup", "join a group", "addgroup:groupid"),
         ("groupchat", "send a message to a group", "groupchat:groupid:message"),
@@ -229,6 +231,7 @@ pub fn help() -> String {
         ("history", "the same in a group", "history:ggroupid or history:ggroupid:pagesize"),
         ("history", "the page before (or after) a message id", "history:userid:before:mid (or :after:mid)"),
         ("loginout", "log out and go back to the menu", "loginout"),
+        ("logoutall", "log out on every device of this account, then go back to the menu", "logoutall"),
     ];
     let mut out = String::from("show command list >>> \n");
     for (name, what, format) in COMMANDS.iter().chain(crate::control::HELP.iter()) {
@@ -270,8 +273,14 @@ pub fn success(cmd: &Command, groupid: Option<GroupId>) -> String {
         },
         Command::AddGroup { group } => format!("joined group {group} (lists shows your lists)"),
         Command::Loginout => "logged out".to_owned(),
-        Command::Lists | Command::History { .. } | Command::Help => "ok".to_owned(),
         Command::Ctl(c) => c.success(),
+        Command::LogoutAll => "logged out everywhere (every device of this account)".to_owned(),
+        Command::Lists | Command::History { .. } | Command::Help | Command::FindUser { .. } => {
+            "ok".to_owned()
+        }
+        Command::AddFriendByName { name } => {
+            format!("user {} is now your friend (lists shows your lists)", clean(name))
+        }
     }
 }
 
@@ -288,7 +297,15 @@ pub fn command_name(cmd: &Command) -> &'static str {
         Command::History { .. } => "history",
         Command::Loginout => "loginout",
         Command::Ctl(c) => c.name(),
+        Command::FindUser { .. } => "finduser",
+        Command::AddFriendByName { .. } => "addfriend",
+        Command::LogoutAll => "logoutall",
     }
+}
+
+/// A user found by name: `bob id:7 online` (addfriend takes the name or the id).
+pub fn found(found: &crate::incoming::Found) -> String {
+    format!("{} id:{} {}", clean(&found.name), found.id, clean(&found.state))
 }
 
 /// The name of a request in messages, by the msgid it was sent with.
@@ -304,6 +321,8 @@ pub fn request_name(sent: MsgId) -> &'static str {
         MsgId::List => "lists",
         MsgId::History => "history",
         MsgId::Loginout => "loginout",
+        MsgId::FindUser => "finduser",
+        MsgId::LogoutAll => "logoutall",
         _ => "the request",
     }
 }
@@ -314,6 +333,11 @@ pub fn unsolicited(frame: &Incoming) -> Option<Result<String, String>> {
     Some(match frame {
         Incoming::Chat(c) => Ok(chat_line(c)),
         Incoming::GroupChat(g) => Ok(group_line(g)),
+        Incoming::Presence { id, name, state } => Ok(if state == "online" {
+            format!("{} [{id}] is online", clean(name))
+        } else {
+            format!("{} [{id}] went offline", clean(name))
+        }),
         Incoming::Notice(e) => Err(format!("server notice: {} (errno {})", clean(&e.errmsg), e.errno)),
         Incoming::Event(v) => Ok(crate::control::event(v)),
         Incoming::Unknown { msgid } => {
@@ -336,7 +360,8 @@ pub fn unsolicited(frame: &Incoming) -> Option<Result<String, String>> {
         | Incoming::RegAck(_)
         | Incoming::ListAck(_)
         | Incoming::HistoryAck(_)
-        | Incoming::Listing(_) => Err("ignored a late reply from the server".to_owned()),
+        | Incoming::Listing(_)
+        | Incoming::FoundUser(_) => Err("ignored a late reply from the server".to_owned()),
     })
 }
 

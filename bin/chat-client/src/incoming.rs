@@ -166,6 +166,17 @@ pub enum Incoming {
     ListAck(Result<Lists, ServerError>),
     /// HISTORY_ACK (20).
     HistoryAck(Result<HistoryPage, ServerError>),
+    /// FIND_USER_ACK (51): the user with that name.
+    FoundUser(Result<Found, ServerError>),
+    /// PRESENCE (53): a friend came online or went offline.
+    Presence {
+        /// Who.
+        id: UserId,
+        /// Their name.
+        name: String,
+        /// `online` or `offline`.
+        state: String,
+    },
     /// A forwarded ONE_CHAT (6).
     Chat(ChatLine),
     /// A forwarded GROUP_CHAT (10).
@@ -210,10 +221,22 @@ impl Incoming {
                 (MsgId::FriendRequests, Incoming::Listing(v)) => {
                     v["msgid"] == MsgId::FriendRequestsAck.number()
                 }
+                (MsgId::FindUser, Incoming::FoundUser(_)) => true,
                 (_, Incoming::Ack { re, .. }) => *re == i64::from(sent.number()),
                 _ => false,
             }
     }
+}
+
+/// A user found by name (FIND_USER_ACK).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    /// Their id.
+    pub id: UserId,
+    /// Their name.
+    pub name: String,
+    /// `online` or `offline`.
+    pub state: String,
 }
 
 /// At most 80 characters of a frame, for reports.
@@ -341,6 +364,21 @@ fn decode_value(value: &Value, frame: &[u8]) -> Incoming {
                 more: matches!(obj.0.get("more"), Some(Value::Bool(true))),
             }))),
         },
+        Some(MsgId::FindUserAck) => match obj.error() {
+            Err(e) => Ok(Incoming::FoundUser(Err(e))),
+            Ok(()) => obj.id("id").map(|id| {
+                Incoming::FoundUser(Ok(Found {
+                    id: UserId(id),
+                    name: obj.lenient("name"),
+                    state: obj.lenient("state"),
+                }))
+            }),
+        },
+        Some(MsgId::Presence) => obj.id("id").map(|id| Incoming::Presence {
+            id: UserId(id),
+            name: obj.lenient("name"),
+            state: obj.lenient("state"),
+        }),
         Some(MsgId::OneChat) => chat(&obj).map(Incoming::Chat),
         Some(MsgId::GroupChat) => group_chat(&obj).map(Incoming::GroupChat),
         Some(MsgId::Ping) => Ok(Incoming::Ping),

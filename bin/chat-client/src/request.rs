@@ -21,6 +21,11 @@ pub fn login(id: UserId, password: &str) -> String {
     text(&json!({ "ext": 1, "id": id, "msgid": MsgId::Login.number(), "password": password }))
 }
 
+/// LOGIN (1) by the account's name instead of its id (extension).
+pub fn login_by_name(name: &str, password: &str) -> String {
+    text(&json!({ "ext": 1, "msgid": MsgId::Login.number(), "name": name, "password": password }))
+}
+
 /// REG (4), opting in to the extension.
 pub fn register(name: &str, password: &str) -> String {
     text(&json!({ "ext": 1, "msgid": MsgId::Reg.number(), "name": name, "password": password }))
@@ -108,6 +113,10 @@ pub fn command(cmd: &Command, me: UserId, my_name: &str, cid: Option<&str>) -> O
         Command::Loginout => json!({ "id": me, "msgid": msgid }),
         // `passwd` and `deleteaccount` are framed by the console, with what it asked for.
         Command::Ctl(c) => return Some(c.frame(("", ""))),
+        Command::FindUser { name } | Command::AddFriendByName { name } => {
+            json!({ "msgid": msgid, "name": name })
+        }
+        Command::LogoutAll => json!({ "msgid": msgid }),
     };
     if let (Command::Chat { .. } | Command::GroupChat { .. }, Some(cid)) = (cmd, cid) {
         v["cid"] = json!(cid);

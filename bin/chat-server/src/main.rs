@@ -161,6 +161,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         commit_linger: Duration::from_secs_f64(settings.commit_linger_ms / 1000.0),
         login_timeout: secs(settings.login_timeout_secs),
         ping_interval: secs(settings.ping_interval_secs),
+        max_sessions_per_user: settings.max_sessions_per_user,
+        presence_debounce: Duration::from_secs_f64(settings.presence_debounce_secs.max(0.0)),
+        ..ServiceConfig::default()
     };
     // Idle checks run often enough to honour the shortest of the timeouts closely.
     let shortest = service_config.login_timeout.min(service_config.ping_interval);

@@ -112,6 +112,8 @@ pub struct Settings {
     pub purge_interval_secs: f64,
     pub resume_ttl_secs: f64,
     pub history_page_max: usize,
+    pub max_sessions_per_user: usize,
+    pub presence_debounce_secs: f64,
     pub batch_max_messages: usize,
     pub commit_linger_ms: f64,
     pub login_timeout_secs: f64,
@@ -188,6 +190,8 @@ impl Settings {
             .set_default("purge_interval_secs", 600.0)?
             .set_default("resume_ttl_secs", 7.0 * 24.0 * 3600.0)?
             .set_default("history_page_max", 100)?
+            .set_default("max_sessions_per_user", 10)?
+            .set_default("presence_debounce_secs", 3.0)?
             .set_default("batch_max_messages", 1000)?
             .set_default("commit_linger_ms", 2.0)?
             .set_default("login_timeout_secs", 60.0)?
@@ -281,6 +285,7 @@ impl Settings {
             ("redis_receive_capacity", self.redis_receive_capacity),
             ("offline_in_ack", self.offline_in_ack),
             ("history_page_max", self.history_page_max),
+            ("max_sessions_per_user", self.max_sessions_per_user),
             ("batch_max_messages", self.batch_max_messages),
             ("retention_per_conversation", usize::try_from(self.retention_per_conversation).unwrap_or(1)),
         ] {

@@ -59,6 +59,26 @@ impl Layout {
         format!("{}user:{}", self.head(self.bucket(user)), user.0)
     }
 
+    /// The hash that counts `user`'s extension sessions per node (beside its key, one slot).
+    pub(crate) fn sessions_key(&self, user: UserId) -> String {
+        format!("{}sessions:{}", self.head(self.bucket(user)), user.0)
+    }
+
+    /// What was last announced of `user`'s presence (beside its key, one slot).
+    pub(crate) fn presence_key(&self, user: UserId) -> String {
+        format!("{}presence:{}", self.head(self.bucket(user)), user.0)
+    }
+
+    /// The set of nodes that hold (or held) users, for the sweep after a node's death.
+    pub(crate) fn nodes_key(&self) -> String {
+        format!("{{{}nodes}}all", self.prefix)
+    }
+
+    /// The set of users node `node` holds (beside [`Layout::nodes_key`], one slot).
+    pub(crate) fn node_users_key(&self, node: &str) -> String {
+        format!("{{{}nodes}}users:{node}", self.prefix)
+    }
+
     /// The prefix of the lease keys in `bucket`; a node's lease key there is this followed by its id.
     pub(crate) fn lease_prefix(&self, bucket: u32) -> String {
         format!("{}lease:", self.head(bucket))

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use chat_ports::{Broker, BrokerError, Sink};
+use chat_ports::{Broker, BrokerError, Joined, Sink};
 use chat_proto::UserId;
 
 /// Identifies one node of a hub.
@@ -27,8 +27,12 @@ pub struct LocalHub {
 struct HubState {
     /// user → the nodes subscribed to the user's channel, each with its sink.
     subscribers: HashMap<UserId, Vec<Subscriber>>,
-    /// user → the node that holds it.
+    /// user → the node that holds it (an exclusive claim).
     claims: HashMap<UserId, NodeId>,
+    /// user → node → how many extension sessions of the user it has.
+    joins: HashMap<UserId, HashMap<NodeId, u32>>,
+    /// Users last announced online.
+    online: std::collections::HashSet<UserId>,
     /// Every live node's sink, for announcements.
     nodes: HashMap<NodeId, Arc<dyn Sink>>,
 }
@@ -68,6 +72,10 @@ impl LocalBroker {
             !subs.is_empty()
         });
         state.claims.retain(|_, node| *node != self.id);
+        state.joins.retain(|_, nodes| {
+            nodes.remove(&self.id);
+            !nodes.is_empty()
+        });
         state.nodes.remove(&self.id);
     }
 }
@@ -82,8 +90,11 @@ impl Drop for LocalBroker {
 impl Broker for LocalBroker {
     async fn claim(&self, user: UserId) -> Result<bool, BrokerError> {
         let mut state = self.hub.lock();
+        let joined_elsewhere =
+            state.joins.get(&user).is_some_and(|nodes| nodes.keys().any(|n| *n != self.id));
         match state.claims.get(&user) {
             Some(holder) if *holder != self.id => Ok(false),
+            _ if joined_elsewhere => Ok(false),
             _ => {
                 state.claims.insert(user, self.id);
                 Ok(true)
@@ -97,6 +108,48 @@ impl Broker for LocalBroker {
             state.claims.remove(&user);
         }
         Ok(())
+    }
+
+    async fn join(&self, user: UserId, max: u32) -> Result<Joined, BrokerError> {
+        let mut state = self.hub.lock();
+        if state.claims.contains_key(&user) {
+            return Ok(Joined::InUse);
+        }
+        let nodes = state.joins.entry(user).or_default();
+        let total: u32 = nodes.values().sum();
+        if total >= max {
+            return Ok(Joined::Limit);
+        }
+        let others = nodes.iter().any(|(n, c)| *n != self.id && *c > 0);
+        *nodes.entry(self.id).or_default() += 1;
+        Ok(Joined::Yes { others })
+    }
+
+    async fn leave(&self, user: UserId) -> Result<u32, BrokerError> {
+        let mut state = self.hub.lock();
+        let Some(nodes) = state.joins.get_mut(&user) else { return Ok(0) };
+        if let Some(count) = nodes.get_mut(&self.id) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                nodes.remove(&self.id);
+            }
+        }
+        let left = nodes.values().sum();
+        if nodes.is_empty() {
+            state.joins.remove(&user);
+        }
+        Ok(left)
+    }
+
+    async fn sessions(&self, user: UserId) -> Result<u32, BrokerError> {
+        let state = self.hub.lock();
+        let joined: u32 = state.joins.get(&user).map_or(0, |nodes| nodes.values().sum());
+        Ok(joined + u32::from(state.claims.contains_key(&user)))
+    }
+
+    async fn presence(&self, user: UserId, online: bool) -> Result<bool, BrokerError> {
+        let mut state = self.hub.lock();
+        Ok(if online { state.online.insert(user) } else { state.online.remove(&user) })
     }
 
     async fn subscribe(&self, user: UserId) -> Result<(), BrokerError> {

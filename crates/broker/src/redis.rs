@@ -11,14 +11,14 @@
 //! - `{prefix}user:{id}`: the node id holding user `id` (no TTL; it is free once that node's lease is gone);
 //! - `{prefix}lease:{node_id}`: exists, with a TTL of `lease`, while node `node_id` is alive.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use chat_ports::{Broker, BrokerError, Sink};
+use chat_ports::{Broker, BrokerError, Joined, Sink};
 use chat_proto::UserId;
 use fred::clients::SubscriberClient;
 use fred::prelude::{
@@ -91,6 +91,11 @@ struct Presence {
     held: HashSet<UserId>,
     /// Users whose release failed; retried by the maintenance task until it succeeds.
     unreleased: HashSet<UserId>,
+    /// Users with extension sessions here ([`Broker::join`]), and how many.
+    joined: HashMap<UserId, u32>,
+    /// Users whose count of sessions here Redis may not have (a failed call); set again by
+    /// the maintenance task.
+    unsynced: HashSet<UserId>,
 }
 
 /// Subscription bookkeeping that fred's own tracked-channel set cannot express.
@@ -117,6 +122,13 @@ struct Shared {
     claim: Script,
     release: Script,
     renew: Script,
+    join: Script,
+    set_sessions: Script,
+    count_sessions: Script,
+    presence_state: Script,
+    track: Script,
+    nodes: Script,
+    orphans: Script,
     /// Serializes presence changes, so a retried release or a re-assertion never races a claim.
     presence: tokio::sync::Mutex<Presence>,
     /// Serializes (un)subscriptions with the resync after a reconnect.
@@ -236,7 +248,20 @@ impl RedisBroker {
         }
 
         let shared = match Self::load_scripts(&client).await {
-            Ok((claim, release, renew)) => Arc::new(Shared {
+            Ok(
+                [
+                    claim,
+                    release,
+                    renew,
+                    join,
+                    set_sessions,
+                    count_sessions,
+                    presence_state,
+                    track,
+                    nodes,
+                    orphans,
+                ],
+            ) => Arc::new(Shared {
                 cluster,
                 layout: Layout::new(&config.channel_prefix, cluster),
                 lease_ms: lease.as_millis().to_string(),
@@ -247,6 +272,13 @@ impl RedisBroker {
                 claim,
                 release,
                 renew,
+                join,
+                set_sessions,
+                count_sessions,
+                presence_state,
+                track,
+                nodes,
+                orphans,
                 presence: tokio::sync::Mutex::new(Presence::default()),
                 subscriptions: tokio::sync::Mutex::new(Subscriptions::default()),
                 reassert: Notify::new(),
@@ -299,9 +331,21 @@ impl RedisBroker {
         }))
     }
 
-    async fn load_scripts(client: &Client) -> Result<(Script, Script, Script), BrokerError> {
+    /// CLAIM, RELEASE, RENEW, JOIN, SET_SESSIONS, SESSIONS, PRESENCE, TRACK, NODES and ORPHANS, loaded.
+    async fn load_scripts(client: &Client) -> Result<[Script; 10], BrokerError> {
         let load = |lua| bounded("cannot load a Lua script into Redis", Script::load(client, lua));
-        Ok((load(scripts::CLAIM).await?, load(scripts::RELEASE).await?, load(scripts::RENEW).await?))
+        Ok([
+            load(scripts::CLAIM).await?,
+            load(scripts::RELEASE).await?,
+            load(scripts::RENEW).await?,
+            load(scripts::JOIN).await?,
+            load(scripts::SET_SESSIONS).await?,
+            load(scripts::SESSIONS).await?,
+            load(scripts::PRESENCE).await?,
+            load(scripts::TRACK).await?,
+            load(scripts::NODES).await?,
+            load(scripts::ORPHANS).await?,
+        ])
     }
 
     /// This node's id.
@@ -361,6 +405,9 @@ impl RedisBroker {
         let held: Vec<UserId> = shared.presence.lock().await.held.iter().copied().collect();
         if let Err(e) = shared.release_users(&held).await {
             warn!(node = %shared.node_id, error = %e, users = held.len(), "shutdown: cannot release users; they expire with the lease");
+        }
+        if let Err(e) = shared.leave_all().await {
+            warn!(node = %shared.node_id, error = %e, "shutdown: cannot end the sessions; they expire with the lease");
         }
         let deletes = shared.layout.buckets().map(|bucket| {
             bounded("cannot delete the lease", shared.client.del::<i64, _>(shared.lease_key(bucket)))
@@ -438,10 +485,159 @@ impl Shared {
         self.claim
             .run(
                 &self.client,
-                vec![self.layout.user_key(user), self.lease_key(bucket)],
+                vec![self.layout.user_key(user), self.lease_key(bucket), self.layout.sessions_key(user)],
                 vec![self.node_id.clone(), self.layout.lease_prefix(bucket), self.lease_ms.clone()],
             )
             .await
+    }
+
+    /// Runs SET_SESSIONS for `user` with this node's `count` of its sessions.
+    async fn run_set_sessions(&self, user: UserId, count: u32) -> Result<i64, fred::error::Error> {
+        let bucket = self.layout.bucket(user);
+        self.set_sessions
+            .run(
+                &self.client,
+                vec![self.layout.user_key(user), self.layout.sessions_key(user)],
+                vec![self.node_id.clone(), self.layout.lease_prefix(bucket), count.to_string()],
+            )
+            .await
+    }
+
+    async fn join(&self, user: UserId, max: u32) -> Result<Joined, BrokerError> {
+        ensure_connected(&self.client, "command")?;
+        let mut presence = self.presence.lock().await;
+        let bucket = self.layout.bucket(user);
+        let run = self.join.run(
+            &self.client,
+            vec![self.layout.user_key(user), self.lease_key(bucket), self.layout.sessions_key(user)],
+            vec![
+                self.node_id.clone(),
+                self.layout.lease_prefix(bucket),
+                self.lease_ms.clone(),
+                max.to_string(),
+            ],
+        );
+        match bounded("cannot claim a session", run).await {
+            Ok(0) => Ok(Joined::InUse),
+            Ok(3) => Ok(Joined::Limit),
+            Ok(code) => {
+                let count = presence.joined.entry(user).or_default();
+                *count += 1;
+                if *count == 1 {
+                    self.track(user, true).await;
+                }
+                if code % 10 == 2 {
+                    warn!(node = %self.node_id, "the node lease had vanished; re-asserting this node's claims");
+                    self.reassert.notify_one();
+                }
+                Ok(Joined::Yes { others: code >= 10 })
+            }
+            Err(e) => {
+                // The script may have run although we got no answer: set the count again later.
+                presence.unsynced.insert(user);
+                Err(e)
+            }
+        }
+    }
+
+    async fn leave(&self, user: UserId) -> Result<u32, BrokerError> {
+        let mut presence = self.presence.lock().await;
+        let count = match presence.joined.get_mut(&user) {
+            Some(count) => {
+                *count = count.saturating_sub(1);
+                *count
+            }
+            None => 0,
+        };
+        if count == 0 {
+            presence.joined.remove(&user);
+            self.track(user, false).await;
+        }
+        let result = match ensure_connected(&self.client, "command") {
+            Ok(()) => bounded("cannot end a session", self.run_set_sessions(user, count)).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(left) => Ok(u32::try_from(left).unwrap_or(0)),
+            Err(e) => {
+                presence.unsynced.insert(user);
+                Err(e)
+            }
+        }
+    }
+
+    /// Keeps `user` in (or out of) this node's set of users, for the sweep after its death.
+    /// Best effort: a user left in the set is only looked at once more.
+    async fn track(&self, user: UserId, holds: bool) {
+        let run = self.track.run(
+            &self.client,
+            vec![self.layout.nodes_key(), self.layout.node_users_key(&self.node_id)],
+            vec![self.node_id.clone(), user.0.to_string(), if holds { "1" } else { "0" }.to_owned()],
+        );
+        if let Err(e) = bounded("cannot track a user", run).await {
+            debug!(node = %self.node_id, error = %e, "tracking a user failed");
+        }
+    }
+
+    /// Users of nodes whose lease expired, a batch at a time, each handed to one caller.
+    async fn orphans(&self) -> Result<Vec<UserId>, BrokerError> {
+        ensure_connected(&self.client, "command")?;
+        let nodes = bounded(
+            "cannot list nodes",
+            self.nodes.run_list(&self.client, vec![self.layout.nodes_key()], vec![]),
+        )
+        .await?;
+        let mut users = Vec::new();
+        for node in nodes.into_iter().filter(|n| *n != self.node_id) {
+            let alive: i64 =
+                bounded("cannot read a lease", self.client.exists(self.layout.lease_key(0, &node))).await?;
+            if alive > 0 {
+                continue;
+            }
+            let taken = self.orphans.run_list(
+                &self.client,
+                vec![self.layout.nodes_key(), self.layout.node_users_key(&node)],
+                vec![node.clone()],
+            );
+            let taken = bounded("cannot take a dead node's users", taken).await?;
+            users.extend(taken.iter().filter_map(|u| u.parse().ok().map(UserId)));
+        }
+        Ok(users)
+    }
+
+    /// Sets again the counts Redis may not have, and (`all`) every count after the lease
+    /// vanished; a user a node that does not share took meanwhile goes to the sink.
+    async fn sync_sessions(&self, sink: &dyn Sink, all: bool) -> Result<(), BrokerError> {
+        let mut presence = self.presence.lock().await;
+        let mut users: Vec<UserId> = presence.unsynced.iter().copied().collect();
+        if all {
+            users.extend(presence.joined.keys().copied());
+        }
+        for user in users {
+            let count = presence.joined.get(&user).copied().unwrap_or(0);
+            let result = bounded("cannot set a session count", self.run_set_sessions(user, count)).await?;
+            presence.unsynced.remove(&user);
+            if result < 0 {
+                presence.joined.remove(&user);
+                warn!(node = %self.node_id, user = user.0, "lost a user's sessions while this node's lease was gone; ending them here");
+                sink.claim_lost(user);
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends every extension session of this node (shutdown).
+    async fn leave_all(&self) -> Result<(), BrokerError> {
+        let mut presence = self.presence.lock().await;
+        let users: Vec<UserId> = presence.joined.keys().copied().collect();
+        for user in users {
+            presence.joined.remove(&user);
+            if let Err(e) = bounded("cannot end a session", self.run_set_sessions(user, 0)).await {
+                presence.unsynced.insert(user);
+                return Err(e);
+            }
+        }
+        Ok(())
     }
 
     async fn claim(&self, user: UserId) -> Result<bool, BrokerError> {
@@ -453,11 +649,15 @@ impl Shared {
         match result {
             Ok(0) => Ok(false),
             Ok(1) => {
-                presence.held.insert(user);
+                if presence.held.insert(user) {
+                    self.track(user, true).await;
+                }
                 Ok(true)
             }
             Ok(_) => {
-                presence.held.insert(user);
+                if presence.held.insert(user) {
+                    self.track(user, true).await;
+                }
                 warn!(node = %self.node_id, "the node lease had vanished; re-asserting this node's claims");
                 self.reassert.notify_one();
                 Ok(true)
@@ -479,7 +679,9 @@ impl Shared {
         }
         let mut presence = self.presence.lock().await;
         for user in users {
-            presence.held.remove(user);
+            if presence.held.remove(user) {
+                self.track(*user, false).await;
+            }
         }
         let result = self.release_batches(users).await;
         if result.is_err() {
@@ -684,6 +886,41 @@ impl Broker for RedisBroker {
 
     async fn release(&self, user: UserId) -> Result<(), BrokerError> {
         self.shared.release_users(&[user]).await
+    }
+
+    async fn join(&self, user: UserId, max: u32) -> Result<Joined, BrokerError> {
+        self.shared.join(user, max).await
+    }
+
+    async fn leave(&self, user: UserId) -> Result<u32, BrokerError> {
+        self.shared.leave(user).await
+    }
+
+    async fn orphans(&self) -> Result<Vec<UserId>, BrokerError> {
+        self.shared.orphans().await
+    }
+
+    async fn sessions(&self, user: UserId) -> Result<u32, BrokerError> {
+        let shared = &self.shared;
+        ensure_connected(&shared.client, "command")?;
+        let bucket = shared.layout.bucket(user);
+        let run = shared.count_sessions.run(
+            &shared.client,
+            vec![shared.layout.user_key(user), shared.layout.sessions_key(user)],
+            vec![shared.layout.lease_prefix(bucket)],
+        );
+        Ok(u32::try_from(bounded("cannot count sessions", run).await?).unwrap_or(0))
+    }
+
+    async fn presence(&self, user: UserId, online: bool) -> Result<bool, BrokerError> {
+        let shared = &self.shared;
+        ensure_connected(&shared.client, "command")?;
+        let run = shared.presence_state.run(
+            &shared.client,
+            vec![shared.layout.presence_key(user)],
+            vec![if online { "1" } else { "0" }.to_owned()],
+        );
+        Ok(bounded("cannot record presence", run).await? == 1)
     }
 
     async fn subscribe(&self, user: UserId) -> Result<(), BrokerError> {
@@ -938,8 +1175,10 @@ async fn maintenance_loop(
             }
             if reassert {
                 shared.reassert_claims(sink.as_ref()).await?;
+                shared.sync_sessions(sink.as_ref(), true).await?;
                 reassert = false;
             }
+            shared.sync_sessions(sink.as_ref(), false).await?;
             shared.retry_releases().await
         }
         .await;

@@ -15,7 +15,7 @@ use diesel::sql_types::BigInt;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
 use crate::mysql::MysqlStore;
-use crate::schema::{conversations, cursors, group_users, messages, resume_tokens};
+use crate::schema::{conversations, cursors, group_users, messages, resume_tokens, session_cursors};
 use crate::sqlite::SqliteStore;
 use crate::store::{Fail, db_error};
 
@@ -80,6 +80,30 @@ macro_rules! upsert_cursors {
             Ok(())
         })
         .await?
+    };
+}
+
+/// As [`upsert_cursors`], for the sessions' own cursors.
+macro_rules! upsert_session_cursors {
+    (mysql, $c:expr, $rows:expr) => {
+        diesel::insert_into(session_cursors::table)
+            .values($rows)
+            .on_conflict(diesel::dsl::DuplicatedKeys)
+            .do_update()
+            .set(session_cursors::seq.eq(diesel::dsl::sql::<BigInt>("GREATEST(seq, VALUES(seq))")))
+            .execute($c)
+            .await?
+    };
+    (sqlite, $c:expr, $rows:expr) => {
+        for row in $rows {
+            diesel::insert_into(session_cursors::table)
+                .values(row)
+                .on_conflict((session_cursors::token, session_cursors::conv))
+                .do_update()
+                .set(session_cursors::seq.eq(diesel::dsl::sql::<BigInt>("MAX(seq, excluded.seq)")))
+                .execute($c)
+                .await?;
+        }
     };
 }
 
@@ -276,7 +300,69 @@ macro_rules! impl_log {
                     .execute(&mut conn)
                     .await
                     .map_err(db_error)?;
+                diesel::delete(session_cursors::table.filter(session_cursors::token.eq(hash)))
+                    .execute(&mut conn)
+                    .await
+                    .map_err(db_error)?;
                 Ok(())
+            }
+
+            async fn drop_tokens_of(&self, user: UserId) -> Result<(), StoreError> {
+                let mut conn = self.conn().await?;
+                let hashes: Vec<String> = resume_tokens::table
+                    .filter(resume_tokens::userid.eq(user.0))
+                    .select(resume_tokens::token)
+                    .load(&mut conn)
+                    .await
+                    .map_err(db_error)?;
+                diesel::delete(resume_tokens::table.filter(resume_tokens::userid.eq(user.0)))
+                    .execute(&mut conn)
+                    .await
+                    .map_err(db_error)?;
+                for hash in hashes {
+                    diesel::delete(session_cursors::table.filter(session_cursors::token.eq(hash)))
+                        .execute(&mut conn)
+                        .await
+                        .map_err(db_error)?;
+                }
+                Ok(())
+            }
+
+            async fn save_session_cursors(&self, list: &[(String, ConvId, i64)]) -> Result<(), StoreError> {
+                if list.is_empty() {
+                    return Ok(());
+                }
+                let mut conn = self.conn().await?;
+                let rows: Vec<_> = list
+                    .iter()
+                    .map(|(hash, conv, seq)| {
+                        (
+                            session_cursors::token.eq(hash.as_str()),
+                            session_cursors::conv.eq(conv.0),
+                            session_cursors::seq.eq(*seq),
+                        )
+                    })
+                    .collect();
+                conn.transaction::<_, Fail, _>(async |c| {
+                    upsert_session_cursors!($rows, c, rows);
+                    Ok(())
+                })
+                .await
+                .map_err(Fail::into_store)
+            }
+
+            async fn session_cursors(&self, hash: &str) -> Result<Option<Vec<(ConvId, i64)>>, StoreError> {
+                let mut conn = self.conn().await?;
+                let rows: Vec<(i64, i64)> = session_cursors::table
+                    .filter(session_cursors::token.eq(hash))
+                    .select((session_cursors::conv, session_cursors::seq))
+                    .load(&mut conn)
+                    .await
+                    .map_err(db_error)?;
+                if rows.is_empty() {
+                    return Ok(None);
+                }
+                Ok(Some(rows.into_iter().filter(|(c, _)| *c != 0).map(|(c, s)| (ConvId(c), s)).collect()))
             }
 
             async fn purge(&self, older_than: i64, keep_per_conv: i64, now: i64) -> Result<u64, StoreError> {
@@ -305,6 +391,14 @@ macro_rules! impl_log {
                     .execute(&mut conn)
                     .await
                     .map_err(db_error)?;
+                // The cursors of sessions whose token is gone (expired, or dropped by a release
+                // that does not know this table).
+                diesel::delete(session_cursors::table.filter(
+                    session_cursors::token.ne_all(resume_tokens::table.select(resume_tokens::token)),
+                ))
+                .execute(&mut conn)
+                .await
+                .map_err(db_error)?;
                 Ok(gone as u64)
             }
         }

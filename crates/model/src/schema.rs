@@ -84,7 +84,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     conversations,
     messages,
     cursors,
-    resume_tokens
+    resume_tokens,
+    session_cursors
 );
 
 diesel::table! {
@@ -205,3 +206,17 @@ diesel::table! {
 diesel::allow_tables_to_appear_in_same_query!(blocks, users);
 diesel::allow_tables_to_appear_in_same_query!(friend_requests, users);
 diesel::allow_tables_to_appear_in_same_query!(user_controls, users);
+
+diesel::table! {
+    /// Per session (its resume token's hash) and conversation: the highest seq it
+    /// acknowledged; conv 0 marks a session that keeps cursors of its own.
+    #[sql_name = "SessionCursor"]
+    session_cursors (token, conv) {
+        /// SHA-256 of the session's resume token, hex.
+        token -> Varchar,
+        /// The conversation (0: the marker row).
+        conv -> BigInt,
+        /// Acknowledged up to here.
+        seq -> BigInt,
+    }
+}

@@ -183,6 +183,23 @@ macro_rules! impl_store {
                 Ok(row.map(|(id, name, password_hash)| UserRecord { id: UserId(id), name, password_hash }))
             }
 
+            async fn find_user_by_name(&self, name: &str) -> Result<Option<FriendEntry>, StoreError> {
+                let mut conn = self.conn().await?;
+                let row = users::table
+                    .filter(users::name.eq(name))
+                    .select((users::id, users::name, users::state))
+                    .first::<(i32, String, String)>(&mut conn)
+                    .await
+                    .optional()
+                    .map_err(db_error)?;
+                // MySQL's collation compares without case and trailing blanks: exact means exact.
+                Ok(row.filter(|(_, found, _)| found == name).map(|(id, name, state)| FriendEntry {
+                    id: UserId(id),
+                    name,
+                    online: state == ONLINE,
+                }))
+            }
+
             async fn user_exists(&self, id: UserId) -> Result<bool, StoreError> {
                 let mut conn = self.conn().await?;
                 let found = users::table
@@ -231,6 +248,18 @@ macro_rules! impl_store {
                     .await
                     .map_err(db_error)?;
                 Ok(())
+            }
+
+            async fn followers(&self, user: UserId) -> Result<Vec<UserId>, StoreError> {
+                let mut conn = self.conn().await?;
+                let rows = friends::table
+                    .filter(friends::friendid.eq(user.0))
+                    .order(friends::userid.asc())
+                    .select(friends::userid)
+                    .load::<i32>(&mut conn)
+                    .await
+                    .map_err(db_error)?;
+                Ok(rows.into_iter().map(UserId).collect())
             }
 
             async fn friends(&self, user: UserId) -> Result<Vec<FriendEntry>, StoreError> {

@@ -125,6 +125,8 @@ pub(crate) fn ok<T>(what: &str, r: Result<T, StoreError>) -> T {
 pub async fn run_all(store: &dyn Store) {
     users(store).await;
     user_names_round_trip(store).await;
+    users_by_exact_name(store).await;
+    followers(store).await;
     concurrent_create_user(store).await;
     presence(store).await;
     friends(store).await;
@@ -135,6 +137,32 @@ pub async fn run_all(store: &dyn Store) {
     offline_text_round_trip(store).await;
     offline_unknown_recipient(store).await;
     offline_counts(store).await;
+}
+
+/// find_user_by_name finds by the exact name only (case and blanks count), with the state.
+pub async fn users_by_exact_name(store: &dyn Store) {
+    let names = Names::new();
+    let (a, name) = new_user(store, &names, "byname_").await;
+    ok("set_online", store.set_online(&[a], true).await);
+    let found = ok("find_user_by_name", store.find_user_by_name(&name).await);
+    assert_eq!(found, Some(FriendEntry { id: a, name: name.clone(), online: true }));
+    for other in [name.to_uppercase(), format!("{name} "), format!("{name}x"), String::new()] {
+        assert_eq!(ok("find_user_by_name", store.find_user_by_name(&other).await), None, "{other:?}");
+    }
+}
+
+/// followers are the users whose friend list holds the user (the other direction of friends).
+pub async fn followers(store: &dyn Store) {
+    let names = Names::new();
+    let (a, _) = new_user(store, &names, "fol_a_").await;
+    let (b, _) = new_user(store, &names, "fol_b_").await;
+    let (c, _) = new_user(store, &names, "fol_c_").await;
+    ok("add_friend", store.add_friend(b, a).await);
+    ok("add_friend", store.add_friend(c, a).await);
+    ok("add_friend", store.add_friend(a, c).await);
+    assert_eq!(ok("followers", store.followers(a).await), vec![b, c]);
+    assert_eq!(ok("followers", store.followers(c).await), vec![a]);
+    assert_eq!(ok("followers", store.followers(b).await), vec![]);
 }
 
 /// offline_counts counts per user, in one call, and counts nobody else's messages.

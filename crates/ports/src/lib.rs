@@ -66,6 +66,8 @@ pub trait Store: Send + Sync + 'static {
     async fn create_user(&self, name: &str, password_hash: &str) -> Result<UserId, StoreError>;
     /// The user with that id, if any.
     async fn find_user(&self, id: UserId) -> Result<Option<UserRecord>, StoreError>;
+    /// The user whose name is exactly `name` (case and blanks count), with their state.
+    async fn find_user_by_name(&self, name: &str) -> Result<Option<FriendEntry>, StoreError>;
     /// Whether a user with that id exists.
     async fn user_exists(&self, id: UserId) -> Result<bool, StoreError>;
     /// Sets the `state` column of these users (what friend lists show).
@@ -74,6 +76,9 @@ pub trait Store: Send + Sync + 'static {
     /// Adds `friend` to `user`'s friends; repeating it is harmless; `UnknownUser` if `friend` does not exist.
     /// One direction only (one `Friend` row); `UnknownUser` too if `user` does not exist.
     async fn add_friend(&self, user: UserId, friend: UserId) -> Result<(), StoreError>;
+    /// The users who have `user` in their friend list (who are told when `user` comes
+    /// online or goes offline), by id.
+    async fn followers(&self, user: UserId) -> Result<Vec<UserId>, StoreError>;
     /// `user`'s friends with their state, by id.
     /// Only friends that exist as users are listed; an unknown `user` has none.
     async fn friends(&self, user: UserId) -> Result<Vec<FriendEntry>, StoreError>;
@@ -127,6 +132,22 @@ pub trait Sink: Send + Sync + 'static {
     fn claim_lost(&self, _user: UserId) {}
 }
 
+/// What a claim for one more extension session of a user found ([`Broker::join`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Joined {
+    /// Granted. `others`: other nodes hold sessions of the user too, so what reaches the user
+    /// here must also be published to them.
+    Yes {
+        /// Other nodes hold sessions of the user.
+        others: bool,
+    },
+    /// A session that shares with none (an original-protocol client's, or one on a node of
+    /// the previous release) holds the user.
+    InUse,
+    /// The user has the most sessions it may have.
+    Limit,
+}
+
 /// Cross-node routing and cluster-wide presence.
 #[async_trait]
 pub trait Broker: Send + Sync + 'static {
@@ -135,6 +156,22 @@ pub trait Broker: Send + Sync + 'static {
     async fn claim(&self, user: UserId) -> Result<bool, BrokerError>;
     /// Gives up this node's claim on `user` (no effect if another node holds it).
     async fn release(&self, user: UserId) -> Result<(), BrokerError>;
+    /// Adds one extension session of `user` on this node, atomically across the cluster: up to
+    /// `max` sessions in all, on any nodes, none beside an exclusive [`Broker::claim`].
+    async fn join(&self, user: UserId, max: u32) -> Result<Joined, BrokerError>;
+    /// Ends one of this node's extension sessions of `user`; returns how many sessions the
+    /// user has left on live nodes (0: none anywhere).
+    async fn leave(&self, user: UserId) -> Result<u32, BrokerError>;
+    /// How many sessions `user` has on live nodes (an exclusive claim counts one).
+    async fn sessions(&self, user: UserId) -> Result<u32, BrokerError>;
+    /// Records that `user` was announced `online` (or not); `Ok(true)` if that changes what was
+    /// announced last, so that each change is announced once, by whichever node sees it first.
+    async fn presence(&self, user: UserId, online: bool) -> Result<bool, BrokerError>;
+    /// Users that nodes which died (their lease expired) held, each handed to one caller only,
+    /// a batch at a time: their friends may need telling that they went offline.
+    async fn orphans(&self) -> Result<Vec<UserId>, BrokerError> {
+        Ok(Vec::new())
+    }
     /// Subscribes `user`'s channel; returns once the broker confirmed it.
     async fn subscribe(&self, user: UserId) -> Result<(), BrokerError>;
     /// Unsubscribes `user`'s channel.

@@ -106,8 +106,19 @@ pub trait Log: Send + Sync + 'static {
     /// The user of an unexpired token, if any; `now` in unix ms.
     async fn token_user(&self, hash: &str, now: i64) -> Result<Option<UserId>, StoreError>;
 
-    /// Forgets a token (logout).
+    /// Forgets a token (logout), and the session's own cursors.
     async fn drop_token(&self, hash: &str) -> Result<(), StoreError>;
+
+    /// Forgets every token of `user` and their sessions' cursors ("log out everywhere").
+    async fn drop_tokens_of(&self, user: UserId) -> Result<(), StoreError>;
+
+    /// Moves sessions' own cursors forward (never back): `(token hash, conv, seq)`. Conv 0
+    /// is the marker that a session keeps cursors of its own (written at its login).
+    async fn save_session_cursors(&self, cursors: &[(String, ConvId, i64)]) -> Result<(), StoreError>;
+
+    /// A session's own cursors (its token's hash), without the marker; `None` if it has
+    /// none (a token of a release that kept only the user's cursors).
+    async fn session_cursors(&self, hash: &str) -> Result<Option<Vec<(ConvId, i64)>>, StoreError>;
 
     /// Retention: deletes messages accepted before `older_than` (unix ms), and in each
     /// conversation all but the newest `keep_per_conv`; forgets tokens expired by `now`.

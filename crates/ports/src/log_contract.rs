@@ -20,6 +20,7 @@ pub async fn run_all(store: &dyn Store, log: &dyn Log) {
     cursors_only_move_forward(store, log).await;
     texts_round_trip(store, log).await;
     tokens_expire(store, log).await;
+    session_cursors_follow_their_token(store, log).await;
     retention(store, log).await;
     concurrent_appends_share_one_sequence(store, log).await;
 }
@@ -210,6 +211,38 @@ pub async fn tokens_expire(store: &dyn Store, log: &dyn Log) {
     assert_eq!(ok("token_user", log.token_user(HASH, now).await), None);
     ok("drop", log.drop_token(&live).await);
     assert_eq!(ok("token_user", log.token_user(&live, now).await), None);
+}
+
+/// A session's own cursors move only forward, say whether the session has any, and go
+/// with its token (dropped, all of the user's dropped, or expired and purged).
+pub async fn session_cursors_follow_their_token(store: &dyn Store, log: &dyn Log) {
+    let names = Names::new();
+    let (a, _) = new_user(store, &names, "sc").await;
+    let (one, two, old) = (names.name("sc-one-"), names.name("sc-two-"), names.name("sc-old-"));
+    let now = now_ms();
+    ok("put", log.put_token(&one, a, now + 60_000).await);
+    ok("put", log.put_token(&two, a, now + 60_000).await);
+    ok("put", log.put_token(&old, a, now - 1).await);
+    assert_eq!(ok("session_cursors", log.session_cursors(&one).await), None, "no rows: none of its own");
+    let (c1, c2) = (ConvId(7), ConvId(-3));
+    let rows = |hash: &str, list: &[(ConvId, i64)]| -> Vec<(String, ConvId, i64)> {
+        list.iter().map(|&(c, s)| (hash.to_owned(), c, s)).collect()
+    };
+    ok("save", log.save_session_cursors(&rows(&one, &[(ConvId(0), 0), (c1, 5), (c2, 2)])).await);
+    ok("save", log.save_session_cursors(&rows(&one, &[(c1, 3)])).await);
+    ok("save", log.save_session_cursors(&rows(&two, &[(ConvId(0), 0)])).await);
+    ok("save", log.save_session_cursors(&rows(&old, &[(ConvId(0), 0), (c1, 1)])).await);
+    let mut mine = ok("session_cursors", log.session_cursors(&one).await).unwrap_or_default();
+    mine.sort();
+    assert_eq!(mine, vec![(c2, 2), (c1, 5)], "never back; the marker is not a cursor");
+    assert_eq!(ok("session_cursors", log.session_cursors(&two).await), Some(vec![]), "the marker alone");
+    ok("purge", log.purge(0, i64::MAX, now).await);
+    assert_eq!(ok("session_cursors", log.session_cursors(&old).await), None, "expired token, gone");
+    ok("drop", log.drop_token(&two).await);
+    assert_eq!(ok("session_cursors", log.session_cursors(&two).await), None);
+    ok("drop all", log.drop_tokens_of(a).await);
+    assert_eq!(ok("token_user", log.token_user(&one, now).await), None);
+    assert_eq!(ok("session_cursors", log.session_cursors(&one).await), None);
 }
 
 /// Retention removes by age and keeps the newest per conversation; seqs continue.

@@ -46,6 +46,8 @@ struct State {
     log: BTreeMap<i64, LoggedMessage>,
     cursors: BTreeMap<(UserId, ConvId), i64>,
     tokens: BTreeMap<String, (UserId, i64)>,
+    /// (token hash, conv) → a session's own cursor.
+    session_cursors: BTreeMap<(String, ConvId), i64>,
     /// (sender, cid) → mid.
     cids: BTreeMap<(UserId, String), i64>,
     last_mid: i64,
@@ -102,6 +104,15 @@ impl Store for MemoryStore {
         }))
     }
 
+    async fn find_user_by_name(&self, name: &str) -> Result<Option<FriendEntry>, StoreError> {
+        let s = self.lock()?;
+        Ok(s.users.iter().find(|(_, u)| u.name == name).map(|(&id, u)| FriendEntry {
+            id,
+            name: u.name.clone(),
+            online: u.online,
+        }))
+    }
+
     async fn user_exists(&self, id: UserId) -> Result<bool, StoreError> {
         Ok(self.lock()?.users.contains_key(&id))
     }
@@ -122,6 +133,11 @@ impl Store for MemoryStore {
         s.require_user(user)?;
         s.friends.insert((user, friend));
         Ok(())
+    }
+
+    async fn followers(&self, user: UserId) -> Result<Vec<UserId>, StoreError> {
+        let s = self.lock()?;
+        Ok(s.friends.iter().filter(|(_, f)| *f == user).map(|(u, _)| *u).collect())
     }
 
     async fn friends(&self, user: UserId) -> Result<Vec<FriendEntry>, StoreError> {
@@ -353,8 +369,41 @@ impl Log for MemoryStore {
     }
 
     async fn drop_token(&self, hash: &str) -> Result<(), StoreError> {
-        self.lock()?.tokens.remove(hash);
+        let mut s = self.lock()?;
+        s.tokens.remove(hash);
+        s.session_cursors.retain(|(h, _), _| h != hash);
         Ok(())
+    }
+
+    async fn drop_tokens_of(&self, user: UserId) -> Result<(), StoreError> {
+        let mut s = self.lock()?;
+        let State { tokens, session_cursors, .. } = &mut *s;
+        tokens.retain(|_, (u, _)| *u != user);
+        session_cursors.retain(|(h, _), _| tokens.contains_key(h));
+        Ok(())
+    }
+
+    async fn save_session_cursors(&self, cursors: &[(String, ConvId, i64)]) -> Result<(), StoreError> {
+        let mut s = self.lock()?;
+        for (hash, conv, seq) in cursors {
+            let cursor = s.session_cursors.entry((hash.clone(), *conv)).or_default();
+            *cursor = (*cursor).max(*seq);
+        }
+        Ok(())
+    }
+
+    async fn session_cursors(&self, hash: &str) -> Result<Option<Vec<(ConvId, i64)>>, StoreError> {
+        let s = self.lock()?;
+        let rows: Vec<(ConvId, i64)> = s
+            .session_cursors
+            .iter()
+            .filter(|((h, _), _)| h == hash)
+            .map(|((_, c), &seq)| (*c, seq))
+            .collect();
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(rows.into_iter().filter(|(c, _)| c.0 != 0).collect()))
     }
 
     async fn purge(&self, older_than: i64, keep_per_conv: i64, now: i64) -> Result<u64, StoreError> {
@@ -365,9 +414,10 @@ impl Log for MemoryStore {
             m.created_at >= older_than
                 && m.seq > convs.get(&m.conv).copied().unwrap_or_default() - keep_per_conv
         });
-        let State { log, cids, tokens, .. } = &mut *s;
+        let State { log, cids, tokens, session_cursors, .. } = &mut *s;
         cids.retain(|_, mid| log.contains_key(mid));
         tokens.retain(|_, (_, expires)| *expires > now);
+        session_cursors.retain(|(h, _), _| tokens.contains_key(h));
         Ok((before - s.log.len()) as u64)
     }
 }

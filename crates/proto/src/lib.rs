@@ -12,8 +12,8 @@ mod request;
 pub use ids::{ConvId, GroupId, Peer, UserId};
 pub use reply::{
     Ack, ChatPush, ErrorCode, FriendEntry, GroupChatPush, GroupEntry, LoginOk, MemberEntry, Notice, Role,
-    Unread, ack_error, ack_with_resume, blocked_ack, encode, event, history_ack, list_ack, ping, reg_ok,
-    requests_ack,
+    Unread, ack_error, ack_with_resume, blocked_ack, encode, event, find_user_ok, history_ack, list_ack,
+    ping, presence_push, reg_ok, requests_ack,
 };
 pub use request::{DecodeError, HistoryFrom, Request, decode_request};
 
@@ -98,6 +98,14 @@ pub enum MsgId {
     /// Extension: server tells a client that something changed (a friend request, a member
     /// removed, a group renamed, ...).
     Event = 47,
+    /// Extension: client looks a user up by exact name.
+    FindUser = 50,
+    /// Extension: server answers FIND_USER.
+    FindUserAck = 51,
+    /// Extension: client ends every session of its user, and their resume tokens.
+    LogoutAll = 52,
+    /// Extension: server tells a client that a user whose friend it is came online or went offline.
+    Presence = 53,
 }
 
 impl MsgId {
@@ -142,6 +150,10 @@ impl MsgId {
             45 => MsgId::ChangePassword,
             46 => MsgId::DeleteAccount,
             47 => MsgId::Event,
+            50 => MsgId::FindUser,
+            51 => MsgId::FindUserAck,
+            52 => MsgId::LogoutAll,
+            53 => MsgId::Presence,
             _ => return None,
         })
     }

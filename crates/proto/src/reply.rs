@@ -61,6 +61,8 @@ pub enum ErrorCode {
     NotAllowed = 23,
     /// The password given is wrong (CHANGE_PASSWORD, DELETE_ACCOUNT).
     WrongPassword = 24,
+    /// The account has `max_sessions_per_user` sessions already (an extension login).
+    SessionLimit = 30,
 }
 
 impl ErrorCode {
@@ -192,6 +194,18 @@ pub fn ack_error(ack: MsgId, code: ErrorCode, errmsg: &str) -> String {
 /// REG_MSG_ACK success: `{"errno":0,"id":N,"msgid":5}`.
 pub fn reg_ok(id: UserId) -> String {
     encode(&json!({ "errno": 0, "id": id, "msgid": MsgId::RegAck.number() }))
+}
+
+/// FIND_USER_ACK (extension): `{"errno":0,"id":N,"msgid":51,"name":"…","state":"online"}`.
+pub fn find_user_ok(id: UserId, name: &str, online: bool) -> String {
+    encode(
+        &json!({ "errno": 0, "id": id, "msgid": MsgId::FindUserAck.number(), "name": name, "state": state(online) }),
+    )
+}
+
+/// PRESENCE (extension): `{"id":N,"msgid":53,"name":"…","state":"online"}` (or `offline`).
+pub fn presence_push(id: UserId, name: &str, online: bool) -> String {
+    encode(&json!({ "id": id, "msgid": MsgId::Presence.number(), "name": name, "state": state(online) }))
 }
 
 /// `online` or `offline`, as the original spells presence.
@@ -552,11 +566,20 @@ mod tests {
             (ErrorCode::NoRequest, 22),
             (ErrorCode::NotAllowed, 23),
             (ErrorCode::WrongPassword, 24),
+            (ErrorCode::SessionLimit, 30),
         ];
         for (code, n) in codes {
             assert_eq!(code.number(), n);
         }
         assert_eq!(encode(&Ack::ok(MsgId::AddFriend)), r#"{"errno":0,"msgid":11,"re":7}"#);
+        assert_eq!(
+            presence_push(UserId(7), "bob", false),
+            r#"{"id":7,"msgid":53,"name":"bob","state":"offline"}"#
+        );
+        assert_eq!(
+            find_user_ok(UserId(7), "bob", true),
+            r#"{"errno":0,"id":7,"msgid":51,"name":"bob","state":"online"}"#
+        );
         assert_eq!(
             encode(&Ack::error(10, ErrorCode::NotMember, "x")),
             r#"{"errmsg":"x","errno":7,"msgid":11,"re":10}"#

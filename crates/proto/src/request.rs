@@ -13,6 +13,12 @@ use crate::{GroupId, MAX_ACKS, MAX_CID_BYTES, MsgId, Peer, UserId};
 pub enum Request {
     /// LOGIN (1). `ext` opts the connection in to the protocol extension.
     Login { id: UserId, password: String, ext: bool },
+    /// Extension: LOGIN naming the account by its exact name instead of its id.
+    LoginByName { name: String, password: String, ext: bool },
+    /// Extension: look a user up by exact name.
+    FindUser { name: String },
+    /// Extension: end every session of the user, everywhere, and their resume tokens.
+    LogoutAll,
     /// LOGINOUT (3). The `id` the client sends is ignored.
     Loginout,
     /// REG (4). `ext` opts the connection in to the protocol extension.
@@ -84,7 +90,9 @@ impl Request {
     /// The msgid this request came with.
     pub fn msgid(&self) -> MsgId {
         match self {
-            Request::Login { .. } => MsgId::Login,
+            Request::Login { .. } | Request::LoginByName { .. } => MsgId::Login,
+            Request::FindUser { .. } => MsgId::FindUser,
+            Request::LogoutAll => MsgId::LogoutAll,
             Request::Loginout => MsgId::Loginout,
             Request::Register { .. } => MsgId::Reg,
             Request::OneChat { .. } => MsgId::OneChat,
@@ -146,11 +154,19 @@ pub fn decode_request(frame: &[u8]) -> Result<Request, DecodeError> {
     };
     let fields = Fields { obj: &obj, msgid: number };
     let request = match MsgId::from_number(number) {
+        // The original client always sends `id`; a `name` without an `id` is the extension's.
+        Some(MsgId::Login) if !obj.contains_key("id") && obj.contains_key("name") => Request::LoginByName {
+            name: fields.string("name")?,
+            password: fields.string("password")?,
+            ext: fields.ext(),
+        },
         Some(MsgId::Login) => Request::Login {
             id: UserId(fields.id("id")?),
             password: fields.string("password")?,
             ext: fields.ext(),
         },
+        Some(MsgId::FindUser) => Request::FindUser { name: fields.string("name")? },
+        Some(MsgId::LogoutAll) => Request::LogoutAll,
         Some(MsgId::Loginout) => Request::Loginout,
         Some(MsgId::Reg) => Request::Register {
             name: fields.string("name")?,
@@ -456,6 +472,24 @@ mod tests {
         ] {
             assert!(decode_request(bad.as_bytes()).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn decodes_the_devices_extension() {
+        assert_eq!(
+            ok(r#"{"msgid":1,"name":"bob","password":"pw","ext":1}"#),
+            Request::LoginByName { name: "bob".into(), password: "pw".into(), ext: true }
+        );
+        assert_eq!(
+            ok(r#"{"id":3,"msgid":1,"name":"bob","password":"pw"}"#),
+            Request::Login { id: UserId(3), password: "pw".into(), ext: false },
+            "an id wins: the original client's frames keep their meaning"
+        );
+        assert_eq!(ok(r#"{"msgid":50,"name":"bob"}"#), Request::FindUser { name: "bob".into() });
+        assert_eq!(ok(r#"{"msgid":52}"#), Request::LogoutAll);
+        assert_eq!(err(r#"{"msgid":50}"#).msgid, Some(50));
+        assert_eq!(err(r#"{"msgid":1,"name":5,"password":"pw"}"#).msgid, Some(1));
+        assert_eq!(err(r#"{"msgid":51}"#).msgid, Some(51), "an answer is not a request");
     }
 
     #[test]

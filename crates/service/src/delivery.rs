@@ -14,7 +14,18 @@ use tracing::{debug, error, warn};
 
 use crate::durable::Item;
 use crate::inbox::GAP_WAIT;
-use crate::sessions::{Delivered, Fetched, Offered, Sessions};
+use crate::sessions::{Delivered, Fetched, Offered, Sessions, Unsaved, Where};
+
+/// Where an offered message went ([`Delivery::offer`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Here {
+    /// The user has no session here: publish it.
+    No,
+    /// To the user's sessions here, and it has none elsewhere as far as this node knows.
+    Yes,
+    /// To the user's sessions here, and it has sessions on other nodes too: publish it as well.
+    AndElsewhere,
+}
 
 /// Messages one catch-up read takes (then it waits for the client's socket to take them).
 const CATCH_UP_PAGE: usize = 256;
@@ -109,7 +120,19 @@ impl Delivery {
     async fn catch_up(&self, user: UserId, conn: u64) {
         let mut wait = Duration::from_millis(100);
         loop {
-            let Some((from, out)) = self.sessions.begin_fetch(user, conn) else { return };
+            let Some((mut from, out)) = self.sessions.begin_fetch(user, conn) else { return };
+            let unknown = self.sessions.unknown_groups(user, conn, &from);
+            if !unknown.is_empty() {
+                // A group joined from another session: start where the join's cursor says.
+                if let Ok(states) = self.log.conversations(user).await {
+                    for state in states.iter().filter(|s| unknown.contains(&s.conv)) {
+                        self.sessions.joined_at(user, conn, state.conv, state.cursor);
+                        for entry in from.iter_mut().filter(|(c, _)| *c == state.conv) {
+                            entry.1 = entry.1.max(state.cursor);
+                        }
+                    }
+                }
+            }
             if !from.is_empty() {
                 match self.log.after(&from, CATCH_UP_PAGE).await {
                     Ok(found) => {
@@ -148,28 +171,44 @@ impl Delivery {
         }
     }
 
-    /// Offers a logged message to `user`'s session here; false if the user has none.
-    pub(crate) fn offer(&self, user: UserId, item: &Item) -> bool {
-        match self.sessions.offer(user, item) {
-            Offered::NotHere => false,
-            Offered::Done => true,
-            Offered::CatchUp(conn) => {
-                self.start_catch_up(user, conn);
-                true
-            }
-            Offered::Gap(conn, conv, generation) => {
-                if let Some(me) = self.me.upgrade() {
-                    tokio::spawn(async move {
-                        tokio::time::sleep(GAP_WAIT).await;
-                        if me.sessions.gap_expired(user, conn, conv, generation) {
-                            debug!(user = %user, conv = %conv, "a gap did not fill; reading the log");
-                            me.start_catch_up(user, conn);
-                        }
-                    });
+    /// Offers a logged message to `user`'s sessions here.
+    pub(crate) fn offer(&self, user: UserId, item: &Item) -> Here {
+        let mut next = Vec::new();
+        let here = self.sessions.offer(user, item, &mut next);
+        for (conn, what) in next {
+            match what {
+                Offered::Done => {}
+                Offered::CatchUp(conn) => self.start_catch_up(user, conn),
+                Offered::Gap(_, conv, generation) => {
+                    if let Some(me) = self.me.upgrade() {
+                        tokio::spawn(async move {
+                            tokio::time::sleep(GAP_WAIT).await;
+                            if me.sessions.gap_expired(user, conn, conv, generation) {
+                                debug!(user = %user, conv = %conv, "a gap did not fill; reading the log");
+                                me.start_catch_up(user, conn);
+                            }
+                        });
+                    }
                 }
-                true
             }
         }
+        match here {
+            Where::NotHere => Here::No,
+            Where::Here => Here::Yes,
+            Where::HereAndElsewhere => Here::AndElsewhere,
+        }
+    }
+
+    /// The session on `conn` reads its conversations again after `after`: a session that
+    /// joined a user other nodes hold may have missed what they routed before they heard of it.
+    pub(crate) fn settle_later(&self, user: UserId, conn: u64, after: Duration) {
+        let Some(me) = self.me.upgrade() else { return };
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            if me.sessions.stale(user, conn) {
+                me.start_catch_up(user, conn);
+            }
+        });
     }
 
     /// Writes the sessions' acknowledged cursors (the periodic flush; see `cursor_flush`), in
@@ -179,7 +218,7 @@ impl Delivery {
     pub(crate) async fn flush_cursors(&self) {
         let list = self.sessions.unsaved();
         for chunk in list.chunks(CURSORS_PER_SAVE) {
-            match self.log.save_cursors(chunk).await {
+            match save_both(self.log.as_ref(), chunk).await {
                 Ok(()) => self.sessions.saved(chunk),
                 Err(e) => {
                     warn!(error = %e, count = list.len(), "saving cursors failed; will retry");
@@ -189,17 +228,26 @@ impl Delivery {
         }
     }
 
-    /// Saves a finished session's cursors in the background, retrying while the database is down.
-    pub(crate) fn save_cursors_later(&self, user: UserId, cursors: Vec<(ConvId, i64)>) {
+    /// Saves a finished session's cursors (the user's, and its own under `token`) in the
+    /// background, retrying while the database is down.
+    pub(crate) fn save_cursors_later(
+        &self,
+        user: UserId,
+        cursors: Vec<(ConvId, i64)>,
+        token: Option<String>,
+    ) {
         if cursors.is_empty() {
             return;
         }
         let log = self.log.clone();
-        let list: Vec<(UserId, ConvId, i64)> = cursors.into_iter().map(|(c, s)| (user, c, s)).collect();
+        let list: Vec<Unsaved> = cursors
+            .into_iter()
+            .map(|(conv, seq)| Unsaved { user, conn: 0, token: token.clone(), conv, seq })
+            .collect();
         tokio::spawn(async move {
             let mut wait = Duration::from_millis(100);
             for attempt in 1..=10 {
-                match log.save_cursors(&list).await {
+                match save_both(log.as_ref(), &list).await {
                     Ok(()) => return,
                     Err(e) => warn!(error = %e, attempt, "saving a session's cursors failed; retrying"),
                 }
@@ -236,6 +284,15 @@ impl Delivery {
     }
 }
 
+/// Writes cursors: the users' (the furthest any session acknowledged) and the sessions' own.
+pub(crate) async fn save_both(log: &dyn Log, list: &[Unsaved]) -> Result<(), chat_ports::StoreError> {
+    let users: Vec<(UserId, ConvId, i64)> = list.iter().map(|u| (u.user, u.conv, u.seq)).collect();
+    log.save_cursors(&users).await?;
+    let sessions: Vec<(String, ConvId, i64)> =
+        list.iter().filter_map(|u| u.token.clone().map(|t| (t, u.conv, u.seq))).collect();
+    log.save_session_cursors(&sessions).await
+}
+
 impl Sink for Delivery {
     fn deliver(&self, user: UserId, frame: Bytes) {
         if let Some(item) = Item::parse(frame.clone()) {
@@ -254,6 +311,15 @@ impl Sink for Delivery {
     }
 
     fn event(&self, event: Bytes) {
+        // Presence goes to this node's sessions too, whichever node announced it.
+        if let Some(DeviceEvent::Presence { user, online, followers, name, .. }) = DeviceEvent::parse(&event)
+        {
+            let frame = Bytes::from(chat_proto::presence_push(user, &name, online));
+            for follower in followers {
+                self.sessions.push_ext(follower, frame.clone());
+            }
+            return;
+        }
         if let Some(group) = GroupCache::parse_changed(&event) {
             self.groups.forget(group);
         } else if let Some(user) = crate::control::WriteCache::parse_changed(&event) {
@@ -261,7 +327,22 @@ impl Sink for Delivery {
         } else if let Some((user, from)) = parse_takeover(&event)
             && from != self.instance
         {
+            // A session that shares with none is resumed elsewhere (or a node of the previous
+            // release resumes the user): whatever holds the user here goes.
             self.sessions.take_over(user);
+        } else if let Some(event) = DeviceEvent::parse(&event)
+            && event.from() != self.instance
+        {
+            match event {
+                DeviceEvent::Joined { user, .. } => self.sessions.set_shared(user),
+                DeviceEvent::TakeOver { user, token, .. } => {
+                    self.sessions.take_over_session(user, Some(&token), None);
+                }
+                DeviceEvent::LogOutAll { user, .. } => {
+                    self.sessions.log_out_everywhere(user, None);
+                }
+                DeviceEvent::Presence { .. } => {}
+            }
         }
     }
 
@@ -271,6 +352,9 @@ impl Sink for Delivery {
     }
 
     fn resync(&self) {
+        // A `sessions:` announcement may have been lost with the rest: from now on publish for
+        // every user here too, so that their sessions on other nodes miss nothing live.
+        self.sessions.set_all_shared();
         let sessions = self.sessions.all_stale();
         if !sessions.is_empty() {
             warn!(
@@ -289,6 +373,88 @@ impl Delivery {
     /// session for it (a connection that died without that node noticing) closes it.
     pub(crate) fn takeover_event(&self, user: UserId) -> Bytes {
         Bytes::from(format!("takeover:{user}:{}", self.instance))
+    }
+}
+
+/// Announcements about a user's sessions (issue 20). Kinds new in this release, so the
+/// previous release ignores them (it has one session per user and needs none of them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum DeviceEvent {
+    /// `sessions:<user>:<instance>`: a node joined the user while others hold sessions of it;
+    /// they publish what reaches the user from now on.
+    Joined { user: UserId, from: u64 },
+    /// `takeover-session:<user>:<token hash prefix>:<instance>`: a RESUME takes that session
+    /// over; the node holding it closes it.
+    TakeOver { user: UserId, token: String, from: u64 },
+    /// `logout-all:<user>:<instance>`: every session of the user ends.
+    LogOutAll { user: UserId, from: u64 },
+    /// `presence:<user>:<1|0>:<instance>:<followers, comma-separated>:<name>`: the user came
+    /// online (its first session anywhere) or went offline (its last ended); each node tells
+    /// its extension sessions of the listed users (those who have the user as a friend).
+    Presence { user: UserId, online: bool, followers: Vec<UserId>, name: String, from: u64 },
+}
+
+/// How much of a token's hash a takeover announcement carries (names the session among the
+/// user's; not enough to be worth anything to a listener).
+pub(crate) const TOKEN_PREFIX: usize = 16;
+
+impl DeviceEvent {
+    fn from(&self) -> u64 {
+        match self {
+            DeviceEvent::Joined { from, .. }
+            | DeviceEvent::TakeOver { from, .. }
+            | DeviceEvent::LogOutAll { from, .. }
+            | DeviceEvent::Presence { from, .. } => *from,
+        }
+    }
+
+    pub(crate) fn encode(&self) -> Bytes {
+        Bytes::from(match self {
+            DeviceEvent::Joined { user, from } => format!("sessions:{user}:{from}"),
+            DeviceEvent::TakeOver { user, token, from } => format!("takeover-session:{user}:{token}:{from}"),
+            DeviceEvent::LogOutAll { user, from } => format!("logout-all:{user}:{from}"),
+            DeviceEvent::Presence { user, online, followers, name, from } => {
+                let ids: Vec<String> = followers.iter().map(|f| f.0.to_string()).collect();
+                format!("presence:{user}:{}:{from}:{}:{name}", u8::from(*online), ids.join(","))
+            }
+        })
+    }
+
+    fn parse(event: &[u8]) -> Option<DeviceEvent> {
+        let text = std::str::from_utf8(event).ok()?;
+        if let Some(rest) = text.strip_prefix("presence:") {
+            // The name comes last: it may hold ':'.
+            let mut parts = rest.splitn(5, ':');
+            let user = UserId(parts.next()?.parse().ok()?);
+            let online = match parts.next()? {
+                "1" => true,
+                "0" => false,
+                _ => return None,
+            };
+            let from = parts.next()?.parse().ok()?;
+            let ids = parts.next()?;
+            let followers = if ids.is_empty() {
+                Vec::new()
+            } else {
+                ids.split(',').map(|i| i.parse().ok().map(UserId)).collect::<Option<Vec<UserId>>>()?
+            };
+            let name = parts.next()?.to_owned();
+            return Some(DeviceEvent::Presence { user, online, followers, name, from });
+        }
+        let (kind, rest) = text.split_once(':')?;
+        let fields: Vec<&str> = rest.split(':').collect();
+        let user = UserId(fields.first()?.parse().ok()?);
+        let from: u64 = fields.last()?.parse().ok()?;
+        match (kind, fields.len()) {
+            ("sessions", 2) => Some(DeviceEvent::Joined { user, from }),
+            ("logout-all", 2) => Some(DeviceEvent::LogOutAll { user, from }),
+            ("takeover-session", 3) => {
+                let token = fields[1];
+                (token.len() == TOKEN_PREFIX && token.bytes().all(|b| b.is_ascii_hexdigit()))
+                    .then(|| DeviceEvent::TakeOver { user, token: token.to_owned(), from })
+            }
+            _ => None,
+        }
     }
 }
 
@@ -372,6 +538,43 @@ mod tests {
         ] {
             assert_eq!(GroupCache::parse_changed(unknown), None);
             assert_eq!(parse_takeover(unknown), None);
+            assert_eq!(DeviceEvent::parse(unknown), None);
         }
+    }
+
+    #[test]
+    fn device_events_round_trip_and_are_strict() {
+        for event in [
+            DeviceEvent::Joined { user: UserId(7), from: 42 },
+            DeviceEvent::TakeOver { user: UserId(7), token: "0123456789abcdef".into(), from: 42 },
+            DeviceEvent::LogOutAll { user: UserId(7), from: 42 },
+            DeviceEvent::Presence {
+                user: UserId(7),
+                online: true,
+                followers: vec![UserId(1), UserId(9)],
+                name: "a:b".into(),
+                from: 42,
+            },
+            DeviceEvent::Presence {
+                user: UserId(7),
+                online: false,
+                followers: vec![],
+                name: String::new(),
+                from: 1,
+            },
+        ] {
+            assert_eq!(DeviceEvent::parse(&event.encode()), Some(event));
+        }
+        for bad in [
+            &b"sessions:7"[..],
+            b"sessions:7:42:1",
+            b"takeover-session:7:short:42",
+            b"takeover-session:7:0123456789abcdeg:42",
+            b"logout-all:x:42",
+        ] {
+            assert_eq!(DeviceEvent::parse(bad), None);
+        }
+        assert_eq!(parse_takeover(&DeviceEvent::LogOutAll { user: UserId(7), from: 1 }.encode()), None);
+        assert_eq!(GroupCache::parse_changed(b"sessions:7:42"), None);
     }
 }

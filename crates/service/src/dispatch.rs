@@ -42,6 +42,9 @@ pub struct Conn {
     pub(crate) user: Option<SessionUser>,
     /// The SHA-256 of the session's resume token (forgotten at LOGINOUT).
     pub(crate) token: Option<String>,
+    /// The session is an extension one, one of the user's several ([`chat_ports::Broker::join`]);
+    /// otherwise an original client's, alone ([`chat_ports::Broker::claim`]).
+    pub(crate) joined: bool,
     /// The connection's chats not yet answered (see `journal.rs`).
     pub(crate) pending: std::sync::Arc<crate::journal::Pending>,
     /// Request rate limit.
@@ -99,6 +102,7 @@ impl Handler for Service {
             ext: false,
             user: None,
             token: None,
+            joined: false,
             pending: Default::default(),
             bucket: TokenBucket::new(self.config.rate_burst),
             refused_in_row: 0,
@@ -295,6 +299,12 @@ impl Service {
                 conn.ext |= ext;
                 self.login(conn, id, password).await
             }
+            Request::LoginByName { name, password, ext } => {
+                conn.ext |= ext;
+                self.login_by_name(conn, name, password).await
+            }
+            Request::FindUser { name } => self.find_user(conn, name).await,
+            Request::LogoutAll => self.logout_all(conn).await,
             Request::Register { name, password, ext } => {
                 conn.ext |= ext;
                 self.register(conn, name, password).await
@@ -313,7 +323,7 @@ impl Service {
             Request::AddFriend { friend } => self.add_friend(conn.user()?, friend).await,
             Request::CreateGroup { name, desc } => self.create_group(conn.user()?, name, desc).await,
             Request::AddGroup { group } => self.join_group(conn.user()?, group).await,
-            Request::List => self.lists(conn.user()?).await,
+            Request::List => self.lists(conn.user()?, conn.id).await,
             Request::Block { user } => self.block(conn.user()?, user).await,
             Request::Unblock { user } => self.unblock(conn.user()?, user).await,
             Request::Blocked => self.blocked_list(conn.user()?).await,

@@ -42,6 +42,9 @@ pub enum ServiceError {
     /// A limit per client address was reached; the text says which.
     #[error("{0}")]
     AddressLimit(String),
+    /// The account has as many sessions as it may (an extension login); the number is the limit.
+    #[error("this account has {0} sessions already, the most it may have; log out one of them first")]
+    SessionLimit(usize),
     /// A resume token is unknown or expired.
     #[error("resume token unknown or expired; log in with the password")]
     BadToken,
@@ -84,6 +87,7 @@ impl ServiceError {
             ServiceError::RateLimited(_) => ErrorCode::RateLimited,
             ServiceError::LimitReached(_) => ErrorCode::LimitReached,
             ServiceError::AddressLimit(_) => ErrorCode::AddressLimit,
+            ServiceError::SessionLimit(_) => ErrorCode::SessionLimit,
             ServiceError::BadToken => ErrorCode::BadToken,
             ServiceError::Refused => ErrorCode::Refused,
             ServiceError::YouBlocked => ErrorCode::YouBlocked,

@@ -36,6 +36,12 @@ struct Track {
     saved: i64,
     /// The conversation's newest seq as last seen at login (bounds what a resume may claim).
     last: i64,
+    /// The user's own messages up to here were sent before this session began: a catch-up
+    /// does not push them (carbons are for what the user sends while the session lives).
+    floor: i64,
+    /// Read at login or joined here; otherwise first met in a message (a new conversation,
+    /// or a group the user joined from another session).
+    known: bool,
 }
 
 /// What to do with a live message offered to a session.
@@ -76,7 +82,14 @@ pub(crate) struct Inbox {
     /// Groups the user left or was removed from during the session: nothing more of them
     /// is pushed, whichever path it comes by (issue 21).
     gone: HashSet<ConvId>,
+    /// Own messages this session sent that it has not passed over yet (behind a gap or a
+    /// catch-up): never pushed back to it as carbons.
+    sent: HashSet<(ConvId, i64)>,
 }
+
+/// Own messages [`Inbox::sent`] remembers, at most (beyond, one may come back as a carbon,
+/// which the client drops by its `mid`).
+const SENT_MAX: usize = 4096;
 
 impl Inbox {
     /// A loading inbox (see [`Inbox::load`] and [`Inbox::go_live`]).
@@ -93,6 +106,7 @@ impl Inbox {
             gaps: HashMap::new(),
             next_gap: 0,
             gone: HashSet::new(),
+            sent: HashSet::new(),
         }
     }
 
@@ -105,7 +119,14 @@ impl Inbox {
     /// already has: they move delivery (and the cursor) forward, never past the conversation's end.
     pub(crate) fn load(&mut self, states: &[ConvState], claims: &[(ConvId, i64)]) {
         for s in states {
-            let track = Track { delivered: s.cursor, acked: s.cursor, saved: s.cursor, last: s.last_seq };
+            let track = Track {
+                delivered: s.cursor,
+                acked: s.cursor,
+                saved: s.cursor,
+                last: s.last_seq,
+                floor: s.last_seq,
+                known: true,
+            };
             self.convs.insert(s.conv, track);
         }
         for &(conv, seq) in claims {
@@ -174,7 +195,10 @@ impl Inbox {
 
     /// Keeps `seq` of `conv` behind its gap; starts the gap's timer if the gap is new.
     fn hold(&mut self, conv: ConvId, seq: i64, item: Option<Item>) -> Offer {
-        if self.held.entry(conv).or_default().insert(seq, item).is_none() {
+        // What is held first stays: an own message (`None`) is never replaced by its carbon.
+        let held = self.held.entry(conv).or_default();
+        if let std::collections::btree_map::Entry::Vacant(slot) = held.entry(seq) {
+            slot.insert(item);
             self.held_count += 1;
         }
         if self.gaps.contains_key(&conv) {
@@ -242,29 +266,61 @@ impl Inbox {
             return out;
         }
         if !self.live || self.stale.contains(&conv) {
-            // The coming read covers it (it skips the user's own messages).
+            // The coming read covers it (it skips what this session sent).
             if seq == delivered + 1 {
                 track.delivered = seq;
+            } else {
+                self.remember_sent(conv, seq);
             }
             return out;
         }
         if seq == delivered + 1 {
             self.advance(conv, seq, &mut out);
-        } else if self.held_count < HELD_MAX {
-            // Sent after messages this session has not seen yet (another node's, racing).
-            let _ = self.hold(conv, seq, None);
+        } else {
+            self.remember_sent(conv, seq);
+            if self.held_count < HELD_MAX {
+                // Sent after messages this session has not seen yet (another node's, racing).
+                let _ = self.hold(conv, seq, None);
+            }
         }
         out
     }
 
+    fn remember_sent(&mut self, conv: ConvId, seq: i64) {
+        if self.sent.len() >= SENT_MAX {
+            let convs = &self.convs;
+            self.sent.retain(|(c, s)| convs.get(c).is_some_and(|t| *s > t.delivered));
+            if self.sent.len() >= SENT_MAX {
+                self.sent.clear();
+            }
+        }
+        self.sent.insert((conv, seq));
+    }
+
+    /// Whether the user's own message `seq` of `conv`, read from the log, is a carbon for this
+    /// session: sent from another session while this one lives (extension clients only).
+    pub(crate) fn carbon(&self, conv: ConvId, seq: i64) -> bool {
+        self.ext && seq > self.convs.get(&conv).map_or(0, |t| t.floor) && !self.sent.contains(&(conv, seq))
+    }
+
     /// The user joined `conv` at `seq`: what came before is not theirs to receive.
+    /// (Written as a cursor at the next flush: a resumed session starts the group there.)
     pub(crate) fn joined(&mut self, conv: ConvId, seq: i64) {
         self.gone.remove(&conv);
         let track = self.convs.entry(conv).or_default();
         track.delivered = track.delivered.max(seq);
         track.acked = track.acked.max(seq);
-        track.saved = track.saved.max(seq);
         track.last = track.last.max(seq);
+        track.known = true;
+    }
+
+    /// Of `from`, the groups this session never loaded nor joined: joined from another
+    /// session, so what came before the join is not the user's (the join's cursor says where).
+    pub(crate) fn unknown_groups(&self, from: &[(ConvId, i64)]) -> Vec<ConvId> {
+        from.iter()
+            .filter(|(c, _)| c.as_group().is_some() && !self.convs.get(c).is_some_and(|t| t.known))
+            .map(|(c, _)| *c)
+            .collect()
     }
 
     /// The user left `conv` (a group): forget it, and push nothing more of it.
@@ -312,6 +368,9 @@ impl Inbox {
             return false;
         }
         track.delivered = seq;
+        if !self.sent.is_empty() {
+            self.sent.remove(&(conv, seq));
+        }
         true
     }
 
@@ -493,6 +552,23 @@ mod tests {
         inbox.ack(A, 3);
         inbox.written(2);
         assert_eq!(inbox.unsaved(), vec![(A, 2)], "frame 3 was never written; acks are ignored");
+    }
+
+    #[test]
+    fn carbons_are_what_other_sessions_sent_while_this_one_lives() {
+        let mut inbox = live(true, &[(A, 4, 4)]);
+        inbox.go_live();
+        assert!(!inbox.carbon(A, 3), "sent before the session began");
+        assert!(inbox.carbon(A, 5), "sent from another session since");
+        // Sent from this session behind a gap: held as its own, never replaced by the carbon
+        // of itself (published back by a node that holds the user's other sessions).
+        assert!(inbox.own(A, 6).is_empty());
+        assert!(!inbox.carbon(A, 6));
+        assert_eq!(inbox.offer(&item(A, 6)), Offer::Hold { timer: None });
+        assert_eq!(seqs(inbox.offer(&item(A, 5))), [5], "its own 6 passed over, not pushed");
+        assert_eq!(inbox.delivered(A), 6);
+        let original = live(false, &[(A, 0, 0)]);
+        assert!(!original.carbon(A, 1), "the original client never gets carbons");
     }
 
     #[test]

@@ -26,7 +26,7 @@ use tokio::time::{Duration, Instant, sleep_until};
 use tracing::warn;
 
 use crate::ServiceError;
-use crate::delivery::Delivery;
+use crate::delivery::{Delivery, Here};
 use crate::durable::{Item, push_frame_at};
 use crate::handlers::Clock;
 
@@ -54,6 +54,9 @@ pub(crate) struct Answer {
     pub(crate) kind: MsgId,
     /// The client's message id, echoed.
     pub(crate) cid: Option<String>,
+    /// The sender's connection id: the one session of the sender that has the message
+    /// already (its other sessions get a copy, a carbon).
+    pub(crate) conn: u64,
 }
 
 impl Answer {
@@ -289,7 +292,7 @@ async fn commit_loop(
                     for (a, route) in appended.iter().zip(&routes) {
                         let m = &a.message;
                         if !matches!(route.to, Recipients::One(to) if to == m.sender) {
-                            delivery.sessions().own(m.sender, m.conv, m.seq);
+                            delivery.sessions().own(m.sender, route.answer.conn, m.conv, m.seq);
                         }
                     }
                 }
@@ -365,16 +368,32 @@ async fn fanout_loop(
             // What other nodes get (versioned), made once per message if anyone is remote.
             let mut published: Option<Bytes> = None;
             let mut send_to = |user: UserId| {
-                if !delivery.offer(user, &item) {
-                    remote.push((user, published.get_or_insert_with(|| item.published()).clone()));
-                } else {
-                    delivery.sessions().metrics().deliveries_local.inc();
+                // A user with sessions on other nodes too gets the publish as well.
+                match delivery.offer(user, &item) {
+                    Here::No => {
+                        remote.push((user, published.get_or_insert_with(|| item.published()).clone()))
+                    }
+                    Here::Yes => delivery.sessions().metrics().deliveries_local.inc(),
+                    Here::AndElsewhere => {
+                        delivery.sessions().metrics().deliveries_local.inc();
+                        remote.push((user, published.get_or_insert_with(|| item.published()).clone()));
+                    }
                 }
             };
             match &route.to {
                 Recipients::One(to) => send_to(*to),
                 Recipients::Members(members) => {
-                    members.iter().copied().filter(|u| *u != m.sender).for_each(send_to)
+                    members.iter().copied().filter(|u| *u != m.sender).for_each(&mut send_to)
+                }
+            }
+            // Carbons: the sender's other sessions, here and on other nodes, get it as their own
+            // (the sending session has it already and skips it). A chat to oneself went above.
+            if !matches!(route.to, Recipients::One(to) if to == m.sender) {
+                match delivery.offer(m.sender, &item) {
+                    Here::No | Here::Yes => {}
+                    Here::AndElsewhere => {
+                        remote.push((m.sender, published.get_or_insert_with(|| item.published()).clone()))
+                    }
                 }
             }
         }

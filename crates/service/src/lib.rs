@@ -10,11 +10,13 @@ mod delivery;
 mod dispatch;
 mod durable;
 mod error;
+mod gates;
 mod handlers;
 mod inbox;
 mod journal;
 mod limits;
 mod password;
+mod presence;
 mod sessions;
 
 use std::sync::Arc;
@@ -29,7 +31,7 @@ pub use dispatch::Conn;
 pub use durable::NODE_PROTOCOL;
 pub use error::ServiceError;
 pub use password::{HashCost, Passwords};
-pub use sessions::{Delivered, Sessions};
+pub use sessions::{Delivered, Refused, Sessions};
 
 /// Limits and settings of the service.
 #[derive(Debug, Clone)]
@@ -99,6 +101,15 @@ pub struct ServiceConfig {
     pub login_timeout: Duration,
     /// An extension client silent this long is pinged, and closed if silent twice as long.
     pub ping_interval: Duration,
+    /// Sessions one user may have at once, on all nodes (extension clients; an original
+    /// client's session is the only one).
+    pub max_sessions_per_user: usize,
+    /// How long after a session joined a user other nodes hold it reads its conversations
+    /// again (what they routed before they heard of it).
+    pub settle_after: Duration,
+    /// How long a user whose last session was lost (not logged out) must stay away before
+    /// its friends are told it went offline (a reconnect within it is not announced).
+    pub presence_debounce: Duration,
 }
 
 impl Default for ServiceConfig {
@@ -138,6 +149,9 @@ impl Default for ServiceConfig {
             commit_linger: Duration::from_millis(2),
             login_timeout: Duration::from_secs(60),
             ping_interval: Duration::from_secs(30),
+            max_sessions_per_user: 10,
+            settle_after: Duration::from_secs(1),
+            presence_debounce: Duration::from_secs(3),
         }
     }
 }
@@ -154,6 +168,7 @@ pub struct Service {
     passwords: Passwords,
     addresses: limits::Addresses,
     throttles: limits::Throttles,
+    gates: gates::Gates,
     config: ServiceConfig,
 }
 
@@ -188,6 +203,13 @@ impl Service {
         let clock = Arc::new(handlers::Clock::default());
         let journal = journal::Journal::start(log.clone(), broker.clone(), delivery.clone(), clock, limits);
         spawn_upkeep(&delivery, &log, &config);
+        presence::sweep_dead_nodes(
+            broker.clone(),
+            store.clone(),
+            control.clone(),
+            Arc::downgrade(&delivery),
+            Duration::from_secs(1),
+        );
         Ok(Service {
             store,
             log,
@@ -199,6 +221,7 @@ impl Service {
             passwords,
             addresses,
             throttles,
+            gates: gates::Gates::default(),
             config,
         })
     }
@@ -229,6 +252,9 @@ impl Service {
         }
         for user in &users {
             let _ = self.broker.unsubscribe(*user).await;
+            for _ in 0..self.sessions().count(*user) {
+                let _ = self.broker.leave(*user).await;
+            }
             let _ = self.broker.release(*user).await;
         }
         if let Err(e) = self.store.set_online(&users, false).await {

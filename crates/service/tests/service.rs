@@ -436,9 +436,9 @@ async fn cross_node_routing_and_a_crashed_node() {
     b.send(json!({"msgid":6,"to":ida,"msg":"back"})).await;
     assert_eq!(b.recv().await["errno"], 0);
     assert_eq!(a.recv().await["msg"], "back");
-    // The same user cannot log in on the other node.
+    // An original client cannot log in on the other node while the user has a session.
     let mut dup = Client::new(&n1);
-    assert_eq!(dup.login(idb, true).await["errno"], 2);
+    assert_eq!(dup.login(idb, false).await["errno"], 2);
 
     // Node 2 dies without logging anyone out.
     n2.broker.crash();
@@ -669,9 +669,141 @@ async fn a_resume_takes_over_a_session_whose_connection_died_unnoticed() {
     a.send(json!({"msgid":6,"to":idb,"msg":"to the new connection"})).await;
     a.recv().await;
     assert_eq!(b2.recv().await["msg"], "to the new connection");
-    // A password login does not take over: the original's errno 2 stays.
+    // A password login never takes over; an original client gets errno 2 while any session lives.
     let mut b3 = Client::new(&node);
-    assert_eq!(b3.login(idb, true).await["errno"], 2);
+    assert_eq!(b3.login(idb, false).await["errno"], 2);
+}
+
+/// Reads frames until a chat (msgid 6) comes; the frames before it are returned too.
+async fn next_chat(c: &mut Client) -> Value {
+    loop {
+        let frame = c.recv().await;
+        if frame["msgid"] == 6 {
+            return frame;
+        }
+    }
+}
+
+/// Several sessions per user (issue 20) on two in-memory nodes: every session gets each chat
+/// once, in order; carbons reach the user's other sessions and not the sending one; the
+/// original client keeps errno 2; the limit; LOGINOUT of one; LOGOUT_ALL of all.
+#[tokio::test]
+async fn one_user_several_sessions_on_two_nodes() {
+    let hub = LocalHub::new();
+    let db = Arc::new(MemoryStore::new());
+    let (n1, n2) = (node(&hub, &db), node(&hub, &db));
+    let mut reg = Client::new(&n1);
+    let user = reg.register("u").await;
+    let friend = reg.register("f").await;
+    let mut s1 = Client::new(&n1);
+    assert_eq!(s1.login(user, true).await["errno"], 0);
+    let mut s2 = Client::new(&n2);
+    assert_eq!(s2.login(user, true).await["errno"], 0);
+    let mut s3 = Client::new(&n1);
+    assert_eq!(s3.login(user, true).await["errno"], 0);
+    let mut f = Client::new(&n2);
+    assert_eq!(f.login(friend, true).await["errno"], 0);
+
+    for i in 1..=20 {
+        f.send(json!({"msgid":6,"to":user,"msg":format!("m{i}"),"cid":format!("c{i}")})).await;
+        assert_eq!(f.recv().await["errno"], 0);
+    }
+    for s in [&mut s1, &mut s2, &mut s3] {
+        for i in 1..=20 {
+            let got = next_chat(s).await;
+            assert_eq!((got["msg"].as_str(), got["seq"].as_i64()), (Some(format!("m{i}").as_str()), Some(i)));
+        }
+        s.silent().await;
+    }
+
+    // A carbon: s2 writes; s1 and s3 show it with the user's own id; s2 gets only its ACK.
+    s2.send(json!({"msgid":6,"to":friend,"msg":"mine","cid":"o1"})).await;
+    assert_eq!(s2.recv().await["errno"], 0);
+    for s in [&mut s1, &mut s3] {
+        let got = next_chat(s).await;
+        assert_eq!(
+            (got["id"].as_i64(), got["to"].as_i64(), got["msg"].as_str()),
+            (Some(user), Some(friend), Some("mine"))
+        );
+    }
+    assert_eq!(next_chat(&mut f).await["msg"], "mine");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    s2.silent().await;
+
+    // A group chat from s1: its carbon reaches s2 (other node) and s3 (same node), as a group push.
+    s1.send(json!({"msgid":8,"groupname":"devices","groupdesc":"d"})).await;
+    let created = s1.recv().await;
+    let gid = created["groupid"].as_i64().expect("groupid");
+    f.send(json!({"msgid":9,"groupid":gid})).await;
+    assert_eq!(f.recv().await["errno"], 0);
+    s1.send(json!({"msgid":10,"groupid":gid,"msg":"to all","cid":"g1"})).await;
+    assert_eq!(s1.recv().await["errno"], 0);
+    for s in [&mut s2, &mut s3, &mut f] {
+        let got = loop {
+            let frame = s.recv().await;
+            if frame["msgid"] == 10 {
+                break frame;
+            }
+        };
+        assert_eq!(
+            (got["id"].as_i64(), got["groupid"].as_i64(), got["msg"].as_str()),
+            (Some(user), Some(gid), Some("to all"))
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    s1.silent().await;
+
+    // The original client: errno 2 while any session lives.
+    let mut original = Client::new(&n2);
+    assert_eq!(original.login(user, false).await["errno"], 2);
+
+    // LOGINOUT of s3 leaves s1 and s2; LOGOUT_ALL from s1 closes s2 (on the other node).
+    s3.send(json!({"msgid":3})).await;
+    assert_eq!(s3.recv().await, json!({"errno":0,"msgid":11,"re":3}));
+    s1.send(json!({"msgid":52})).await;
+    assert_eq!(s1.recv().await, json!({"errno":0,"msgid":11,"re":52}));
+    assert_eq!(
+        s2.recv().await,
+        json!({"errmsg":"logged out everywhere: log in again","errno":15,"msgid":14})
+    );
+    s2.close().await;
+    assert_eq!(original.login(user, false).await["errno"], 0, "no session left anywhere");
+}
+
+#[tokio::test]
+async fn the_session_limit_counts_every_node() {
+    let hub = LocalHub::new();
+    let db = Arc::new(MemoryStore::new());
+    let limited = || ServiceConfig { max_sessions_per_user: 2, ..config() };
+    let mk = |hub: &Arc<LocalHub>| {
+        let store: Arc<dyn Store> = db.clone();
+        let log: Arc<dyn Log> = db.clone();
+        let delivery = Delivery::new(Sessions::new(64), store.clone(), log.clone());
+        let broker = hub.node(delivery.clone());
+        let service = Arc::new(
+            Service::new(store, log, db.clone(), broker.clone(), delivery.clone(), limited())
+                .expect("service"),
+        );
+        Node { service, broker, delivery }
+    };
+    let (n1, n2) = (mk(&hub), mk(&hub));
+    let mut reg = Client::new(&n1);
+    let user = reg.register("u").await;
+    let mut a = Client::new(&n1);
+    assert_eq!(a.login(user, true).await["errno"], 0);
+    let mut b = Client::new(&n2);
+    assert_eq!(b.login(user, true).await["errno"], 0);
+    for n in [&n1, &n2] {
+        let mut c = Client::new(n);
+        let ack = c.login(user, true).await;
+        assert_eq!(
+            ack,
+            json!({"errmsg":"this account has 2 sessions already, the most it may have; log out one of them first","errno":30,"msgid":2})
+        );
+    }
+    b.close().await;
+    let mut c = Client::new(&n1);
+    assert_eq!(c.login(user, true).await["errno"], 0, "room again after a session ended");
 }
 
 // ---------------------------------------------------------------------------------------

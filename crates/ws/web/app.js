@@ -116,6 +116,8 @@ function handle(f) {
     case 20: return onHistory(f);
     case 33: return onBlocked(f);
     case 47: return onEvent(f);
+    case 51: return f.errno === 0 && send({ msgid: 7, friendid: f.id });
+    case 53: return onPresence(f);
   }
 }
 
@@ -134,7 +136,7 @@ function onLoginAck(f) {
   const how = state.loginReq;
   state.loginReq = null;
   if (f.errno !== 0) {
-    if (how === 'resume' && (f.errno === 2 || f.errno === 13)) {
+    if (how === 'resume' && (f.errno === 2 || f.errno === 13 || f.errno === 30)) {
       // The old node still holds the session (its lease has not run out yet): try again.
       setTimeout(() => { if (state.ws && !state.loggedIn) resume(); }, 500 + Math.random() * 500);
       return;
@@ -241,8 +243,16 @@ function onLists(f) {
   renderLists();
 }
 
+// PRESENCE (53): a friend came online or went offline; the online dot moves by itself.
+function onPresence(f) {
+  const friend = state.friends && state.friends.get(f.id);
+  if (!friend) return;
+  friend.state = f.state;
+  renderLists();
+}
+
 function onNotice(f) {
-  if (f.errno === 15 && /resumed on another connection/.test(f.errmsg || '')) {
+  if (f.errno === 15 && /resumed on another connection|logged out everywhere/.test(f.errmsg || '')) {
     // Another tab or device took this session over: do not take it back.
     state.wantOpen = false;
   }
@@ -524,11 +534,16 @@ function dropSession() {
 $('login-form').onsubmit = (e) => {
   e.preventDefault();
   $('auth-error').textContent = '';
-  const id = Number($('login-id').value.trim());
+  // A user id, or the account's exact name (the extension's LOGIN by name).
+  const who = $('login-id').value.trim();
+  const id = /^[0-9]+$/.test(who) ? Number(who) : null;
   const password = $('login-password').value;
-  if (!Number.isInteger(id)) { $('auth-error').textContent = 'The user id is a number.'; return; }
-  if (state.me && state.me.id !== id) { state.convs.clear(); state.pending.clear(); state.current = null; }
-  withSocket(() => { state.loginReq = 'login'; send({ msgid: 1, id, password, ext: 1 }); });
+  if (!who) { $('auth-error').textContent = 'Type your user id or name.'; return; }
+  if (state.me && (id !== null ? state.me.id !== id : state.me.name !== who)) {
+    state.convs.clear(); state.pending.clear(); state.current = null;
+  }
+  const req = id !== null ? { msgid: 1, id, password, ext: 1 } : { msgid: 1, name: who, password, ext: 1 };
+  withSocket(() => { state.loginReq = 'login'; send(req); });
 };
 
 $('reg-form').onsubmit = (e) => {
@@ -541,7 +556,9 @@ $('reg-form').onsubmit = (e) => {
 
 $('add-friend-form').onsubmit = (e) => {
   e.preventDefault();
-  send({ msgid: 7, friendid: Number($('add-friend-id').value.trim()) });
+  // An id, or a name: FIND_USER (50) first, then ADD_FRIEND with the id it answers (case 51).
+  const who = $('add-friend-id').value.trim();
+  send(/^[0-9]+$/.test(who) ? { msgid: 7, friendid: Number(who) } : { msgid: 50, name: who });
   $('add-friend-id').value = '';
 };
 $('create-group-form').onsubmit = (e) => {

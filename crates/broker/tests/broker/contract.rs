@@ -197,6 +197,48 @@ pub async fn dead_node_frees_its_claims(cluster: &dyn Cluster) {
     b.broker.release(u).await.expect("release");
 }
 
+/// Several sessions per user (issue 20): joins are counted over all nodes up to the limit,
+/// say whether other nodes hold the user, never share with an exclusive claim (either way),
+/// and a dead node's sessions stop counting once its lease is gone.
+pub async fn sessions_are_counted_across_nodes(cluster: &dyn Cluster) {
+    use chat_ports::Joined;
+    let a = cluster.node().await;
+    let b = cluster.node().await;
+    let u = UserId(30);
+    assert_eq!(a.broker.join(u, 3).await.expect("join"), Joined::Yes { others: false });
+    assert_eq!(b.broker.join(u, 3).await.expect("join"), Joined::Yes { others: true });
+    assert_eq!(a.broker.join(u, 3).await.expect("join"), Joined::Yes { others: true });
+    assert_eq!(b.broker.join(u, 3).await.expect("join"), Joined::Limit);
+    assert_eq!(a.broker.join(u, 3).await.expect("join"), Joined::Limit);
+    assert!(!b.broker.claim(u).await.expect("claim"), "no exclusive claim beside sessions");
+    assert!(!a.broker.claim(u).await.expect("claim"), "not even on a node that holds some");
+    assert_eq!(a.broker.leave(u).await.expect("leave"), 2);
+    assert_eq!(a.broker.leave(u).await.expect("leave"), 1);
+    assert_eq!(b.broker.leave(u).await.expect("leave"), 0);
+    assert!(b.broker.claim(u).await.expect("claim"), "free once every session ended");
+    assert_eq!(
+        a.broker.join(u, 3).await.expect("join"),
+        Joined::InUse,
+        "no session beside an exclusive claim"
+    );
+    b.broker.release(u).await.expect("release");
+    assert_eq!(a.broker.join(u, 3).await.expect("join"), Joined::Yes { others: false });
+    assert_eq!(a.broker.leave(u).await.expect("leave"), 0);
+
+    // A dead node's sessions count until its lease expires, then not at all.
+    let v = UserId(31);
+    assert_eq!(a.broker.join(v, 1).await.expect("join"), Joined::Yes { others: false });
+    assert_eq!(b.broker.join(v, 1).await.expect("join"), Joined::Limit);
+    drop(a);
+    let within = cluster.claim_expiry() + Duration::from_secs(2);
+    let b2 = &b;
+    let freed =
+        until_true(within, || async move { matches!(b2.broker.join(v, 1).await, Ok(Joined::Yes { .. })) })
+            .await;
+    assert!(freed, "the dead node's sessions still count after {within:?}");
+    assert_eq!(b.broker.leave(v).await.expect("leave"), 0);
+}
+
 /// Waits for `check` on a broker call; a helper for adapter-specific tests.
 pub async fn until_true<F, Fut>(within: Duration, mut f: F) -> bool
 where

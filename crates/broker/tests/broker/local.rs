@@ -62,6 +62,11 @@ async fn local_subscription_changes_are_live_on_return() {
 }
 
 #[tokio::test]
+async fn local_sessions_are_counted_across_nodes() {
+    contract::sessions_are_counted_across_nodes(&LocalCluster::new()).await;
+}
+
+#[tokio::test]
 async fn local_claim_is_exclusive() {
     contract::claim_is_exclusive(&LocalCluster::new()).await;
 }

@@ -115,7 +115,8 @@ impl Service {
         to: Recipients,
     ) -> Result<Reply, ServiceError> {
         let kind = if matches!(to, Recipients::One(_)) { MsgId::OneChat } else { MsgId::GroupChat };
-        let answer = Answer { out: conn.out.clone(), ext: conn.ext, kind, cid: message.cid.clone() };
+        let answer =
+            Answer { out: conn.out.clone(), ext: conn.ext, kind, cid: message.cid.clone(), conn: conn.id };
         self.journal.submit(message, to, answer, conn.pending.clone()).await?;
         Ok(Reply::Silent)
     }
@@ -233,11 +234,11 @@ impl Service {
             .collect())
     }
 
-    pub(crate) async fn lists(&self, me: &SessionUser) -> Result<Reply, ServiceError> {
+    pub(crate) async fn lists(&self, me: &SessionUser, conn: u64) -> Result<Reply, ServiceError> {
         let friends = self.store.friends(me.id).await?;
         let groups = self.store.groups_of(me.id).await?;
         let (friends, groups) = self.mask_presence(me.id, friends, groups).await?;
-        let unread = self.unread(me.id, &self.sessions().cursors(me.id)).await?;
+        let unread = self.unread(me.id, &self.sessions().cursors(me.id, conn)).await?;
         Ok(Reply::Frame(chat_proto::list_ack(&friends, &groups, &unread)))
     }
 }
