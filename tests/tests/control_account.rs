@@ -114,3 +114,39 @@ async fn a_deleted_account_cannot_resume() {
     assert_eq!(resume(n2.addr, &token).await["errno"], 17);
     assert_eq!(resume(n1.addr, &token).await["errno"], 17);
 }
+
+/// With several sessions of one user (issue 20) on both nodes: changing the password from
+/// one ends the others, on its node and on the other, each told why; deleting the account
+/// ends every session, the asking one included.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_users_other_sessions_on_both_nodes_end() {
+    let (n1, n2) = two_nodes();
+    let user = User::on(n1.addr, "pw").await;
+    let id = user.id;
+    let (mut same_node, ack) = login_pw(n1.addr, id, "pw").await;
+    assert_eq!(ack["errno"], 0, "a second session beside the first: {ack}");
+    let (mut other_node, ack) = login_pw(n2.addr, id, "pw").await;
+    assert_eq!(ack["errno"], 0, "a third session, on the other node: {ack}");
+    let mut me = user;
+
+    let changed = me.ask(json!({"msgid":45,"password":"pw","newpassword":"pw2"})).await;
+    assert_eq!(changed["errno"], 0, "{changed}");
+    for (what, c) in [("same node", &mut same_node), ("other node", &mut other_node)] {
+        let notice = c.recv_within(Duration::from_secs(5)).await;
+        let notice = notice.unwrap_or_else(|| panic!("the session on the {what} was told nothing"));
+        assert_eq!(
+            (notice["msgid"].as_i64(), notice["errno"].as_i64()),
+            (Some(14), Some(15)),
+            "{what}: {notice}"
+        );
+        assert!(c.closed_within(Duration::from_secs(3)).await, "the session on the {what} ends");
+    }
+    assert!(me.ask(json!({"msgid":15})).await["friends"].is_array(), "the asking session goes on");
+
+    let (again, ack) = login_pw(n2.addr, id, "pw2").await;
+    assert_eq!(ack["errno"], 0, "{ack}");
+    let mut again = User::with(again, id);
+    assert_eq!(me.ask(json!({"msgid":46,"password":"pw2"})).await["errno"], 0);
+    assert!(me.c.closed_within(Duration::from_secs(3)).await, "the asking session ends");
+    assert!(again.c.closed_within(Duration::from_secs(5)).await, "the other node's session ends");
+}
