@@ -13,6 +13,39 @@ pub mod redis_cluster;
 pub mod upgrade;
 pub mod web;
 
+/// Runs each named `async fn(redis_url: &str)` of the calling test file twice: on one Redis
+/// and on a Redis Cluster (a module per test, with `single_redis` and `redis_cluster` in it).
+/// `on_both!(multi_thread; a, b)` runs them on a two-worker runtime.
+#[macro_export]
+macro_rules! on_both {
+    (multi_thread; $($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn single_redis() {
+                super::$name(&chat_tests::redis_url()).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn redis_cluster() {
+                super::$name(&chat_tests::redis_cluster_url()).await
+            }
+        }
+    )*};
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn single_redis() {
+                super::$name(&chat_tests::redis_url()).await
+            }
+
+            #[tokio::test]
+            async fn redis_cluster() {
+                super::$name(&chat_tests::redis_cluster_url()).await
+            }
+        }
+    )*};
+}
+
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

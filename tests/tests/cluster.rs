@@ -14,24 +14,7 @@ fn two_nodes(redis: &str, lease: u64) -> (ServerProcess, ServerProcess) {
     (cluster_node("n1", redis, &prefix, lease), cluster_node("n2", redis, &prefix, lease))
 }
 
-/// Runs a test on one Redis and on a Redis Cluster.
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test]
-            async fn single_redis() {
-                super::$name(&chat_tests::redis_url()).await
-            }
-
-            #[tokio::test]
-            async fn redis_cluster() {
-                super::$name(&chat_tests::redis_cluster_url()).await
-            }
-        }
-    )*};
-}
-
-on_both!(
+chat_tests::on_both!(
     through_nginx_users_on_two_nodes_chat_both_ways,
     sigkill_a_node_and_its_users_recover_within_the_lease,
     twenty_rounds_of_simultaneous_duplicate_logins_on_two_nodes,

@@ -11,23 +11,8 @@ use chat_tests::devices::Device;
 use chat_tests::{ServerProcess, WireClient, cluster_node_with, unique};
 use serde_json::{Value, json};
 
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn single_redis() {
-                super::$name(&chat_tests::redis_url()).await
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn redis_cluster() {
-                super::$name(&chat_tests::redis_cluster_url()).await
-            }
-        }
-    )*};
-}
-
-on_both!(
+chat_tests::on_both!(
+    multi_thread;
     a_friend_on_another_node_hears_online_and_offline_once,
     a_node_killed_under_the_users_last_session_is_announced_within_the_lease
 );

@@ -12,24 +12,8 @@ use chat_tests::devices::{Device, assert_once_in_order};
 use chat_tests::{ServerProcess, WireClient, cluster_node_with, unique};
 use serde_json::json;
 
-/// Runs a test on one Redis and on a Redis Cluster.
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn single_redis() {
-                super::$name(&chat_tests::redis_url()).await
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn redis_cluster() {
-                super::$name(&chat_tests::redis_cluster_url()).await
-            }
-        }
-    )*};
-}
-
-on_both!(
+chat_tests::on_both!(
+    multi_thread;
     three_sessions_on_two_nodes_show_every_chat_once_in_order_and_carbons,
     a_sessions_node_is_killed_mid_stream_and_nothing_is_lost,
     resume_brings_back_exactly_that_session,
