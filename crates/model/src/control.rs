@@ -26,22 +26,29 @@ fn refs(rows: Vec<(i32, String)>) -> Vec<UserRef> {
     rows.into_iter().map(|(id, name)| UserRef { id: UserId(id), name }).collect()
 }
 
+/// Returns `UnknownUser` unless both users exist. Checked before an `INSERT IGNORE`, which on
+/// MySQL would swallow the foreign-key error and insert nothing.
+macro_rules! both_exist {
+    ($conn:ident, $a:expr, $b:expr) => {
+        let known = users::table
+            .filter(users::id.eq_any([$a.0, $b.0]))
+            .select(users::id)
+            .load::<i32>(&mut $conn)
+            .await
+            .map_err(db_error)?;
+        if !known.contains(&$a.0) || !known.contains(&$b.0) {
+            return Err(StoreError::UnknownUser);
+        }
+    };
+}
+
 macro_rules! impl_control {
     ($store:ty) => {
         #[async_trait]
         impl Control for $store {
             async fn block(&self, user: UserId, other: UserId) -> Result<(), StoreError> {
                 let mut conn = self.conn().await?;
-                // Checked first: MySQL's INSERT IGNORE would swallow a foreign-key error.
-                let known = users::table
-                    .filter(users::id.eq_any([user.0, other.0]))
-                    .select(users::id)
-                    .load::<i32>(&mut conn)
-                    .await
-                    .map_err(db_error)?;
-                if !known.contains(&user.0) || !known.contains(&other.0) {
-                    return Err(StoreError::UnknownUser);
-                }
+                both_exist!(conn, user, other);
                 conn.transaction::<_, Fail, _>(async |c| {
                     diesel::insert_or_ignore_into(blocks::table)
                         .values((blocks::userid.eq(user.0), blocks::blockedid.eq(other.0)))
@@ -183,6 +190,7 @@ macro_rules! impl_control {
 
             async fn put_request(&self, from: UserId, to: UserId, at_ms: i64) -> Result<bool, StoreError> {
                 let mut conn = self.conn().await?;
+                both_exist!(conn, from, to);
                 let n = diesel::insert_or_ignore_into(friend_requests::table)
                     .values((
                         friend_requests::fromid.eq(from.0),
@@ -239,6 +247,9 @@ macro_rules! impl_control {
 
             async fn befriend(&self, a: UserId, b: UserId) -> Result<(), StoreError> {
                 let mut conn = self.conn().await?;
+                // The original's Friend table has no foreign keys: nothing else stops a row
+                // naming nobody.
+                both_exist!(conn, a, b);
                 conn.transaction::<_, Fail, _>(async |c| {
                     for (x, y) in [(a, b), (b, a)] {
                         diesel::insert_or_ignore_into(friends::table)

@@ -80,6 +80,22 @@ async fn mysql_log_meets_the_contract() {
     chat_ports::log_contract::run_all(db.store.as_ref(), db.log.as_ref()).await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn sqlite_control_meets_the_contract() {
+    let dir = TempDir::new("control");
+    let db = chat_model::connect(&dir.sqlite_url(), 4).await.expect("open sqlite");
+    chat_ports::control_contract::run_all(db.store.as_ref(), db.log.as_ref(), db.control.as_ref()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mysql_control_meets_the_contract() {
+    let db = match chat_model::connect(&mysql_url(), 8).await {
+        Ok(db) => db,
+        Err(e) => panic!("the MySQL control contract needs the test database ({e}); run deploy/db-setup.sh"),
+    };
+    chat_ports::control_contract::run_all(db.store.as_ref(), db.log.as_ref(), db.control.as_ref()).await;
+}
+
 /// The append as it runs on MySQL 8 (`innodb_autoinc_lock_mode = 2`: ids read back).
 #[tokio::test(flavor = "multi_thread")]
 async fn mysql_log_reading_ids_back_meets_the_contract() {

@@ -10,6 +10,7 @@ use chat_proto::{FriendEntry, GroupEntry, GroupId, UserId};
 
 pub mod contract;
 mod control;
+pub mod control_contract;
 mod log;
 pub mod log_contract;
 pub mod memory;

@@ -436,4 +436,10 @@ mod tests {
         let store = MemoryStore::new();
         crate::log_contract::run_all(&store, &store).await;
     }
+
+    #[tokio::test]
+    async fn memory_control_passes_the_contract() {
+        let store = MemoryStore::new();
+        crate::control_contract::run_all(&store, &store, &store).await;
+    }
 }
