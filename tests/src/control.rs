@@ -14,9 +14,13 @@ pub const WAIT: Duration = Duration::from_secs(5);
 
 /// Two nodes sharing the tests' MySQL and Redis (a channel prefix of their own).
 pub fn two_nodes() -> (ServerProcess, ServerProcess) {
+    two_nodes_on(&redis_url())
+}
+
+/// Two nodes sharing the tests' MySQL and the Redis (or Redis Cluster) at `redis`.
+pub fn two_nodes_on(redis: &str) -> (ServerProcess, ServerProcess) {
     let prefix = format!("{}:", unique("ctl"));
-    let redis = redis_url();
-    (cluster_node("n1", &redis, &prefix, 10), cluster_node("n2", &redis, &prefix, 10))
+    (cluster_node("n1", redis, &prefix, 10), cluster_node("n2", redis, &prefix, 10))
 }
 
 /// A user registered with password `pw` and logged in (extension) on the node at `addr`.

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use chat_tests::WireClient;
-use chat_tests::control::{User, two_nodes};
+use chat_tests::control::{User, two_nodes_on};
 use serde_json::json;
 
 async fn login_pw(addr: std::net::SocketAddr, id: i64, pw: &str) -> (WireClient, serde_json::Value) {
@@ -22,9 +22,8 @@ async fn resume(addr: std::net::SocketAddr, token: &str) -> serde_json::Value {
     c.recv().await
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn changing_the_password_ends_every_token() {
-    let (n1, n2) = two_nodes();
+async fn changing_the_password_ends_every_token(redis: &str) {
+    let (n1, n2) = two_nodes_on(redis);
     let user = User::on(n1.addr, "pw").await;
     let id = user.id;
     drop(user);
@@ -58,9 +57,8 @@ async fn changing_the_password_ends_every_token() {
     assert_eq!(fresh["errno"], 0, "the token the change gave works: {fresh}");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_deleted_account_is_gone_everywhere() {
-    let (n1, n2) = two_nodes();
+async fn a_deleted_account_is_gone_everywhere(redis: &str) {
+    let (n1, n2) = two_nodes_on(redis);
     let mut gone = User::on(n1.addr, "leaving").await;
     let mut friend = User::on(n2.addr, "friend").await;
     let mut member = User::on(n2.addr, "member").await;
@@ -99,9 +97,8 @@ async fn a_deleted_account_is_gone_everywhere() {
 }
 
 /// A deleted account's resume token is refused too (on the other node).
-#[tokio::test(flavor = "multi_thread")]
-async fn a_deleted_account_cannot_resume() {
-    let (n1, n2) = two_nodes();
+async fn a_deleted_account_cannot_resume(redis: &str) {
+    let (n1, n2) = two_nodes_on(redis);
     let user = User::on(n1.addr, "resumer").await;
     let id = user.id;
     drop(user);
@@ -118,9 +115,8 @@ async fn a_deleted_account_cannot_resume() {
 /// With several sessions of one user (issue 20) on both nodes: changing the password from
 /// one ends the others, on its node and on the other, each told why; deleting the account
 /// ends every session, the asking one included.
-#[tokio::test(flavor = "multi_thread")]
-async fn the_users_other_sessions_on_both_nodes_end() {
-    let (n1, n2) = two_nodes();
+async fn the_users_other_sessions_on_both_nodes_end(redis: &str) {
+    let (n1, n2) = two_nodes_on(redis);
     let user = User::on(n1.addr, "pw").await;
     let id = user.id;
     let (mut same_node, ack) = login_pw(n1.addr, id, "pw").await;
@@ -150,3 +146,6 @@ async fn the_users_other_sessions_on_both_nodes_end() {
     assert!(me.c.closed_within(Duration::from_secs(3)).await, "the asking session ends");
     assert!(again.c.closed_within(Duration::from_secs(5)).await, "the other node's session ends");
 }
+
+// Pushes and announcements cross nodes through the broker: on one Redis and on a Redis Cluster.
+chat_tests::on_both!(multi_thread; changing_the_password_ends_every_token, a_deleted_account_is_gone_everywhere, a_deleted_account_cannot_resume, the_users_other_sessions_on_both_nodes_end);

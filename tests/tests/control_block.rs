@@ -1,17 +1,16 @@
 //! Issue 21, blocking and "who may write to me", over real TCP across two nodes (the actor
-//! on one, the affected user on the other), on MySQL and Redis.
+//! on one, the affected user on the other), on MySQL, and on one Redis and on a Redis Cluster.
 
 use std::time::Duration;
 
-use chat_tests::control::{User, two_nodes};
+use chat_tests::control::{User, two_nodes_on};
 use serde_json::json;
 
 /// A blocked sender's 100 chats are refused (errno 20), reach nobody, and are stored for
 /// nobody; the blocked user cannot add the blocker as a friend and sees the blocker offline;
 /// the blocker cannot write to the blocked user either; unblocking undoes it all.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_blocked_senders_hundred_chats_reach_nobody_and_are_not_stored() {
-    let (n1, n2) = two_nodes();
+async fn a_blocked_senders_hundred_chats_reach_nobody_and_are_not_stored(redis: &str) {
+    let (n1, n2) = two_nodes_on(redis);
     let mut a = User::on(n1.addr, "blocker").await;
     let mut b = User::on(n2.addr, "blocked").await;
     // b lists a (one-sided, as the original's ADD_FRIEND) and sees a online.
@@ -58,9 +57,8 @@ async fn a_blocked_senders_hundred_chats_reach_nobody_and_are_not_stored() {
 
 /// "Friends only": strangers are refused, users on the recipient's list get through; back
 /// to "anyone" opens it again.
-#[tokio::test(flavor = "multi_thread")]
-async fn friends_only_refuses_strangers() {
-    let (n1, n2) = two_nodes();
+async fn friends_only_refuses_strangers(redis: &str) {
+    let (n1, n2) = two_nodes_on(redis);
     let mut a = User::on(n1.addr, "private").await;
     let mut friend = User::on(n2.addr, "friend").await;
     let mut stranger = User::on(n2.addr, "stranger").await;
@@ -90,9 +88,8 @@ async fn friends_only_refuses_strangers() {
 
 /// Nobody acts for another user: an UNBLOCK or BLOCK carrying someone else's id as the actor
 /// changes only the sender's own list.
-#[tokio::test(flavor = "multi_thread")]
-async fn block_requests_act_only_for_the_sender() {
-    let (n1, n2) = two_nodes();
+async fn block_requests_act_only_for_the_sender(redis: &str) {
+    let (n1, n2) = two_nodes_on(redis);
     let mut a = User::on(n1.addr, "victim").await;
     let mut b = User::on(n2.addr, "pest").await;
     assert_eq!(a.ask(json!({"msgid":30,"id":b.id})).await["errno"], 0);
@@ -110,9 +107,8 @@ async fn block_requests_act_only_for_the_sender() {
 /// In a group both are in, the blocked user still posts (the group is the members', not the
 /// blocker's), but its messages are not pushed to the blocker, live or in the replay at its
 /// next login; the others get them.
-#[tokio::test(flavor = "multi_thread")]
-async fn in_shared_groups_the_blocked_users_messages_skip_the_blocker() {
-    let (n1, n2) = two_nodes();
+async fn in_shared_groups_the_blocked_users_messages_skip_the_blocker(redis: &str) {
+    let (n1, n2) = two_nodes_on(redis);
     let mut a = User::on(n1.addr, "blocker").await;
     let mut b = User::on(n2.addr, "blocked").await;
     let mut c = User::on(n2.addr, "bystander").await;
@@ -145,3 +141,6 @@ async fn in_shared_groups_the_blocked_users_messages_skip_the_blocker() {
         page["messages"].as_array().into_iter().flatten().filter_map(|m| m["msg"].as_str()).collect();
     assert_eq!(texts, ["from b", "from c", "b again", "c again"]);
 }
+
+// Pushes and announcements cross nodes through the broker: on one Redis and on a Redis Cluster.
+chat_tests::on_both!(multi_thread; a_blocked_senders_hundred_chats_reach_nobody_and_are_not_stored, friends_only_refuses_strangers, block_requests_act_only_for_the_sender, in_shared_groups_the_blocked_users_messages_skip_the_blocker);

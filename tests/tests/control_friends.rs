@@ -5,16 +5,15 @@
 use std::time::Duration;
 
 use chat_tests::WireClient;
-use chat_tests::control::{User, two_nodes};
+use chat_tests::control::{User, two_nodes_on};
 use serde_json::{Value, json};
 
 fn ids(list: &Value) -> Vec<i64> {
     list.as_array().into_iter().flatten().filter_map(|u| u["id"].as_i64()).collect()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_request_is_pushed_across_nodes_and_accepted_both_ways() {
-    let (n1, n2) = two_nodes();
+async fn a_request_is_pushed_across_nodes_and_accepted_both_ways(redis: &str) {
+    let (n1, n2) = two_nodes_on(redis);
     let mut a = User::on(n1.addr, "asker").await;
     let mut b = User::on(n2.addr, "asked").await;
     assert_eq!(a.ask(json!({"msgid":35,"id":b.id})).await["errno"], 0);
@@ -40,9 +39,8 @@ async fn a_request_is_pushed_across_nodes_and_accepted_both_ways() {
     assert_eq!(ids(&b.ask(json!({"msgid":15})).await["friends"]), Vec::<i64>::new());
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_request_waits_for_a_user_who_is_away_and_a_decline_is_told() {
-    let (n1, n2) = two_nodes();
+async fn a_request_waits_for_a_user_who_is_away_and_a_decline_is_told(redis: &str) {
+    let (n1, n2) = two_nodes_on(redis);
     let mut a = User::on(n1.addr, "asker").await;
     let away = User::on(n2.addr, "away").await;
     let away_id = away.id;
@@ -68,9 +66,8 @@ async fn a_request_waits_for_a_user_who_is_away_and_a_decline_is_told() {
 /// The original client's ADD_FRIEND keeps its meaning (one-sided, at once, no reply) and
 /// counts as consent: an extension user's request to an original user who lists it already
 /// is granted at once, and a pending one is completed by the original user's ADD_FRIEND.
-#[tokio::test(flavor = "multi_thread")]
-async fn the_originals_add_friend_meets_friend_requests() {
-    let (n1, n2) = two_nodes();
+async fn the_originals_add_friend_meets_friend_requests(redis: &str) {
+    let (n1, n2) = two_nodes_on(redis);
     let mut e1 = User::on(n2.addr, "ext1").await;
     let mut e2 = User::on(n2.addr, "ext2").await;
     let mut o = WireClient::connect(n1.addr).await;
@@ -92,3 +89,6 @@ async fn the_originals_add_friend_meets_friend_requests() {
     // The original client saw none of it: no frame it does not know.
     o.expect_silence(Duration::from_millis(300)).await;
 }
+
+// Pushes and announcements cross nodes through the broker: on one Redis and on a Redis Cluster.
+chat_tests::on_both!(multi_thread; a_request_is_pushed_across_nodes_and_accepted_both_ways, a_request_waits_for_a_user_who_is_away_and_a_decline_is_told, the_originals_add_friend_meets_friend_requests);

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use chat_tests::control::{User, two_nodes};
+use chat_tests::control::{User, two_nodes_on};
 use serde_json::{Value, json};
 
 async fn group_of(owner: &mut User, members: &mut [&mut User]) -> i64 {
@@ -24,9 +24,8 @@ fn role_of(list: &Value, gid: i64, user: i64) -> Option<String> {
 
 /// A removed member gets nothing more, its chats to the group are refused, and it cannot read
 /// the group's history after its removal.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_removed_member_gets_nothing_more_and_reads_no_history() {
-    let (n1, n2) = two_nodes();
+async fn a_removed_member_gets_nothing_more_and_reads_no_history(redis: &str) {
+    let (n1, n2) = two_nodes_on(redis);
     let mut owner = User::on(n1.addr, "owner").await;
     let mut stays = User::on(n1.addr, "stays").await;
     let mut removed = User::on(n2.addr, "removed").await;
@@ -61,9 +60,8 @@ async fn a_removed_member_gets_nothing_more_and_reads_no_history() {
 /// Who may do what: a member removes nobody, renames nothing, deletes nothing, names no
 /// admin; an admin removes plain members and renames, but removes no admin or owner and
 /// deletes nothing; a non-member does nothing; forged ids change none of it.
-#[tokio::test(flavor = "multi_thread")]
-async fn management_is_checked_against_the_caller() {
-    let (n1, n2) = two_nodes();
+async fn management_is_checked_against_the_caller(redis: &str) {
+    let (n1, n2) = two_nodes_on(redis);
     let mut owner = User::on(n1.addr, "owner").await;
     let mut admin = User::on(n2.addr, "admin").await;
     let mut member = User::on(n2.addr, "member").await;
@@ -124,9 +122,8 @@ async fn management_is_checked_against_the_caller() {
 
 /// The owner leaving hands the group to its first admin (else its first member); the last
 /// member leaving deletes it.
-#[tokio::test(flavor = "multi_thread")]
-async fn ownership_passes_on_and_the_last_member_deletes() {
-    let (n1, n2) = two_nodes();
+async fn ownership_passes_on_and_the_last_member_deletes(redis: &str) {
+    let (n1, n2) = two_nodes_on(redis);
     let mut owner = User::on(n1.addr, "owner").await;
     let mut first = User::on(n2.addr, "first").await;
     let mut admin = User::on(n2.addr, "admin").await;
@@ -145,3 +142,6 @@ async fn ownership_passes_on_and_the_last_member_deletes() {
     assert_eq!(first.ask(json!({"msgid":40,"groupid":gid})).await["errno"], 0);
     assert_eq!(owner.ask(json!({"msgid":9,"groupid":gid})).await["errno"], 6, "the group is gone");
 }
+
+// Pushes and announcements cross nodes through the broker: on one Redis and on a Redis Cluster.
+chat_tests::on_both!(multi_thread; a_removed_member_gets_nothing_more_and_reads_no_history, management_is_checked_against_the_caller, ownership_passes_on_and_the_last_member_deletes);
