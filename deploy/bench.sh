@@ -10,12 +10,13 @@
 # BENCH_RATES_CROSS, BENCH_RATES_SAME, BENCH_RATES_NGINX, BENCH_RATES_GROUP10,
 # BENCH_RATES_GROUP50 (msgs/s lists), BENCH_IDLE_USERS (10000),
 # BENCH_THREADS (chat-bench worker threads, 1), BENCH_OUT (bench/RESULTS.md),
-# BENCH_STEPS (which of: idle cross same nginx group10 group50 metrics ws edge rcluster tls sqlite append;
+# BENCH_STEPS (which of: idle cross same nginx group10 group50 metrics ws edge devices rcluster tls sqlite append;
 # default all), BENCH_DB (the nodes' MySQL database, chat; another is created and granted to the
 # user chat), BENCH_RATES_SQLITE (msgs/s list of the SQLite node, run up to the first failing rate),
 # BENCH_APPEND_VARIANTS (message:100,log:100,message:10,log:10), BENCH_APPEND_TXNS (1000),
 # BENCH_RATES_RCLUSTER (msgs/s list of the Redis Cluster sweep, 10000,20000,30000),
 # BENCH_RATE_OPS (msgs/s of the metrics, ws and tls steps' fixed-rate runs, 10000),
+# BENCH_RATE_DEVICES (msgs/s of the devices step's sessions runs, 2000), BENCH_PRESENCE_CYCLES (50),
 # BENCH_WORKERS (the nodes' worker threads, 1), BENCH_SERVER (another chat-server binary, for A/B runs),
 # BENCH_BASELINE (a git revision, default 2ee51e0: the last at-most-once server; `none` skips it):
 # built once into bench/run/baseline/ (reused while the revision stays the same); after this
@@ -92,7 +93,9 @@ RATES_GROUP50=${BENCH_RATES_GROUP50:-500,1100,2000,3000}
 IDLE_USERS=${BENCH_IDLE_USERS:-10000}
 THREADS=${BENCH_THREADS:-1}
 OUT=${BENCH_OUT:-bench/RESULTS.md}
-STEPS=${BENCH_STEPS:-idle cross same nginx group10 group50 metrics ws edge rcluster tls sqlite append}
+STEPS=${BENCH_STEPS:-idle cross same nginx group10 group50 metrics ws edge devices rcluster tls sqlite append}
+RATE_DEVICES=${BENCH_RATE_DEVICES:-2000}
+PRESENCE_CYCLES=${BENCH_PRESENCE_CYCLES:-50}
 EDGE_CONNS=${BENCH_EDGE_CONNS:-5000}
 RATES_RCLUSTER=${BENCH_RATES_RCLUSTER:-10000,20000,30000}
 REDIS_CLUSTER_PORT=7500
@@ -408,6 +411,13 @@ step ws ws.json chat --ws --nodes "$WS_A,$WS_B" --users 200 --cross 1 --rate "$R
 step edge connect-plain.json connect --nodes "$NODE_A,$NODE_B" --conns "$EDGE_CONNS" --pids "$PIDS"
 step edge connect-proxy.json connect --proxy --nodes "$NODE_A,$NODE_B" --conns "$EDGE_CONNS" --pids "$PIDS"
 step edge edge.json chat --proxy "${ops[@]}" --pids "$PIDS" --watch "$WATCH"
+
+# Issue 20: a chat to a user with 3 sessions against 1 (the same load, new users each), and a
+# user with 200 friends online logging in and out against one with none.
+step devices sessions.json sessions --nodes "$NODE_A,$NODE_B" --pairs 100 --sessions 1,3 \
+    --rate "$RATE_DEVICES" --duration "$DURATION" --pids "$PIDS"
+step devices presence.json presence --nodes "$NODE_A,$NODE_B" --friends 0,200 --cycles "$PRESENCE_CYCLES" \
+    --pids "$PIDS"
 
 check_nodes() { # logs: the nodes must have survived their steps
     local p

@@ -38,6 +38,10 @@ pub enum Command {
     Append(AppendArgs),
     /// Connection churn: connect, log in, log out and close, N times; the nodes' CPU per connection.
     Connect(ConnectArgs),
+    /// Chats to users with K sessions each, beside the same load to users with one (issue 20).
+    Sessions(SessionsArgs),
+    /// A user with F friends online logs in and out N times, beside F = 0 (issue 20).
+    Presence(PresenceArgs),
 }
 
 /// Where the servers are and how to report.
@@ -155,6 +159,38 @@ pub struct ConnectArgs {
     /// Connections opened, logged in, logged out and closed.
     #[arg(long, default_value_t = 5000, value_name = "N")]
     pub conns: usize,
+}
+
+/// `sessions`.
+#[derive(Debug, Clone, Args)]
+pub struct SessionsArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// Sender → recipient pairs.
+    #[arg(long, default_value_t = 100)]
+    pub pairs: usize,
+    /// Sessions per recipient, one run each (new users each run).
+    #[arg(long, value_delimiter = ',', default_value = "1,3", value_name = "K[,K..]")]
+    pub sessions: Vec<usize>,
+    /// Chats per second, all pairs together.
+    #[arg(long, default_value_t = 1000)]
+    pub rate: u64,
+    /// Seconds of traffic per run.
+    #[arg(long, default_value_t = 10)]
+    pub duration: u64,
+}
+
+/// `presence`.
+#[derive(Debug, Clone, Args)]
+pub struct PresenceArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// Friends of the user (all online), one run each; 0 is the plain login/logout cycle.
+    #[arg(long, value_delimiter = ',', default_value = "0,200", value_name = "F[,F..]")]
+    pub friends: Vec<usize>,
+    /// Login + logout cycles per run.
+    #[arg(long, default_value_t = 50)]
+    pub cycles: usize,
 }
 
 /// `group`.
@@ -379,6 +415,23 @@ impl Cli {
                 a.target.check()?;
                 ensure!(a.users >= 1, "--users must be at least 1");
                 ensure!(a.conns >= 1, "--conns must be at least 1");
+                Ok(())
+            }
+            Command::Sessions(a) => {
+                a.target.check()?;
+                ensure!(a.pairs >= 1, "--pairs must be at least 1");
+                ensure!(
+                    a.sessions.iter().all(|&k| (1..=10).contains(&k)),
+                    "--sessions must be between 1 and 10"
+                );
+                ensure!(a.duration >= 1, "--duration must be at least 1");
+                ensure!(a.rate >= 1, "--rate must be at least 1");
+                Ok(())
+            }
+            Command::Presence(a) => {
+                a.target.check()?;
+                ensure!(!a.friends.is_empty(), "--friends needs at least one count");
+                ensure!(a.cycles >= 1, "--cycles must be at least 1");
                 Ok(())
             }
             Command::Report(a) => {

@@ -333,6 +333,11 @@ impl Conn {
         self.acked(json!({"msgid": 9, "groupid": group.0}), 9).await.map(|_| ())
     }
 
+    /// Adds a friend, one direction (extension connections only).
+    pub async fn add_friend(&mut self, friend: UserId) -> anyhow::Result<()> {
+        self.acked(json!({"msgid": 7, "friendid": friend.0}), 7).await.map(|_| ())
+    }
+
     /// Logs out and waits for the server to confirm (extension connections only).
     pub async fn logout(&mut self) -> anyhow::Result<()> {
         self.acked(json!({"msgid": 3}), 3).await.map(|_| ())

@@ -7,6 +7,7 @@ mod append;
 mod churn;
 mod cli;
 mod client;
+mod devices;
 mod durability;
 mod fleet;
 mod idle;
@@ -274,6 +275,19 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let servers = parse_watched(&a.target.pids, "server")?;
             let r = churn::churn(&setup_of(&a.target)?, a.users, a.conns, &servers).await?;
             emit(a.target.json, &churn::connect_text(&r), &r)
+        }
+        Command::Sessions(a) => {
+            let servers = parse_watched(&a.target.pids, "server")?;
+            let duration = Duration::from_secs(a.duration);
+            let rows =
+                devices::sessions(&setup_of(&a.target)?, a.pairs, &a.sessions, a.rate, duration, &servers)
+                    .await?;
+            emit(a.target.json, &devices::sessions_text(&rows), &rows)
+        }
+        Command::Presence(a) => {
+            let servers = parse_watched(&a.target.pids, "server")?;
+            let rows = devices::presence(&setup_of(&a.target)?, &a.friends, a.cycles, &servers).await?;
+            emit(a.target.json, &devices::presence_text(&rows), &rows)
         }
         Command::Report(a) => {
             let (suite, problems) = suite::Suite::load(&a.dir);

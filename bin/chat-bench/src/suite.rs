@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 
 use crate::append::AppendSuite;
 use crate::churn::{ConnectReport, connect_text};
+use crate::devices::{PresenceReport, SessionsReport, presence_text, sessions_text};
 use crate::report::{
     IdleReport, RunReport, SweepReport, Verdict, anomalies, compare_table, cpu_verdict, group_verdict,
     idle_text, idle_verdict, labelled_runs_table, overhead_verdict, rate_verdict, runs_table, verdicts_table,
@@ -63,6 +64,10 @@ pub struct Suite {
     pub connect_proxy: Option<ConnectReport>,
     /// `metrics_off`'s load again, each user behind a PROXY header of an address of its own.
     pub edge: Option<RunReport>,
+    /// Chats to users with one session and with three (issue 20).
+    pub sessions: Option<Vec<SessionsReport>>,
+    /// A user with no friends and one with 200 logging in and out (issue 20).
+    pub presence: Option<Vec<PresenceReport>>,
 }
 
 /// The bound of issue 12 on what scraping every second may add to the CPU per message (%).
@@ -107,6 +112,8 @@ impl Suite {
             connect_plain: load(dir, "connect-plain.json", &mut problems),
             connect_proxy: load(dir, "connect-proxy.json", &mut problems),
             edge: load(dir, "edge.json", &mut problems),
+            sessions: load(dir, "sessions.json", &mut problems),
+            presence: load(dir, "presence.json", &mut problems),
             ..Suite::default()
         };
         let baseline = std::fs::read_to_string(dir.join(BASELINE_FILE))
@@ -249,6 +256,7 @@ impl Suite {
         self.operations_section(&mut out);
         self.websocket_section(&mut out);
         self.edge_section(&mut out);
+        self.devices_section(&mut out);
         out.push_str("\n## Idle connections\n\n");
         match &self.idle {
             Some(r) => {
@@ -382,6 +390,62 @@ impl Suite {
 }
 
 impl Suite {
+    /// "Several devices and presence" (issue 20): each row beside its plain one, same run.
+    fn devices_section(&self, out: &mut String) {
+        out.push_str("\n## Several devices and presence\n\n");
+        if self.sessions.is_none() && self.presence.is_none() {
+            out.push_str("Not measured in this run (the `devices` step was not in `BENCH_STEPS`).\n");
+            return;
+        }
+        out.push_str(
+            "`chat-bench sessions`: 100 senders (original protocol) each write to one recipient on \
+             the other node, cross-node, at a fixed rate; the recipients are logged in with the \
+             extension once, then (new users, same load) three times each, the sessions spread over \
+             both nodes. Every session must get every chat once. \"srv µs/chat\" is both nodes' \
+             CPU per chat sent.\n\n",
+        );
+        match &self.sessions {
+            Some(rows) => {
+                out.push_str(&sessions_text(rows));
+                let one = rows.iter().find(|r| r.sessions == 1).and_then(|r| r.us_per_chat);
+                let three = rows.iter().find(|r| r.sessions == 3).and_then(|r| r.us_per_chat);
+                if let (Some(a), Some(b)) = (one, three) {
+                    let _ = writeln!(
+                        out,
+                        "\nA chat to a user with 3 sessions costs the nodes {:.2}× one to a user with 1 \
+                         ({b:.1} against {a:.1} µs per chat).",
+                        b / a.max(1e-9)
+                    );
+                }
+            }
+            None => out.push_str("The sessions runs failed (see bench/run/sessions.log).\n"),
+        }
+        out.push_str(
+            "\n`chat-bench presence`: a user whose friends are all online (extension connections, \
+             both nodes) logs in and out; each login and each logout must reach every friend as a \
+             PRESENCE push. 0 friends is the plain login/logout cycle.\n\n",
+        );
+        match &self.presence {
+            Some(rows) => {
+                out.push_str(&presence_text(rows));
+                let plain = rows.iter().find(|r| r.friends == 0).and_then(|r| r.us_per_cycle);
+                if let Some(busy) = rows.iter().find(|r| r.friends > 0)
+                    && let (Some(a), Some(b)) = (plain, busy.us_per_cycle)
+                {
+                    let _ = writeln!(
+                        out,
+                        "\nTelling {} friends of a login and a logout costs the nodes {:.0} µs more per cycle \
+                         ({:.1} µs per push).",
+                        busy.friends,
+                        b - a,
+                        (b - a) / (2.0 * busy.friends as f64).max(1.0)
+                    );
+                }
+            }
+            None => out.push_str("The presence runs failed (see bench/run/presence.log).\n"),
+        }
+    }
+
     /// "The edge": what the PROXY protocol and the per-address bookkeeping cost, per
     /// connection (churn) and per message (the fixed-rate load), beside the plain runs.
     fn edge_section(&self, out: &mut String) {
@@ -579,7 +643,7 @@ mod tests {
         std::fs::create_dir_all(&dir).expect("temp dir");
         std::fs::write(dir.join("idle.json"), "{not json").expect("write");
         let (suite, problems) = Suite::load(&dir);
-        assert_eq!(problems.len(), 16, "{problems:?}");
+        assert_eq!(problems.len(), 18, "{problems:?}");
         let md = suite.markdown(&problems);
         assert!(md.contains("| target | measured | met |"));
         assert_eq!(md.matches("| ? |").count(), 8);
@@ -676,8 +740,8 @@ mod tests {
         // same, nginx, group10, idle: not run; the baseline files are all there.
         // And the three runs of the operations step, the WebSocket run, the Redis Cluster sweep,
         // the SQLite sweep and the bare append.
-        // And the edge step's three runs.
-        assert_eq!(problems.len(), 14, "{problems:?}");
+        // And the edge step's three runs, and the devices step's two.
+        assert_eq!(problems.len(), 16, "{problems:?}");
         let md = suite.markdown(&problems);
         assert_tables_filled(&md);
         assert_eq!(md.matches(&format!("### {DURABLE}")).count(), 2, "{md}");
