@@ -16,7 +16,7 @@
 # BENCH_APPEND_VARIANTS (message:100,log:100,message:10,log:10), BENCH_APPEND_TXNS (1000),
 # BENCH_RATES_RCLUSTER (msgs/s list of the Redis Cluster sweep, 10000,20000,30000),
 # BENCH_RATE_OPS (msgs/s of the metrics, ws and tls steps' fixed-rate runs, 10000),
-# BENCH_RATE_DEVICES (msgs/s of the devices step's sessions runs, 2000), BENCH_PRESENCE_CYCLES (50),
+# BENCH_RATE_DEVICES (msgs/s of the devices step's sessions runs, 2000), BENCH_PRESENCE_CYCLES (100),
 # BENCH_WORKERS (the nodes' worker threads, 1), BENCH_SERVER (another chat-server binary, for A/B runs),
 # BENCH_BASELINE (a git revision, default 2ee51e0: the last at-most-once server; `none` skips it):
 # built once into bench/run/baseline/ (reused while the revision stays the same); after this
@@ -95,7 +95,7 @@ THREADS=${BENCH_THREADS:-1}
 OUT=${BENCH_OUT:-bench/RESULTS.md}
 STEPS=${BENCH_STEPS:-idle cross same nginx group10 group50 metrics ws edge devices rcluster tls sqlite append}
 RATE_DEVICES=${BENCH_RATE_DEVICES:-2000}
-PRESENCE_CYCLES=${BENCH_PRESENCE_CYCLES:-50}
+PRESENCE_CYCLES=${BENCH_PRESENCE_CYCLES:-100}
 EDGE_CONNS=${BENCH_EDGE_CONNS:-5000}
 RATES_RCLUSTER=${BENCH_RATES_RCLUSTER:-10000,20000,30000}
 REDIS_CLUSTER_PORT=7500
