@@ -1,6 +1,7 @@
 //! MARK_READ (54) and READS (56): a few lines each; the rules are in `crate::receipts`.
 
 use chat_proto::{Peer, UserId};
+use tracing::warn;
 
 use crate::dispatch::{Conn, Reply};
 use crate::{Service, ServiceError};
@@ -12,8 +13,12 @@ impl Service {
         let me = conn.user()?;
         let conv = self.readable(me, peer).await?;
         let (before, after) = self.log.mark_read(me.id, conv, seq).await?;
-        if after > before {
-            self.tell_read(me.id, conn.id, conv, before, after).await?;
+        // The mark is stored: a failure to tell is not the request's (the marks are in the
+        // next LOGIN, LIST and READS), and a retry would tell nothing (the mark moved).
+        if after > before
+            && let Err(e) = self.tell_read(me.id, conn.id, conv, before, after).await
+        {
+            warn!(user = %me.id, error = %e, "a read mark was stored but its receipts were not sent");
         }
         Ok(Reply::Done)
     }
