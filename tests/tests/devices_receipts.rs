@@ -4,7 +4,8 @@
 //! receipt, the LOGIN ack and LIST carry the marks and the lowered unread counts, a friend
 //! who logs in later learns the receipts; in a group the senders of the messages a mark
 //! covers are told, and READS counts; a client may not mark, ask or type where it is not a
-//! member, and never names the reader. On one Redis and on a Redis Cluster.
+//! member, and never names the reader; a user who blocks the reader gets no receipts and
+//! shows no marks to it. On one Redis and on a Redis Cluster.
 
 use std::time::{Duration, Instant};
 
@@ -16,7 +17,8 @@ chat_tests::on_both!(
     multi_thread;
     one_to_one_marks_reach_the_other_session_and_the_friend,
     group_marks_reach_the_senders_of_what_they_cover,
-    nobody_marks_asks_or_types_outside_their_conversations
+    nobody_marks_asks_or_types_outside_their_conversations,
+    a_blocker_gets_no_receipts_and_shows_none
 );
 
 const QUIET: Duration = Duration::from_millis(700);
@@ -213,6 +215,31 @@ async fn nobody_marks_asks_or_types_outside_their_conversations(redis: &str) {
         json!([]),
         "a conversation without messages has no mark"
     );
+}
+
+async fn a_blocker_gets_no_receipts_and_shows_none(redis: &str) {
+    let (n1, n2) = two_nodes(redis);
+    let mut u = User::on(n1.addr, "u").await;
+    let (mut u2, _) = session(&n2, &u).await;
+    let mut f = User::on(n2.addr, "f").await;
+    for i in 1..=2 {
+        assert_eq!(f.chat(u.id, &format!("b{i}")).await["errno"], 0);
+    }
+    u.wait_for(|m| m["msgid"] == 6 && m["seq"] == 2).await;
+    assert_eq!(f.ask(json!({"msgid":54,"id":u.id,"seq":2})).await["errno"], 0);
+    u.wait_for(receipt).await;
+    // Then the friend blocks the user: the user's marks and receipts no longer reach it.
+    assert_eq!(f.ask(json!({"msgid":30,"id":u.id})).await["errno"], 0);
+    assert_eq!(u.ask(json!({"msgid":54,"id":f.id,"seq":2})).await["errno"], 0);
+    assert_eq!(u2.wait_for(receipt).await["seq"], 2, "the user's own devices still hear of it");
+    u.c.send(&json!({"msgid":18,"acks":[{"id":f.id,"seq":2}]})).await;
+    f.none_within(QUIET, receipt).await;
+    // And the blocker's marks show as none to the user.
+    let reads = u.ask(json!({"msgid":56,"id":f.id})).await;
+    assert_eq!(entry(&reads, f.id), json!({"id":f.id,"read":0,"recv":0}), "{reads}");
+    let (_, ack) = session(&n1, &u).await;
+    assert_eq!(ack["receipts"], json!([]), "{ack}");
+    assert_eq!(ack["read"], json!([{"id":f.id,"seq":2}]), "the user's own mark is kept");
 }
 
 /// The basics on the embedded SQLite store (the tests above run on MySQL): one node.
