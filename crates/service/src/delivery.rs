@@ -119,6 +119,7 @@ impl Delivery {
     /// database outage is waited out while the session lasts.
     async fn catch_up(&self, user: UserId, conn: u64) {
         let mut wait = Duration::from_millis(100);
+        let mut waits = 0;
         loop {
             let Some((mut from, out)) = self.sessions.begin_fetch(user, conn) else { return };
             let unknown = self.sessions.unknown_groups(user, conn, &from);
@@ -141,6 +142,18 @@ impl Delivery {
                         let pushed = self.sessions.push_fetched(user, conn, &found);
                         if pushed == Fetched::Gone {
                             return;
+                        }
+                        if pushed == Fetched::Wait {
+                            // This session's own chat there is being stored: its answer
+                            // comes within a commit (a second at most, or we stop waiting).
+                            waits += 1;
+                            if waits > 500 {
+                                warn!(user = %user, "no answer to this session's chats for a second; catching up anyway");
+                                self.sessions.forget_sending(user, conn);
+                            }
+                            tokio::time::sleep(Duration::from_millis(2)).await;
+                        } else {
+                            waits = 0;
                         }
                         // Cut at the page's end or at the queue's room: read those again
                         // (from where delivery stands now) once the socket took what is queued.

@@ -85,6 +85,10 @@ pub(crate) struct Inbox {
     /// Own messages this session sent that it has not passed over yet (behind a gap or a
     /// catch-up): never pushed back to it as carbons.
     sent: HashSet<(ConvId, i64)>,
+    /// Chats this session handed to the journal whose seq it has not learnt yet, per
+    /// conversation: a catch-up that meets the user's own message there cannot tell this
+    /// session's from another session's (a carbon) until [`Inbox::own`] says which.
+    sending: HashMap<ConvId, u32>,
 }
 
 /// Own messages [`Inbox::sent`] remembers, at most (beyond, one may come back as a carbon,
@@ -107,6 +111,7 @@ impl Inbox {
             next_gap: 0,
             gone: HashSet::new(),
             sent: HashSet::new(),
+            sending: HashMap::new(),
         }
     }
 
@@ -284,6 +289,33 @@ impl Inbox {
             }
         }
         out
+    }
+
+    /// A chat of this session in `conv` is about to be stored (its seq comes with [`Inbox::own`]).
+    pub(crate) fn sending(&mut self, conv: ConvId) {
+        *self.sending.entry(conv).or_default() += 1;
+    }
+
+    /// A chat counted by [`Inbox::sending`] was stored (its seq goes to [`Inbox::own`]) or refused.
+    pub(crate) fn unsent(&mut self, conv: ConvId) {
+        if let Some(n) = self.sending.get_mut(&conv) {
+            *n -= 1;
+            if *n == 0 {
+                self.sending.remove(&conv);
+            }
+        }
+    }
+
+    /// Stops waiting for answers that did not come (a safety net: the journal answers every
+    /// chat it takes, stored or not); the catch-up then goes on as if none were in flight.
+    pub(crate) fn forget_sending(&mut self) {
+        self.sending.clear();
+    }
+
+    /// Whether the user's own message `seq` of `conv`, read from the log, may be one this
+    /// session is still waiting to hear of: then it must be neither pushed nor passed over yet.
+    pub(crate) fn maybe_sending(&self, conv: ConvId, seq: i64) -> bool {
+        self.sending.contains_key(&conv) && !self.sent.contains(&(conv, seq))
     }
 
     fn remember_sent(&mut self, conv: ConvId, seq: i64) {
@@ -571,6 +603,25 @@ mod tests {
         assert_eq!(inbox.delivered(A), 6);
         let original = live(false, &[(A, 0, 0)]);
         assert!(!original.carbon(A, 1), "the original client never gets carbons");
+    }
+
+    #[test]
+    fn an_own_message_read_while_its_append_is_in_flight_waits_for_its_answer() {
+        let mut inbox = live(true, &[(A, 4, 4)]);
+        inbox.go_live();
+        inbox.sending(A);
+        // The catch-up meets seq 5 from the user before the journal said it was this session's.
+        assert!(inbox.maybe_sending(A, 5), "cannot tell yet: neither push nor pass over");
+        inbox.more(&[(A, 4)]);
+        inbox.unsent(A);
+        assert!(inbox.own(A, 5).is_empty());
+        assert!(!inbox.maybe_sending(A, 5), "answered: the next read passes over it");
+        assert!(!inbox.carbon(A, 5) || inbox.delivered(A) >= 5, "never pushed back as a carbon");
+        assert_eq!(inbox.delivered(A), 5);
+        // A refused chat ends its count too.
+        inbox.sending(A);
+        inbox.unsent(A);
+        assert!(!inbox.maybe_sending(A, 6));
     }
 
     #[test]

@@ -128,6 +128,8 @@ struct Job {
 
 /// What happens to a message once stored: who gets it, who is answered.
 struct Route {
+    /// The sender and the conversation (for the sender's session's count of chats in flight).
+    from: (UserId, ConvId),
     to: Recipients,
     answer: Answer,
     /// The sender connection's count of chats not yet answered.
@@ -206,8 +208,11 @@ impl Journal {
             make_room(&answer.out, &pending).await?;
         }
         pending.start();
-        let job =
-            Job { message, route: Route { to, answer, pending: pending.clone() }, queued: Instant::now() };
+        let job = Job {
+            route: Route { from: (message.sender, message.conv), to, answer, pending: pending.clone() },
+            message,
+            queued: Instant::now(),
+        };
         if self.jobs.send(job).await.is_err() {
             pending.finish();
             return Err(ServiceError::Internal);
@@ -249,7 +254,7 @@ async fn commit_loop(
         while flights.len() < DEPTH {
             while open && waiting.len() < limits.messages.saturating_mul(4) {
                 match queued.try_recv() {
-                    Ok(job) => waiting.push_back(job),
+                    Ok(job) => waiting.push_back(sending(&delivery, job)),
                     Err(mpsc::error::TryRecvError::Empty) => break,
                     Err(mpsc::error::TryRecvError::Disconnected) => open = false,
                 }
@@ -275,7 +280,7 @@ async fn commit_loop(
                 return;
             }
             match queued.recv().await {
-                Some(job) => waiting.push_back(job),
+                Some(job) => waiting.push_back(sending(&delivery, job)),
                 None => open = false,
             }
             continue;
@@ -286,13 +291,21 @@ async fn commit_loop(
                 for conv in &convs {
                     busy.remove(conv);
                 }
-                if let Ok(appended) = &result {
+                match &result {
                     // The senders' sessions move past their own messages at once: a recipient's
                     // reply may be published by another node before this batch's fan-out runs.
-                    for (a, route) in appended.iter().zip(&routes) {
-                        let m = &a.message;
-                        if !matches!(route.to, Recipients::One(to) if to == m.sender) {
-                            delivery.sessions().own(m.sender, route.answer.conn, m.conv, m.seq);
+                    Ok(appended) => {
+                        for (a, route) in appended.iter().zip(&routes) {
+                            let m = &a.message;
+                            if counts_as_sending(route) {
+                                delivery.sessions().own(m.sender, route.answer.conn, m.conv, m.seq);
+                            }
+                        }
+                    }
+                    Err(_) => {
+                        for route in routes.iter().filter(|r| counts_as_sending(r)) {
+                            let (from, conv) = route.from;
+                            delivery.sessions().unsent(from, route.answer.conn, conv);
                         }
                     }
                 }
@@ -301,11 +314,28 @@ async fn commit_loop(
                 }
             }
             job = queued.recv(), if open && flights.len() < DEPTH => match job {
-                Some(job) => waiting.push_back(job),
+                Some(job) => waiting.push_back(sending(&delivery, job)),
                 None => open = false,
             },
         }
     }
+}
+
+/// Whether the sender's session hears of its chat's seq ([`Sessions::own`]): every chat but
+/// one to the sender itself (that one reaches its sessions as a message to them).
+fn counts_as_sending(route: &Route) -> bool {
+    !matches!(route.to, Recipients::One(to) if to == route.from.0)
+}
+
+/// Counts a job the commit task takes as in flight for its sender's session, so that a
+/// catch-up reading the log meanwhile neither pushes the chat back to it nor passes over a
+/// carbon in its place.
+fn sending(delivery: &Delivery, job: Job) -> Job {
+    if counts_as_sending(&job.route) {
+        let (from, conv) = job.route.from;
+        delivery.sessions().sending(from, job.route.answer.conn, conv);
+    }
+    job
 }
 
 /// Appends one batch; its routes go on to the fan-out.

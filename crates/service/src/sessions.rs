@@ -96,6 +96,10 @@ pub(crate) enum Fetched {
     Full,
     /// The session is gone or stopped reading.
     Gone,
+    /// Some conversations stopped at the user's own message while this session's own chat
+    /// there is being stored (it cannot tell yet whether the message is that chat or a
+    /// carbon): read them again in a moment.
+    Wait,
 }
 
 /// A session's end: what it held back and its last cursors.
@@ -356,9 +360,26 @@ impl Sessions {
         self.with(user, conn, |e| e.inbox.gap_expired(conv, generation)).unwrap_or(false)
     }
 
-    /// `user` sent `seq` of `conv` from the session on `conn`.
+    /// The session on `conn` hands a chat in `conv` to the journal (see [`Inbox::sending`]).
+    pub(crate) fn sending(&self, user: UserId, conn: u64, conv: ConvId) {
+        self.with(user, conn, |e| e.inbox.sending(conv));
+    }
+
+    /// The catch-up of the session on `conn` waited too long for its chats' answers.
+    pub(crate) fn forget_sending(&self, user: UserId, conn: u64) {
+        self.with(user, conn, |e| e.inbox.forget_sending());
+    }
+
+    /// A chat counted by [`Sessions::sending`] was not stored.
+    pub(crate) fn unsent(&self, user: UserId, conn: u64, conv: ConvId) {
+        self.with(user, conn, |e| e.inbox.unsent(conv));
+    }
+
+    /// `user` sent `seq` of `conv` from the session on `conn`: the answer to one chat
+    /// counted by [`Sessions::sending`].
     pub(crate) fn own(&self, user: UserId, conn: u64, conv: ConvId, seq: i64) {
         self.with(user, conn, |entry| {
+            entry.inbox.unsent(conv);
             let released = entry.inbox.own(conv, seq);
             entry.push_items(user, &released);
         });
@@ -474,7 +495,18 @@ impl Sessions {
     pub(crate) fn push_fetched(&self, user: UserId, conn: u64, found: &[LoggedMessage]) -> Fetched {
         self.with(user, conn, |e| {
             let mut room = e.out.room().saturating_sub(e.out.capacity() / 2);
+            let mut waiting: Vec<(ConvId, i64)> = Vec::new();
             for m in found {
+                if waiting.iter().any(|(c, _)| *c == m.conv) {
+                    continue;
+                }
+                if m.sender == user
+                    && m.seq > e.inbox.delivered(m.conv)
+                    && e.inbox.maybe_sending(m.conv, m.seq)
+                {
+                    waiting.push((m.conv, m.seq));
+                    continue;
+                }
                 let to_push =
                     (m.sender != user || e.inbox.carbon(m.conv, m.seq)) && m.seq > e.inbox.delivered(m.conv);
                 if to_push && room == 0 {
@@ -494,7 +526,11 @@ impl Sessions {
                 e.inbox.mark(index, m.conv, m.seq);
                 self.metrics.deliveries_replayed.inc();
             }
-            Fetched::Done
+            if waiting.is_empty() {
+                return Fetched::Done;
+            }
+            e.inbox.more(&waiting);
+            Fetched::Wait
         })
         .unwrap_or(Fetched::Gone)
     }
