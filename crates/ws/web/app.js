@@ -7,7 +7,6 @@ const $ = (id) => document.getElementById(id);
 const WS_URL = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws';
 const HISTORY_PAGE = 30;
 const ACK_DELAY_MS = 500;
-const LIST_EVERY_MS = 10000;
 
 const state = {
   ws: null,
@@ -24,10 +23,15 @@ const state = {
   history: [], // keys of HISTORY requests in flight, answered in order
   acks: new Map(), // key -> highest seq to acknowledge
   ackTimer: null,
-  listTimer: null,
   cidSeq: 0,
   loginReq: null, // what to do when the LOGIN ack comes: 'login' | 'resume'
   blocked: new Set(), // user ids this user blocks (BLOCKED, msgid 32)
+  writers: 'anyone', // who may write to this user (BLOCKED_ACK, SET_WRITERS)
+  incoming: new Map(), // id -> {id, name}: friend requests waiting for this user
+  outgoing: new Map(), // id -> {id, name}: this user's requests
+  finds: [], // FIND_USER (50) in flight, answered in order: what to do with the id ('add' | 'request')
+  answers: [], // FRIEND_ANSWER (36) in flight, answered in order: accept or not
+  admins: new Map(), // group id -> Set of user ids named admins (admin-changed; lists show them as 'normal')
 };
 
 function keyOf(kind, id) { return kind + ':' + id; }
@@ -115,8 +119,9 @@ function handle(f) {
     case 16: return onLists(f);
     case 20: return onHistory(f);
     case 33: return onBlocked(f);
+    case 39: return onRequests(f);
     case 47: return onEvent(f);
-    case 51: return f.errno === 0 && send({ msgid: 7, friendid: f.id });
+    case 51: return onFound(f);
     case 53: return onPresence(f);
   }
 }
@@ -176,16 +181,68 @@ function onLoginAck(f) {
     const c = state.convs.get(state.current);
     if (c && !c.loaded) loadHistory(c);
   }
-  clearInterval(state.listTimer);
-  state.listTimer = setInterval(() => send({ msgid: 15 }), LIST_EVERY_MS);
+  // Online dots move with PRESENCE (53) pushes; no polling. The ack carried the lists.
   send({ msgid: 32 });
+  send({ msgid: 38 });
 }
 
 // ---- users in control (docs/PROTOCOL.md, "Users in control") -------------------------
 
 function onBlocked(f) {
   state.blocked = new Set((f.users || []).map((u) => u.id));
+  state.writers = f.writers === 'friends' ? 'friends' : 'anyone';
+  $('writers').value = state.writers;
   convAction();
+}
+
+// FRIEND_REQUESTS_ACK (39): the requests waiting for this user and its own.
+function onRequests(f) {
+  if (f.errno !== 0) return;
+  state.incoming = new Map((f.incoming || []).map((u) => [u.id, u]));
+  state.outgoing = new Map((f.outgoing || []).map((u) => [u.id, u]));
+  renderRequests();
+}
+
+// FIND_USER_ACK (51): the id behind a name, for what asked (answers come in request order).
+function onFound(f) {
+  const what = state.finds.shift();
+  if (f.errno !== 0) return;
+  if (what === 'request') send({ msgid: 35, id: f.id });
+  else send({ msgid: 7, friendid: f.id });
+}
+
+function renderRequests() {
+  const person = (u, buttons) => {
+    const li = document.createElement('li');
+    li.dataset.id = u.id;
+    const name = document.createElement('span');
+    name.className = 'name';
+    name.textContent = (u.name || 'user') + ' (#' + u.id + ')';
+    li.append(name, ...buttons);
+    return li;
+  };
+  const button = (text, cls, onclick) => {
+    const b = document.createElement('button');
+    b.className = cls;
+    b.textContent = text;
+    b.onclick = onclick;
+    return b;
+  };
+  $('incoming').replaceChildren(...[...state.incoming.values()].map((u) => person(u, [
+    button('Accept', 'accept', () => answerRequest(u, true)),
+    button('Decline', 'decline link', () => {
+      if (confirm('Decline the friend request of ' + u.name + ' (#' + u.id + ')?')) answerRequest(u, false);
+    }),
+  ])));
+  $('outgoing').replaceChildren(...[...state.outgoing.values()].map((u) => person(u, [])));
+  $('requests-count').textContent = state.incoming.size ? String(state.incoming.size) : '';
+}
+
+function answerRequest(u, accept) {
+  state.answers.push(accept);
+  send({ msgid: 36, id: u.id, accept });
+  state.incoming.delete(u.id);
+  renderRequests();
 }
 
 const EVENT_TEXT = {
@@ -197,16 +254,45 @@ const EVENT_TEXT = {
   'member-left': (f) => 'User #' + f.id + ' left group ' + f.groupid + '.',
   'owner-changed': (f) => 'User #' + f.id + ' now owns group ' + f.groupid + '.',
   'admin-changed': (f) => 'User #' + f.id + (f.admin ? ' is now' : ' is no longer') + ' an admin of group ' + f.groupid + '.',
-  'group-changed': (f) => 'Group ' + f.groupid + ' changed.',
+  'group-changed': (f) => f.groupname ? 'Group ' + f.groupid + ' is now called ' + f.groupname + '.' : 'Group ' + f.groupid + ' changed its description.',
   'group-deleted': (f) => 'Group ' + f.groupid + ' was deleted.',
 };
 
 function onEvent(f) {
   const text = EVENT_TEXT[f.event];
-  // Leaving is this session's own request: its ACK says so, and the event (which may come
-  // after it) must not write over it.
-  const mine = f.event === 'member-left' && f.id === state.me.id;
+  // What this user did itself (leaving, or an event with `by` = this user) has its ACK's
+  // text: the event, which may come after the ACK, must not write over it.
+  const mine = (f.event === 'member-left' && f.id === state.me.id) || f.by === state.me.id;
   if (text && !mine) $('action-result').textContent = text(f);
+  switch (f.event) {
+    case 'friend-request':
+      state.incoming.set(f.id, { id: f.id, name: f.name });
+      renderRequests();
+      return; // nothing in the lists changed yet
+    case 'friend-accepted': case 'friend-declined':
+      state.outgoing.delete(f.id);
+      renderRequests();
+      break;
+    case 'friend-removed':
+      forgetConv(keyOf('u', f.id));
+      break;
+    case 'admin-changed': {
+      const admins = state.admins.get(f.groupid) || new Set();
+      if (f.admin) admins.add(f.id); else admins.delete(f.id);
+      state.admins.set(f.groupid, admins);
+      break;
+    }
+    case 'group-changed': {
+      const g = state.groups.get(f.groupid);
+      const c = state.convs.get(keyOf('g', f.groupid));
+      if (g && typeof f.groupname === 'string') g.groupname = f.groupname;
+      if (g && typeof f.groupdesc === 'string') g.groupdesc = f.groupdesc;
+      if (c && typeof f.groupname === 'string') c.title = f.groupname;
+      renderLists();
+      convTitle();
+      break;
+    }
+  }
   const gone = f.event === 'group-deleted' || ((f.event === 'member-removed' || f.event === 'member-left') && f.id === state.me.id);
   if (gone) forgetConv(keyOf('g', f.groupid));
   send({ msgid: 15 });
@@ -217,30 +303,93 @@ function forgetConv(key) {
   if (state.current === key) {
     state.current = null;
     $('message-list').replaceChildren();
-    $('conv-title').textContent = 'Pick a friend or a group';
     $('composer-input').disabled = true;
     $('send-btn').disabled = true;
   }
+  convTitle();
   convAction();
   renderLists();
 }
 
-// The button in a conversation's header: block or unblock a user, leave a group.
+function convTitle() {
+  const c = state.current && state.convs.get(state.current);
+  $('conv-title').textContent = !c ? 'Pick a friend or a group'
+    : c.title + (c.kind === 'g' ? ' (group ' + c.id + ')' : ' (#' + c.id + ')');
+}
+
+// The group's owner (role 'creator' in the lists), and whether `id` may manage it.
+function ownerOf(g) { const o = g && g.users.find((u) => u.role === 'creator'); return o ? o.id : null; }
+function isAdmin(gid, id) { return (state.admins.get(gid) || new Set()).has(id); }
+
+// The button in a conversation's header (block or unblock a user, leave a group) and its
+// menu (remove a friend; a group's members, kick, admins, rename, delete).
 function convAction() {
   const b = $('conv-action');
   const c = state.current && state.convs.get(state.current);
-  if (!c) { b.hidden = true; return; }
+  if (!c) { b.hidden = true; $('conv-menu').hidden = true; return; }
   b.hidden = false;
   if (c.kind === 'g') b.textContent = 'Leave group';
   else b.textContent = state.blocked.has(c.id) ? 'Unblock' : 'Block';
+  renderConvMenu(c);
+}
+
+function renderConvMenu(c) {
+  const menu = $('conv-menu');
+  const isFriend = c.kind === 'u' && state.friends.has(c.id);
+  const g = c.kind === 'g' ? state.groups.get(c.id) : null;
+  menu.hidden = !isFriend && !g;
+  $('friend-menu').hidden = !isFriend;
+  $('group-menu').hidden = !g;
+  if (!g) return;
+  const owner = ownerOf(g);
+  const iOwn = owner === state.me.id;
+  // The lists cannot tell admins from members: only the owner, or a member this page saw
+  // named admin, gets the managers' items; the server checks every request anyway.
+  const iManage = iOwn || isAdmin(g.id, state.me.id);
+  $('edit-group-form').hidden = !iManage;
+  $('delete-group-btn').hidden = !iOwn;
+  if (document.activeElement !== $('edit-group-name')) $('edit-group-name').value = g.groupname;
+  if (document.activeElement !== $('edit-group-desc')) $('edit-group-desc').value = g.groupdesc;
+  $('members').replaceChildren(...g.users.map((u) => {
+    const li = document.createElement('li');
+    li.dataset.id = u.id;
+    const dot = document.createElement('span');
+    dot.className = 'dot' + (u.state === 'online' ? ' online' : '');
+    const name = document.createElement('span');
+    name.className = 'name';
+    const role = u.id === owner ? ' · owner' : isAdmin(g.id, u.id) ? ' · admin' : '';
+    name.textContent = u.name + ' (#' + u.id + ')' + role;
+    li.append(dot, name);
+    const mayKick = u.id !== owner && u.id !== state.me.id && (iOwn || (iManage && !isAdmin(g.id, u.id)));
+    if (mayKick) {
+      const kick = document.createElement('button');
+      kick.className = 'kick link danger';
+      kick.textContent = 'Remove';
+      kick.onclick = () => {
+        if (confirm('Remove ' + u.name + ' (#' + u.id + ') from ' + g.groupname + '?')) send({ msgid: 41, groupid: g.id, id: u.id });
+      };
+      li.append(kick);
+    }
+    if (iOwn && u.id !== owner) {
+      const admin = isAdmin(g.id, u.id);
+      const b = document.createElement('button');
+      b.className = 'admin link';
+      b.textContent = admin ? 'Unname admin' : 'Name admin';
+      b.onclick = () => send({ msgid: 44, groupid: g.id, id: u.id, admin: !admin });
+      li.append(b);
+    }
+    return li;
+  }));
 }
 
 function onLists(f) {
   state.friends = new Map((f.friends || []).map((x) => [x.id, x]));
   state.groups = new Map((f.groups || []).map((g) => [g.id, g]));
-  for (const x of state.friends.values()) conv(keyOf('u', x.id), x.name);
-  for (const g of state.groups.values()) conv(keyOf('g', g.id), g.groupname);
+  for (const x of state.friends.values()) conv(keyOf('u', x.id), x.name).title = x.name;
+  for (const g of state.groups.values()) conv(keyOf('g', g.id), g.groupname).title = g.groupname;
   renderLists();
+  convTitle();
+  convAction();
 }
 
 // PRESENCE (53): a friend came online or went offline; the online dot moves by itself.
@@ -248,7 +397,10 @@ function onPresence(f) {
   const friend = state.friends && state.friends.get(f.id);
   if (!friend) return;
   friend.state = f.state;
+  // The same user in this user's groups (members are not told of each other; friends are).
+  for (const g of state.groups.values()) for (const u of g.users) if (u.id === f.id) u.state = f.state;
   renderLists();
+  convAction();
 }
 
 function onNotice(f) {
@@ -303,10 +455,35 @@ function onAck(f) {
     if (f.re === 46) { dropSession(); $('auth-error').textContent = 'Your account was deleted.'; return; }
     send({ msgid: 32 });
     send({ msgid: 15 });
+  } else if (f.re === 50) {
+    state.finds.shift(); // a name nobody has (a found one is answered on FIND_USER_ACK)
+    out.textContent = f.errno === 5 ? 'Nobody has that name.' : f.errmsg || 'refused';
+  } else if (f.re === 36) {
+    const accept = state.answers.shift();
+    if (f.errno !== 0) { out.textContent = f.errmsg || 'refused'; send({ msgid: 38 }); return; }
+    out.textContent = accept ? 'You are friends now.' : 'Request declined.';
+    send({ msgid: 15 });
+  } else if (CONTROL_DONE[f.re]) {
+    if (f.errno !== 0) { out.textContent = f.errmsg || 'refused'; return; }
+    out.textContent = CONTROL_DONE[f.re];
+    if (f.re === 34) send({ msgid: 32 });
+    if (f.re === 35) send({ msgid: 38 });
+    send({ msgid: 15 });
   } else if (f.errno !== 0) {
     out.textContent = f.errmsg || 'refused';
   }
 }
+
+// What the ACK of a control request (docs/PROTOCOL.md, "Users in control") says on success.
+const CONTROL_DONE = {
+  34: 'Saved: who may write to you.',
+  35: 'Friend request sent.',
+  37: 'Friend removed.',
+  41: 'Member removed.',
+  42: 'Group changed.',
+  43: 'Group deleted.',
+  44: 'Admins changed.',
+};
 
 function onChatAck(f) {
   const p = state.pending.get(f.cid);
@@ -506,7 +683,8 @@ function openConv(key) {
   state.current = key;
   c.unread = 0;
   c.credit = 0;
-  $('conv-title').textContent = c.title + (c.kind === 'g' ? ' (group ' + c.id + ')' : ' (#' + c.id + ')');
+  $('conv-menu').open = false;
+  convTitle();
   $('message-list').replaceChildren(...c.order.map((m) => (m.el ? m.el : element(m))));
   $('history-status').textContent = c.loaded && !c.more ? 'beginning of the conversation' : '';
   $('composer-input').disabled = false;
@@ -524,7 +702,6 @@ function dropSession() {
   state.loggedIn = false;
   state.wantOpen = false;
   sessionStorage.removeItem('chat.token');
-  clearInterval(state.listTimer);
   $('app').hidden = true;
   $('auth').hidden = false;
 }
@@ -558,7 +735,8 @@ $('add-friend-form').onsubmit = (e) => {
   e.preventDefault();
   // An id, or a name: FIND_USER (50) first, then ADD_FRIEND with the id it answers (case 51).
   const who = $('add-friend-id').value.trim();
-  send(/^[0-9]+$/.test(who) ? { msgid: 7, friendid: Number(who) } : { msgid: 50, name: who });
+  if (/^[0-9]+$/.test(who)) send({ msgid: 7, friendid: Number(who) });
+  else { state.finds.push('add'); send({ msgid: 50, name: who }); }
   $('add-friend-id').value = '';
 };
 $('create-group-form').onsubmit = (e) => {
@@ -586,6 +764,45 @@ $('conv-action').onclick = () => {
     if (!confirm('Block ' + c.title + '? They will not be able to write to you.')) return;
     send({ msgid: 30, id: c.id });
   }
+};
+$('request-form').onsubmit = (e) => {
+  e.preventDefault();
+  // An id, or a name: FIND_USER (50) first, then FRIEND_REQUEST with the id it answers.
+  const who = $('request-who').value.trim();
+  if (/^[0-9]+$/.test(who)) send({ msgid: 35, id: Number(who) });
+  else { state.finds.push('request'); send({ msgid: 50, name: who }); }
+  $('request-who').value = '';
+};
+// Members who joined are announced to nobody: the lists are read again when a menu opens.
+$('conv-menu').ontoggle = () => { if ($('conv-menu').open) send({ msgid: 15 }); };
+$('writers').onchange = () => send({ msgid: 34, writers: $('writers').value });
+$('remove-friend-btn').onclick = () => {
+  const c = state.current && state.convs.get(state.current);
+  if (!c || c.kind !== 'u') return;
+  if (!confirm('Remove ' + c.title + ' from your friends? You leave their list too.')) return;
+  send({ msgid: 37, id: c.id });
+  forgetConv(c.key);
+};
+$('edit-group-form').onsubmit = (e) => {
+  e.preventDefault();
+  const c = state.current && state.convs.get(state.current);
+  const g = c && c.kind === 'g' && state.groups.get(c.id);
+  if (!g) return;
+  const req = { msgid: 42, groupid: g.id };
+  const name = $('edit-group-name').value.trim();
+  const desc = $('edit-group-desc').value.trim();
+  if (name && name !== g.groupname) req.groupname = name;
+  if (desc && desc !== g.groupdesc) req.groupdesc = desc;
+  if (req.groupname === undefined && req.groupdesc === undefined) return;
+  send(req);
+  $('edit-group-name').blur();
+  $('edit-group-desc').blur();
+};
+$('delete-group-btn').onclick = () => {
+  const c = state.current && state.convs.get(state.current);
+  if (!c || c.kind !== 'g') return;
+  if (!confirm('Delete ' + c.title + ' for every member, with all its messages? This cannot be undone.')) return;
+  send({ msgid: 43, groupid: c.id });
 };
 $('passwd-form').onsubmit = (e) => {
   e.preventDefault();
@@ -621,6 +838,10 @@ $('logout-btn').onclick = () => {
   state.convs.clear();
   state.pending.clear();
   state.current = null;
+  state.incoming.clear();
+  state.outgoing.clear();
+  state.admins.clear();
+  renderRequests();
   $('message-list').replaceChildren();
   if (state.ws) state.ws.close();
 };
