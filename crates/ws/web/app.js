@@ -7,6 +7,11 @@ const $ = (id) => document.getElementById(id);
 const WS_URL = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws';
 const HISTORY_PAGE = 30;
 const ACK_DELAY_MS = 500;
+const MARK_READ_DELAY_MS = 300; // a shown conversation is marked read after this (debounced)
+const SYNC_QUIET_MS = 1000; // the replay after a login is over when no push came for this long
+const TYPING_EVERY_MS = 3000; // "typing" at most this often while the user types
+const TYPING_PAUSE_MS = 4000; // "paused" after this long without a keystroke
+const TYPING_SHOW_MS = 6000; // "… is typing" shown this long unless refreshed
 
 const state = {
   ws: null,
@@ -32,6 +37,15 @@ const state = {
   finds: [], // FIND_USER (50) in flight, answered in order: what to do with the id ('add' | 'request')
   answers: [], // FRIEND_ANSWER (36) in flight, answered in order: accept or not
   admins: new Map(), // group id -> Set of user ids named admins (admin-changed; lists show them as 'normal')
+  // Read state (MARK_READ 54, RECEIPT 55, READS 56, TYPING 58): used only when the server
+  // speaks it, which its LOGIN ack says by carrying "read".
+  readMarks: false,
+  syncing: false, // the replay after a login: its pushes are in the ack's unread counts
+  syncTimer: null,
+  markTimer: null,
+  typingSent: 0, // when "typing" was last sent, 0 if "paused" since
+  typingKey: null, // the conversation it was sent in
+  pauseTimer: null,
 };
 
 function keyOf(kind, id) { return kind + ':' + id; }
@@ -41,7 +55,11 @@ function conv(key, title) {
   if (!c) {
     const [kind, id] = key.split(':');
     c = { key, kind, id: Number(id), title: title || key, byMid: new Map(), order: [], maxSeq: 0,
-      unread: 0, credit: 0, oldest: null, more: true, loaded: false, loading: false };
+      unread: 0, credit: 0, oldest: null, more: true, loaded: false, loading: false,
+      readSeq: 0, // how far this user read it (on any device)
+      peerRead: 0, peerRecv: 0, // one-to-one: how far the other side read / received it
+      reads: new Map(), // group: member id -> how far they read
+      typing: new Map() }; // user id -> the timer that ends its typing notice
     state.convs.set(key, c);
   }
   if (title && c.title === key) c.title = title;
@@ -123,6 +141,9 @@ function handle(f) {
     case 47: return onEvent(f);
     case 51: return onFound(f);
     case 53: return onPresence(f);
+    case 55: return onReceipt(f);
+    case 57: return onReads(f);
+    case 58: return onTyping(f);
   }
 }
 
@@ -166,7 +187,10 @@ function onLoginAck(f) {
   $('me-name').textContent = f.name;
   $('me-id').textContent = f.id;
   onLists(f);
-  if (fresh) {
+  if (state.readMarks) {
+    // The counts are the truth (after the read marks); the replay that follows is in them.
+    startSync();
+  } else if (fresh) {
     // The replay that follows brings exactly these messages: count them once.
     for (const u of f.unread || []) {
       const c = conv(u.groupid ? keyOf('g', u.groupid) : keyOf('u', u.id));
@@ -387,6 +411,7 @@ function onLists(f) {
   state.groups = new Map((f.groups || []).map((g) => [g.id, g]));
   for (const x of state.friends.values()) conv(keyOf('u', x.id), x.name).title = x.name;
   for (const g of state.groups.values()) conv(keyOf('g', g.id), g.groupname).title = g.groupname;
+  if (Array.isArray(f.read)) readState(f);
   renderLists();
   convTitle();
   convAction();
@@ -421,10 +446,176 @@ function onPush(f) {
     queueAck(c);
   }
   if (isNew && f.id !== state.me.id) {
-    if (c.credit > 0) c.credit--;
+    stopTyping(c, f.id);
+    if (state.readMarks) {
+      if (state.syncing) keepSyncing();
+      else if (state.current !== key || document.hidden) c.unread++;
+      if (state.current === key) scheduleMarkRead();
+    } else if (c.credit > 0) c.credit--;
     else if (state.current !== key || document.hidden) c.unread++;
     renderLists();
   }
+}
+
+// ---- read state, receipts, typing (docs/PROTOCOL.md, msgids 54-58) -------------------
+
+// LOGIN ack and LIST_ACK of a server with read marks: own marks, the other side's marks per
+// one-to-one, and unread counted after the read mark (so they are the truth, whatever was
+// pushed or acknowledged).
+function readState(f) {
+  state.readMarks = true;
+  for (const r of f.read) {
+    const c = conv(r.groupid ? keyOf('g', r.groupid) : keyOf('u', r.id));
+    c.readSeq = Math.max(c.readSeq, r.seq);
+  }
+  for (const r of f.receipts || []) {
+    const c = conv(keyOf('u', r.id));
+    c.peerRead = Math.max(c.peerRead, r.read || 0);
+    c.peerRecv = Math.max(c.peerRecv, r.recv || 0, c.peerRead);
+    paintReceipts(c);
+  }
+  const counts = new Map((f.unread || []).map((u) => [u.groupid ? keyOf('g', u.groupid) : keyOf('u', u.id), u.count]));
+  for (const c of state.convs.values()) {
+    c.unread = state.current === c.key && !document.hidden ? 0 : counts.get(c.key) || 0;
+    c.credit = 0;
+  }
+  scheduleMarkRead();
+}
+
+function startSync() {
+  state.syncing = true;
+  keepSyncing();
+}
+
+// The replay's pushes keep coming: wait until it is quiet, then read the counts again.
+function keepSyncing() {
+  clearTimeout(state.syncTimer);
+  state.syncTimer = setTimeout(() => {
+    state.syncing = false;
+    flushAcks();
+    send({ msgid: 15 });
+  }, SYNC_QUIET_MS);
+}
+
+function scheduleMarkRead() {
+  if (!state.readMarks || state.markTimer) return;
+  state.markTimer = setTimeout(() => { state.markTimer = null; markRead(); }, MARK_READ_DELAY_MS);
+}
+
+// The conversation on screen, in a visible tab, is read up to the highest seq it holds.
+function markRead() {
+  const c = state.current && state.convs.get(state.current);
+  if (!c || document.hidden || !state.loggedIn) return;
+  if (c.unread) { c.unread = 0; renderLists(); }
+  if (c.maxSeq <= c.readSeq) return;
+  const req = c.kind === 'u' ? { msgid: 54, id: c.id, seq: c.maxSeq } : { msgid: 54, groupid: c.id, seq: c.maxSeq };
+  if (send(req)) c.readSeq = c.maxSeq;
+}
+
+// RECEIPT (55): this user's own read mark from another device; the other side of a
+// one-to-one read or received it; a member read this user's group messages.
+function onReceipt(f) {
+  const c = state.convs.get(f.groupid ? keyOf('g', f.groupid) : keyOf('u', f.id));
+  if (!c || typeof f.seq !== 'number') return;
+  if (f.reader === state.me.id) {
+    if (f.what !== 'read') return;
+    c.readSeq = Math.max(c.readSeq, f.seq);
+    if (c.readSeq >= c.maxSeq) c.unread = 0;
+    else send({ msgid: 15 }); // read up to a message this page has not seen: the server counts
+    renderLists();
+  } else if (c.kind === 'u') {
+    if (f.what === 'read') c.peerRead = Math.max(c.peerRead, f.seq);
+    c.peerRecv = Math.max(c.peerRecv, f.seq);
+    paintReceipts(c);
+  } else if (f.what === 'read') {
+    c.reads.set(f.reader, Math.max(c.reads.get(f.reader) || 0, f.seq));
+    paintReceipts(c);
+  }
+}
+
+// READS_ACK (57): how far each member read the group (asked when it is opened).
+function onReads(f) {
+  if (f.errno !== 0) return;
+  const c = state.convs.get(f.groupid ? keyOf('g', f.groupid) : keyOf('u', f.id));
+  if (!c) return;
+  for (const r of f.reads || []) {
+    if (r.id === state.me.id) continue;
+    if (c.kind === 'g') c.reads.set(r.id, Math.max(c.reads.get(r.id) || 0, r.read || 0));
+    else { c.peerRead = Math.max(c.peerRead, r.read || 0); c.peerRecv = Math.max(c.peerRecv, r.recv || 0, c.peerRead); }
+  }
+  paintReceipts(c);
+}
+
+function paintReceipts(c) {
+  for (const m of c.order) if (m.from === state.me.id) paint(m);
+}
+
+// What an own message's meta says: one-to-one sent / delivered / read, group "read by N".
+function receiptOf(m) {
+  const c = m.key && state.convs.get(m.key);
+  if (!c || m.from !== state.me.id || m.state !== 'acked' || typeof m.seq !== 'number') return null;
+  if (c.kind === 'u') return c.peerRead >= m.seq ? 'read' : c.peerRecv >= m.seq ? 'delivered' : 'sent';
+  let n = 0;
+  for (const [id, seq] of c.reads) if (id !== state.me.id && seq >= m.seq) n++;
+  return n ? 'read by ' + n : 'sent';
+}
+
+// TYPING (58): someone types in a conversation; shown for a while unless refreshed.
+function onTyping(f) {
+  if (f.id === state.me.id) return;
+  const c = state.convs.get(f.groupid ? keyOf('g', f.groupid) : keyOf('u', f.id));
+  if (!c) return;
+  clearTimeout(c.typing.get(f.id));
+  if (f.state === 'typing') c.typing.set(f.id, setTimeout(() => stopTyping(c, f.id), TYPING_SHOW_MS));
+  else c.typing.delete(f.id);
+  renderTyping();
+}
+
+function stopTyping(c, id) {
+  if (!c.typing.has(id)) return;
+  clearTimeout(c.typing.get(id));
+  c.typing.delete(id);
+  renderTyping();
+}
+
+function renderTyping() {
+  const c = state.current && state.convs.get(state.current);
+  const names = c ? [...c.typing.keys()].map((id) => nameOf(c, id)) : [];
+  $('typing').textContent = names.length === 0 ? '' : names.join(', ') + (names.length === 1 ? ' is typing…' : ' are typing…');
+}
+
+function nameOf(c, id) {
+  if (c.kind === 'u') return c.title;
+  const g = state.groups.get(c.id);
+  const u = g && g.users.find((x) => x.id === id);
+  return u ? u.name : '#' + id;
+}
+
+// This user types in the box: "typing" at most every few seconds, "paused" when it stops.
+function typed() {
+  const c = state.current && state.convs.get(state.current);
+  if (!c || !state.readMarks) return;
+  if (state.typingKey !== c.key) sendPaused();
+  const now = Date.now();
+  if (now - state.typingSent >= TYPING_EVERY_MS) {
+    send(typingFrame(c, 'typing'));
+    state.typingSent = now;
+    state.typingKey = c.key;
+  }
+  clearTimeout(state.pauseTimer);
+  state.pauseTimer = setTimeout(sendPaused, TYPING_PAUSE_MS);
+}
+
+function sendPaused() {
+  clearTimeout(state.pauseTimer);
+  const c = state.typingKey && state.convs.get(state.typingKey);
+  if (c && state.typingSent) send(typingFrame(c, 'paused'));
+  state.typingSent = 0;
+  state.typingKey = null;
+}
+
+function typingFrame(c, what) {
+  return c.kind === 'u' ? { msgid: 58, id: c.id, state: what } : { msgid: 58, groupid: c.id, state: what };
 }
 
 function toMsg(f) {
@@ -529,7 +720,7 @@ function onHistory(f) {
     if (c.oldest === null || first < c.oldest) c.oldest = first;
   }
   c.more = !!f.more;
-  if (state.current === key) list.scrollTop = list.scrollHeight - fromBottom;
+  if (state.current === key) { list.scrollTop = list.scrollHeight - fromBottom; scheduleMarkRead(); }
   historyStatus(c, c.more ? '' : 'beginning of the conversation');
 }
 
@@ -542,6 +733,7 @@ function historyStatus(c, text) {
 // Adds a message once (by mid), in mid order (the conversation's seq order). True if new.
 function addMessage(c, m) {
   if (c.byMid.has(m.mid)) return false;
+  m.key = c.key;
   c.byMid.set(m.mid, m);
   let i = c.order.length;
   while (i > 0 && (c.order[i - 1].mid === undefined || c.order[i - 1].mid > m.mid)) i--;
@@ -585,6 +777,8 @@ function paint(m) {
   if (m.mid !== undefined) m.el.dataset.mid = m.mid;
   m.el.querySelector('.meta').textContent = m.time ? m.time.slice(11, 16) : '';
   if (m.title) m.el.title = m.title;
+  const receipt = receiptOf(m);
+  if (receipt) m.el.dataset.receipt = receipt; else delete m.el.dataset.receipt;
 }
 
 function isAtBottom() {
@@ -630,7 +824,7 @@ function sendChat(text) {
   const cid = 'w' + Date.now().toString(36) + '-' + (state.cidSeq++);
   const now = new Date();
   const hhmm = String(now.getHours()).padStart(2, '0') + ':' + String(now.getMinutes()).padStart(2, '0');
-  const msg = { from: state.me.id, name: state.me.name, text, state: 'pending', time: '0000-00-00 ' + hhmm };
+  const msg = { key: c.key, from: state.me.id, name: state.me.name, text, state: 'pending', time: '0000-00-00 ' + hhmm };
   const p = { key: c.key, text, msg };
   state.pending.set(cid, p);
   c.order.push(msg); // pending ones stay at the end until acknowledged
@@ -692,8 +886,11 @@ function openConv(key) {
   $('app').classList.add('in-conv');
   renderLists();
   convAction();
+  renderTyping();
   scrollDown();
   if (!c.loaded) loadHistory(c);
+  if (state.readMarks && c.kind === 'g') send({ msgid: 56, groupid: c.id });
+  scheduleMarkRead();
   $('composer-input').focus();
 }
 
@@ -820,9 +1017,11 @@ $('delete-account-btn').onclick = () => {
 $('composer').onsubmit = (e) => {
   e.preventDefault();
   const input = $('composer-input');
+  sendPaused();
   sendChat(input.value);
   input.value = '';
 };
+$('composer-input').oninput = typed;
 $('composer-input').onkeydown = (e) => {
   if (e.key === 'Enter' && !e.shiftKey) { e.preventDefault(); $('composer').requestSubmit(); }
 };
@@ -848,6 +1047,7 @@ $('logout-btn').onclick = () => {
 window.addEventListener('beforeunload', flushAcks);
 document.addEventListener('visibilitychange', () => {
   if (!document.hidden && state.current) { const c = state.convs.get(state.current); if (c) { c.unread = 0; renderLists(); } }
+  if (!document.hidden) scheduleMarkRead();
 });
 
 // A page reloaded within its tab's session resumes without the password.
