@@ -9,6 +9,7 @@ const HISTORY_PAGE = 30;
 const ACK_DELAY_MS = 500;
 const MARK_READ_DELAY_MS = 300; // a shown conversation is marked read after this (debounced)
 const SYNC_QUIET_MS = 1000; // the replay after a login is over when no push came for this long
+const SYNC_MAX_MS = 5000; // or after this long in any case
 const TYPING_EVERY_MS = 3000; // "typing" at most this often while the user types
 const TYPING_PAUSE_MS = 4000; // "paused" after this long without a keystroke
 const TYPING_SHOW_MS = 6000; // "… is typing" shown this long unless refreshed
@@ -42,6 +43,7 @@ const state = {
   readMarks: false,
   syncing: false, // the replay after a login: its pushes are in the ack's unread counts
   syncTimer: null,
+  syncStart: 0,
   markTimer: null,
   typingSent: 0, // when "typing" was last sent, 0 if "paused" since
   typingKey: null, // the conversation it was sent in
@@ -186,9 +188,8 @@ function onLoginAck(f) {
   $('app').hidden = false;
   $('me-name').textContent = f.name;
   $('me-id').textContent = f.id;
-  onLists(f);
+  onLists(f, fresh ? 'fresh' : 'resume');
   if (state.readMarks) {
-    // The counts are the truth (after the read marks); the replay that follows is in them.
     startSync();
   } else if (fresh) {
     // The replay that follows brings exactly these messages: count them once.
@@ -406,12 +407,13 @@ function renderConvMenu(c) {
   }));
 }
 
-function onLists(f) {
+// `how`: 'fresh' (a LOGIN ack of a new session), 'resume', or undefined (LIST_ACK).
+function onLists(f, how) {
   state.friends = new Map((f.friends || []).map((x) => [x.id, x]));
   state.groups = new Map((f.groups || []).map((g) => [g.id, g]));
   for (const x of state.friends.values()) conv(keyOf('u', x.id), x.name).title = x.name;
   for (const g of state.groups.values()) conv(keyOf('g', g.id), g.groupname).title = g.groupname;
-  if (Array.isArray(f.read)) readState(f);
+  if (Array.isArray(f.read)) readState(f, how);
   renderLists();
   convTitle();
   convAction();
@@ -447,12 +449,11 @@ function onPush(f) {
   }
   if (isNew && f.id !== state.me.id) {
     stopTyping(c, f.id);
-    if (state.readMarks) {
-      if (state.syncing) keepSyncing();
-      else if (state.current !== key || document.hidden) c.unread++;
-      if (state.current === key) scheduleMarkRead();
-    } else if (c.credit > 0) c.credit--;
+    if (state.syncing) keepSyncing();
+    if (state.syncing && c.readSeq > 0) { /* in the ack's count; LIST follows the replay */ }
+    else if (c.credit > 0) c.credit--;
     else if (state.current !== key || document.hidden) c.unread++;
+    if (state.current === key) scheduleMarkRead();
     renderLists();
   }
 }
@@ -460,9 +461,11 @@ function onPush(f) {
 // ---- read state, receipts, typing (docs/PROTOCOL.md, msgids 54-58) -------------------
 
 // LOGIN ack and LIST_ACK of a server with read marks: own marks, the other side's marks per
-// one-to-one, and unread counted after the read mark (so they are the truth, whatever was
-// pushed or acknowledged).
-function readState(f) {
+// one-to-one, and unread counts. In a conversation with a read mark the count is after it:
+// the truth, whatever was pushed or acknowledged. Without one it is after the cursor (what
+// was acknowledged), as before read marks: taken at a fresh login only, with the replay
+// that follows counted once (the credit), and counted by the page from then on.
+function readState(f, how) {
   state.readMarks = true;
   for (const r of f.read) {
     const c = conv(r.groupid ? keyOf('g', r.groupid) : keyOf('u', r.id));
@@ -476,25 +479,35 @@ function readState(f) {
   }
   const counts = new Map((f.unread || []).map((u) => [u.groupid ? keyOf('g', u.groupid) : keyOf('u', u.id), u.count]));
   for (const c of state.convs.values()) {
-    c.unread = state.current === c.key && !document.hidden ? 0 : counts.get(c.key) || 0;
-    c.credit = 0;
+    const n = counts.get(c.key) || 0;
+    if (c.readSeq > 0) {
+      c.unread = state.current === c.key && !document.hidden ? 0 : n;
+      c.credit = 0;
+    } else if (how === 'fresh') {
+      c.unread = n;
+      c.credit = n;
+    }
   }
   scheduleMarkRead();
 }
 
+// After a login the server replays what the session has not received, beside its answers
+// and with no end marker: pushes in read-marked conversations are in the ack's counts and
+// are not counted again until the replay has been quiet for a while; then LIST once.
 function startSync() {
   state.syncing = true;
+  state.syncStart = Date.now();
   keepSyncing();
 }
 
-// The replay's pushes keep coming: wait until it is quiet, then read the counts again.
 function keepSyncing() {
   clearTimeout(state.syncTimer);
+  const left = Math.max(0, Math.min(SYNC_QUIET_MS, state.syncStart + SYNC_MAX_MS - Date.now()));
   state.syncTimer = setTimeout(() => {
     state.syncing = false;
     flushAcks();
     send({ msgid: 15 });
-  }, SYNC_QUIET_MS);
+  }, left);
 }
 
 function scheduleMarkRead() {
