@@ -215,6 +215,19 @@ function onLoginAck(f) {
 
 function onBlocked(f) {
   state.blocked = new Set((f.users || []).map((u) => u.id));
+  $('blocked').replaceChildren(...(f.users || []).map((u) => {
+    const li = document.createElement('li');
+    li.dataset.id = u.id;
+    const name = document.createElement('span');
+    name.className = 'name';
+    name.textContent = u.name + ' (#' + u.id + ')';
+    const b = document.createElement('button');
+    b.className = 'unblock link';
+    b.textContent = 'Unblock';
+    b.onclick = () => send({ msgid: 31, id: u.id });
+    li.append(name, b);
+    return li;
+  }));
   state.writers = f.writers === 'friends' ? 'friends' : 'anyone';
   $('writers').value = state.writers;
   convAction();
@@ -431,9 +444,14 @@ function onPresence(f) {
 }
 
 function onNotice(f) {
-  if (f.errno === 15 && /resumed on another connection|logged out everywhere/.test(f.errmsg || '')) {
+  if (f.errno === 15 && /resumed on another connection/.test(f.errmsg || '')) {
     // Another tab or device took this session over: do not take it back.
     state.wantOpen = false;
+  }
+  if (f.errno === 15 && /logged out everywhere|password was changed/.test(f.errmsg || '')) {
+    // This session is over (another device logged out everywhere, or changed the password).
+    dropSession();
+    $('auth-error').textContent = f.errmsg;
   }
   $('action-result').textContent = f.errmsg || '';
 }
@@ -659,6 +677,10 @@ function onAck(f) {
     if (f.re === 46) { dropSession(); $('auth-error').textContent = 'Your account was deleted.'; return; }
     send({ msgid: 32 });
     send({ msgid: 15 });
+  } else if (f.re === 52) {
+    if (f.errno !== 0) { out.textContent = f.errmsg || 'refused'; return; }
+    dropSession();
+    $('auth-error').textContent = 'Logged out on every device.';
   } else if (f.re === 50) {
     state.finds.shift(); // a name nobody has (a found one is answered on FIND_USER_ACK)
     out.textContent = f.errno === 5 ? 'Nobody has that name.' : f.errmsg || 'refused';
@@ -1020,6 +1042,11 @@ $('passwd-form').onsubmit = (e) => {
   send({ msgid: 45, password: $('passwd-old').value, newpassword: $('passwd-new').value });
   $('passwd-old').value = '';
   $('passwd-new').value = '';
+};
+$('logout-all-btn').onclick = () => {
+  if (!confirm('Log out on every device of this account, this one included?')) return;
+  flushAcks();
+  send({ msgid: 52 });
 };
 $('delete-account-btn').onclick = () => {
   const password = prompt('Delete your account for good? Type your password to confirm.');
