@@ -41,6 +41,7 @@ async fn metrics_count_a_known_workload() {
     b.send(&json!({"msgid":18,"acks":[{"id":ida,"seq":5}]})).await;
     b.send(&json!({"msgid":3})).await;
     assert_eq!(b.recv().await["errno"], 0);
+    assert_eq!(a.recv().await["what"], "recv", "A learns that B received up to 5 (issue 20)");
 
     for i in 0..3 {
         a.send(&json!({"msgid":6,"to":idb,"msg":format!("later {i}"),"cid":format!("s{i}")})).await;

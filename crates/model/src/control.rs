@@ -13,7 +13,7 @@ use diesel_async::{AsyncConnection, RunQueryDsl};
 use crate::mysql::MysqlStore;
 use crate::schema::{
     all_groups, blocks, conversations, cursors, friend_requests, friends, group_admins, group_users,
-    messages, offline_messages, resume_tokens, user_controls, users,
+    messages, offline_messages, read_marks, resume_tokens, user_controls, users,
 };
 use crate::sqlite::SqliteStore;
 use crate::store::{Fail, db_error};
@@ -316,6 +316,7 @@ macro_rules! impl_control {
                     let n = diesel::delete(group_users::table.find((group.0, user.0))).execute(c).await?;
                     diesel::delete(group_admins::table.find((group.0, user.0))).execute(c).await?;
                     diesel::delete(cursors::table.find((user.0, conv))).execute(c).await?;
+                    diesel::delete(read_marks::table.find((user.0, conv))).execute(c).await?;
                     Ok(n > 0)
                 })
                 .await
@@ -414,6 +415,16 @@ macro_rules! impl_control {
                     )
                     .execute(c)
                     .await?;
+                    let members = group_users::table
+                        .filter(group_users::groupid.eq(group.0))
+                        .select(group_users::userid);
+                    diesel::delete(
+                        read_marks::table
+                            .filter(read_marks::conv.eq(conv))
+                            .filter(read_marks::userid.eq_any(members)),
+                    )
+                    .execute(c)
+                    .await?;
                     diesel::delete(messages::table.filter(messages::conv.eq(conv))).execute(c).await?;
                     diesel::delete(conversations::table.find(conv)).execute(c).await?;
                     // GroupUser and GroupAdmin rows go with the group (ON DELETE CASCADE).
@@ -489,6 +500,7 @@ macro_rules! impl_control {
                     diesel::delete(group_admins::table.filter(group_admins::userid.eq(u))).execute(c).await?;
                     diesel::delete(group_users::table.filter(group_users::userid.eq(u))).execute(c).await?;
                     diesel::delete(cursors::table.filter(cursors::userid.eq(u))).execute(c).await?;
+                    diesel::delete(read_marks::table.filter(read_marks::userid.eq(u))).execute(c).await?;
                     diesel::delete(resume_tokens::table.filter(resume_tokens::userid.eq(u)))
                         .execute(c)
                         .await?;

@@ -7,7 +7,7 @@
 //! ARCHITECTURE.md, "The message log", argues the design.
 
 use async_trait::async_trait;
-use chat_ports::{Appended, ConvState, Log, LoggedMessage, NewMessage, StoreError};
+use chat_ports::{Appended, ConvState, Log, LoggedMessage, Marks, NewMessage, StoreError};
 use chat_proto::{ConvId, HistoryFrom, UserId};
 use diesel::dsl::count;
 use diesel::prelude::*;
@@ -15,7 +15,9 @@ use diesel::sql_types::BigInt;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
 use crate::mysql::MysqlStore;
-use crate::schema::{conversations, cursors, group_users, messages, resume_tokens, session_cursors};
+use crate::schema::{
+    conversations, cursors, group_users, messages, read_marks, resume_tokens, session_cursors,
+};
 use crate::sqlite::SqliteStore;
 use crate::store::{Fail, db_error};
 
@@ -104,6 +106,28 @@ macro_rules! upsert_session_cursors {
                 .execute($c)
                 .await?;
         }
+    };
+}
+
+/// Writes one read mark, keeping the greater seq where the row exists.
+macro_rules! upsert_read_mark {
+    (mysql, $c:expr, $row:expr) => {
+        diesel::insert_into(read_marks::table)
+            .values($row)
+            .on_conflict(diesel::dsl::DuplicatedKeys)
+            .do_update()
+            .set(read_marks::seq.eq(diesel::dsl::sql::<BigInt>("GREATEST(seq, VALUES(seq))")))
+            .execute($c)
+            .await?
+    };
+    (sqlite, $c:expr, $row:expr) => {
+        diesel::insert_into(read_marks::table)
+            .values($row)
+            .on_conflict((read_marks::userid, read_marks::conv))
+            .do_update()
+            .set(read_marks::seq.eq(diesel::dsl::sql::<BigInt>("MAX(seq, excluded.seq)")))
+            .execute($c)
+            .await?
     };
 }
 
@@ -363,6 +387,100 @@ macro_rules! impl_log {
                     return Ok(None);
                 }
                 Ok(Some(rows.into_iter().filter(|(c, _)| *c != 0).map(|(c, s)| (ConvId(c), s)).collect()))
+            }
+
+            async fn mark_read(
+                &self,
+                user: UserId,
+                conv: ConvId,
+                seq: i64,
+            ) -> Result<(i64, i64), StoreError> {
+                let mut conn = self.conn().await?;
+                conn.transaction::<_, Fail, _>(async |c| {
+                    let last = conversations::table
+                        .find(conv.0)
+                        .select(conversations::lastseq)
+                        .first::<i64>(c)
+                        .await
+                        .optional()?
+                        .unwrap_or_default();
+                    let before = read_marks::table
+                        .find((user.0, conv.0))
+                        .select(read_marks::seq)
+                        .first::<i64>(c)
+                        .await
+                        .optional()?
+                        .unwrap_or_default();
+                    let after = before.max(seq.min(last));
+                    if after > before {
+                        let row = (
+                            read_marks::userid.eq(user.0),
+                            read_marks::conv.eq(conv.0),
+                            read_marks::seq.eq(after),
+                        );
+                        upsert_read_mark!($rows, c, row);
+                    }
+                    Ok((before, after))
+                })
+                .await
+                .map_err(Fail::into_store)
+            }
+
+            async fn read_marks(&self, user: UserId) -> Result<Vec<(ConvId, i64)>, StoreError> {
+                let mut conn = self.conn().await?;
+                let rows: Vec<(i64, i64)> = read_marks::table
+                    .filter(read_marks::userid.eq(user.0))
+                    .select((read_marks::conv, read_marks::seq))
+                    .load(&mut conn)
+                    .await
+                    .map_err(db_error)?;
+                Ok(rows.into_iter().map(|(c, s)| (ConvId(c), s)).collect())
+            }
+
+            async fn marks(&self, pairs: &[(UserId, ConvId)]) -> Result<Vec<Marks>, StoreError> {
+                let mut conn = self.conn().await?;
+                let mut found: std::collections::BTreeMap<(i32, i64), (i64, i64)> = Default::default();
+                // By the primary keys of both tables, a chunk of pairs per statement.
+                for chunk in pairs.chunks(CONVS_PER_STATEMENT) {
+                    let mut reads = read_marks::table
+                        .select((read_marks::userid, read_marks::conv, read_marks::seq))
+                        .filter(read_marks::userid.lt(0))
+                        .into_boxed::<$backend>();
+                    let mut recvs = cursors::table
+                        .select((cursors::userid, cursors::conv, cursors::seq))
+                        .filter(cursors::userid.lt(0))
+                        .into_boxed::<$backend>();
+                    for &(user, conv) in chunk {
+                        reads =
+                            reads.or_filter(read_marks::userid.eq(user.0).and(read_marks::conv.eq(conv.0)));
+                        recvs = recvs.or_filter(cursors::userid.eq(user.0).and(cursors::conv.eq(conv.0)));
+                    }
+                    for (u, c, seq) in reads.load::<(i32, i64, i64)>(&mut conn).await.map_err(db_error)? {
+                        found.entry((u, c)).or_default().0 = seq;
+                    }
+                    for (u, c, seq) in recvs.load::<(i32, i64, i64)>(&mut conn).await.map_err(db_error)? {
+                        found.entry((u, c)).or_default().1 = seq;
+                    }
+                }
+                Ok(found
+                    .into_iter()
+                    .filter(|(_, (read, recv))| *read > 0 || *recv > 0)
+                    .map(|((u, c), (read, recv))| Marks { conv: ConvId(c), user: UserId(u), read, recv })
+                    .collect())
+            }
+
+            async fn senders(&self, conv: ConvId, after: i64, upto: i64) -> Result<Vec<UserId>, StoreError> {
+                let mut conn = self.conn().await?;
+                let rows: Vec<i32> = messages::table
+                    .filter(messages::conv.eq(conv.0))
+                    .filter(messages::seq.gt(after))
+                    .filter(messages::seq.le(upto))
+                    .select(messages::sender)
+                    .distinct()
+                    .load(&mut conn)
+                    .await
+                    .map_err(db_error)?;
+                Ok(rows.into_iter().map(UserId).collect())
             }
 
             async fn purge(&self, older_than: i64, keep_per_conv: i64, now: i64) -> Result<u64, StoreError> {

@@ -220,3 +220,19 @@ diesel::table! {
         seq -> BigInt,
     }
 }
+
+diesel::table! {
+    /// Per user and conversation: how far the user has read (issue 20's MARK_READ).
+    #[sql_name = "ReadMark"]
+    read_marks (userid, conv) {
+        /// The user.
+        userid -> Integer,
+        /// The conversation.
+        conv -> BigInt,
+        /// Read up to here.
+        seq -> BigInt,
+    }
+}
+
+// Deleting a group's read marks names its members by a subquery.
+diesel::allow_tables_to_appear_in_same_query!(read_marks, group_users);

@@ -16,7 +16,7 @@ pub mod memory;
 pub mod throttle;
 
 pub use control::{Control, GroupRank, UserRef, WriteCheck, Writers};
-pub use log::{Appended, ConvState, Log, LoggedMessage, NewMessage};
+pub use log::{Appended, ConvState, Log, LoggedMessage, Marks, NewMessage};
 pub use throttle::{MemoryThrottle, Throttle};
 
 /// A user as the store keeps it.

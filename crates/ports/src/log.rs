@@ -65,6 +65,19 @@ pub struct ConvState {
     pub cursor: i64,
 }
 
+/// One user's marks in a conversation (issue 20): how far it read, how far it received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Marks {
+    /// The conversation.
+    pub conv: ConvId,
+    /// The user.
+    pub user: UserId,
+    /// Its read mark (0: none).
+    pub read: i64,
+    /// Its cursor (0: none).
+    pub recv: i64,
+}
+
 /// The message log, cursors and resume tokens.
 #[async_trait]
 pub trait Log: Send + Sync + 'static {
@@ -119,6 +132,20 @@ pub trait Log: Send + Sync + 'static {
     /// A session's own cursors (its token's hash), without the marker; `None` if it has
     /// none (a token of a release that kept only the user's cursors).
     async fn session_cursors(&self, hash: &str) -> Result<Option<Vec<(ConvId, i64)>>, StoreError>;
+
+    /// `user` has read `conv` up to `seq` (issue 20): the read mark becomes
+    /// `max(mark, min(seq, last seq))`, never lower. Returns the mark before and after (0: none).
+    async fn mark_read(&self, user: UserId, conv: ConvId, seq: i64) -> Result<(i64, i64), StoreError>;
+
+    /// `user`'s read marks, every conversation it marked.
+    async fn read_marks(&self, user: UserId) -> Result<Vec<(ConvId, i64)>, StoreError>;
+
+    /// The read mark and cursor of each `(user, conversation)` asked: one entry per pair with
+    /// either (the other is 0; pairs with neither are left out), in no particular order.
+    async fn marks(&self, pairs: &[(UserId, ConvId)]) -> Result<Vec<Marks>, StoreError>;
+
+    /// The distinct senders of `conv`'s messages with a seq in `(after, upto]`.
+    async fn senders(&self, conv: ConvId, after: i64, upto: i64) -> Result<Vec<UserId>, StoreError>;
 
     /// Retention: deletes messages accepted before `older_than` (unix ms), and in each
     /// conversation all but the newest `keep_per_conv`; forgets tokens expired by `now`.

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use chat_proto::{ConvId, HistoryFrom, UserId};
 
 use crate::contract::{HASH, Names, new_user, ok, tricky_texts};
-use crate::{Log, LoggedMessage, NewMessage, Store};
+use crate::{Log, LoggedMessage, Marks, NewMessage, Store};
 
 /// Runs every check, in sequence. `store` and `log` must share one database.
 pub async fn run_all(store: &dyn Store, log: &dyn Log) {
@@ -18,6 +18,8 @@ pub async fn run_all(store: &dyn Store, log: &dyn Log) {
     after_and_unread(store, log).await;
     history_pages(store, log).await;
     cursors_only_move_forward(store, log).await;
+    read_marks_clamp_and_only_move_forward(store, log).await;
+    marks_and_senders(store, log).await;
     texts_round_trip(store, log).await;
     tokens_expire(store, log).await;
     session_cursors_follow_their_token(store, log).await;
@@ -184,6 +186,63 @@ pub async fn cursors_only_move_forward(store: &dyn Store, log: &dyn Log) {
     assert_eq!(cursor(a).await, Some(2), "a cursor never moves back");
     assert_eq!(cursor(b).await, Some(3));
     ok("save", log.save_cursors(&[]).await);
+}
+
+/// Read marks (issue 20): clamped to the conversation's last seq, never lower, per user.
+pub async fn read_marks_clamp_and_only_move_forward(store: &dyn Store, log: &dyn Log) {
+    let names = Names::new();
+    let (a, b, conv) = direct(store, log, &names).await;
+    assert_eq!(ok("mark_read", log.mark_read(b, conv, 5).await), (0, 0), "nothing to read yet");
+    assert!(ok("read_marks", log.read_marks(b).await).is_empty(), "a mark of 0 is no mark");
+    append(log, &[msg(conv, a, "1", None), msg(conv, b, "2", None), msg(conv, a, "3", None)]).await;
+    assert_eq!(ok("mark_read", log.mark_read(b, conv, 2).await), (0, 2));
+    assert_eq!(ok("mark_read", log.mark_read(b, conv, 1).await), (2, 2), "a mark never goes back");
+    assert_eq!(ok("mark_read", log.mark_read(b, conv, 99).await), (2, 3), "clamped to the last seq");
+    assert_eq!(ok("mark_read", log.mark_read(b, conv, 3).await), (3, 3));
+    assert_eq!(ok("read_marks", log.read_marks(b).await), vec![(conv, 3)]);
+    assert!(ok("read_marks", log.read_marks(a).await).is_empty(), "marks are per user");
+    let group = ok("create_group", store.create_group(a, &names.name("rg"), "").await);
+    let g = ConvId::group(group);
+    append(log, &[msg(g, a, "g1", None)]).await;
+    assert_eq!(ok("mark_read", log.mark_read(a, g, i64::MAX).await), (0, 1));
+    let mut marks = ok("read_marks", log.read_marks(a).await);
+    marks.sort();
+    assert_eq!(marks, vec![(g, 1)]);
+}
+
+/// Each user's read mark and cursor per conversation; the senders of a range of seqs.
+pub async fn marks_and_senders(store: &dyn Store, log: &dyn Log) {
+    let names = Names::new();
+    let (a, b, conv) = direct(store, log, &names).await;
+    let (c, _) = new_user(store, &names, "lc").await;
+    append(log, &[msg(conv, a, "1", None), msg(conv, a, "2", None), msg(conv, b, "3", None)]).await;
+    ok("save", log.save_cursors(&[(a, conv, 2)]).await);
+    ok("mark_read", log.mark_read(b, conv, 3).await);
+    ok("save", log.save_cursors(&[(b, conv, 1)]).await);
+    let mut got = ok("marks", log.marks(&[(a, conv), (b, conv), (c, conv)]).await);
+    got.sort();
+    let mut want = vec![Marks { conv, user: a, read: 0, recv: 2 }, Marks { conv, user: b, read: 3, recv: 1 }];
+    want.sort();
+    assert_eq!(got, want, "a pair with neither mark is left out");
+    assert!(ok("marks", log.marks(&[]).await).is_empty());
+    let group = ok("create_group", store.create_group(a, &names.name("sg"), "").await);
+    ok("join_group", store.join_group(group, b).await);
+    ok("join_group", store.join_group(group, c).await);
+    let g = ConvId::group(group);
+    append(log, &[msg(g, a, "1", None), msg(g, b, "2", None), msg(g, a, "3", None), msg(g, c, "4", None)])
+        .await;
+    let sorted = |mut v: Vec<UserId>| {
+        v.sort();
+        v
+    };
+    let mut ab = vec![a, b];
+    ab.sort();
+    let mut abc = vec![a, b, c];
+    abc.sort();
+    assert_eq!(sorted(ok("senders", log.senders(g, 1, 3).await)), ab, "seqs 2 and 3, each sender once");
+    assert_eq!(sorted(ok("senders", log.senders(g, 0, 4).await)), abc);
+    assert!(ok("senders", log.senders(g, 4, 9).await).is_empty());
+    assert_eq!(ok("senders", log.senders(conv, 0, 2).await), vec![a]);
 }
 
 /// Texts come back byte for byte.

@@ -12,7 +12,7 @@ use chat_proto::{ConvId, FriendEntry, GroupEntry, GroupId, HistoryFrom, MemberEn
 mod control;
 
 use crate::{
-    Appended, ConvState, Log, LoggedMessage, NewMessage, OfflineMessage, Store, StoreError, UserRecord,
+    Appended, ConvState, Log, LoggedMessage, Marks, NewMessage, OfflineMessage, Store, StoreError, UserRecord,
 };
 
 #[derive(Debug)]
@@ -48,6 +48,8 @@ struct State {
     tokens: BTreeMap<String, (UserId, i64)>,
     /// (token hash, conv) → a session's own cursor.
     session_cursors: BTreeMap<(String, ConvId), i64>,
+    /// (user, conv) → read mark (issue 20).
+    read_marks: BTreeMap<(UserId, ConvId), i64>,
     /// (sender, cid) → mid.
     cids: BTreeMap<(UserId, String), i64>,
     last_mid: i64,
@@ -404,6 +406,48 @@ impl Log for MemoryStore {
             return Ok(None);
         }
         Ok(Some(rows.into_iter().filter(|(c, _)| c.0 != 0).collect()))
+    }
+
+    async fn mark_read(&self, user: UserId, conv: ConvId, seq: i64) -> Result<(i64, i64), StoreError> {
+        let mut s = self.lock()?;
+        let last = s.convs.get(&conv).copied().unwrap_or_default();
+        let mark = s.read_marks.entry((user, conv)).or_default();
+        let before = *mark;
+        *mark = before.max(seq.min(last));
+        let after = *mark;
+        if after == 0 {
+            s.read_marks.remove(&(user, conv));
+        }
+        Ok((before, after))
+    }
+
+    async fn read_marks(&self, user: UserId) -> Result<Vec<(ConvId, i64)>, StoreError> {
+        let s = self.lock()?;
+        Ok(s.read_marks.iter().filter(|((u, _), _)| *u == user).map(|(&(_, c), &seq)| (c, seq)).collect())
+    }
+
+    async fn marks(&self, pairs: &[(UserId, ConvId)]) -> Result<Vec<Marks>, StoreError> {
+        let s = self.lock()?;
+        let mut out: BTreeMap<(UserId, ConvId), Marks> = BTreeMap::new();
+        for &(user, conv) in pairs {
+            let read = s.read_marks.get(&(user, conv)).copied().unwrap_or_default();
+            let recv = s.cursors.get(&(user, conv)).copied().unwrap_or_default();
+            if read > 0 || recv > 0 {
+                out.insert((user, conv), Marks { conv, user, read, recv });
+            }
+        }
+        Ok(out.into_values().collect())
+    }
+
+    async fn senders(&self, conv: ConvId, after: i64, upto: i64) -> Result<Vec<UserId>, StoreError> {
+        let s = self.lock()?;
+        let set: BTreeSet<UserId> = s
+            .log
+            .values()
+            .filter(|m| m.conv == conv && m.seq > after && m.seq <= upto)
+            .map(|m| m.sender)
+            .collect();
+        Ok(set.into_iter().collect())
     }
 
     async fn purge(&self, older_than: i64, keep_per_conv: i64, now: i64) -> Result<u64, StoreError> {

@@ -11,13 +11,13 @@ mod request;
 
 pub use ids::{ConvId, GroupId, Peer, UserId};
 pub use reply::{
-    Ack, ChatPush, ErrorCode, FriendEntry, GroupChatPush, GroupEntry, LoginOk, MemberEntry, Notice, Role,
-    Unread, ack_error, ack_with_resume, blocked_ack, encode, event, find_user_ok, history_ack, list_ack,
-    ping, presence_push, reg_ok, requests_ack,
+    Ack, ChatPush, ErrorCode, FriendEntry, GroupChatPush, GroupEntry, LoginOk, MemberEntry, Notice,
+    PeerReads, ReadState, Role, Unread, ack_error, ack_with_resume, blocked_ack, encode, event, find_user_ok,
+    history_ack, list_ack, ping, presence_push, reads_ack, receipt_push, reg_ok, requests_ack, typing_push,
 };
 pub use request::{DecodeError, HistoryFrom, Request, decode_request};
 
-/// Numeric message ids. 1–10 are the original's `EnMsgType`; 11–20 and 30–47 are the extension.
+/// Numeric message ids. 1–10 are the original's `EnMsgType`; 11–20 and 30–58 are the extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum MsgId {
@@ -106,6 +106,16 @@ pub enum MsgId {
     LogoutAll = 52,
     /// Extension: server tells a client that a user whose friend it is came online or went offline.
     Presence = 53,
+    /// Extension: client has read a conversation up to a seq.
+    MarkRead = 54,
+    /// Extension: server tells a client that a conversation was read (or received) up to a seq.
+    Receipt = 55,
+    /// Extension: client asks for each member's read mark and cursor in a conversation.
+    Reads = 56,
+    /// Extension: server answers READS.
+    ReadsAck = 57,
+    /// Extension: a user is typing (or paused), client to server and forwarded.
+    Typing = 58,
 }
 
 impl MsgId {
@@ -154,6 +164,11 @@ impl MsgId {
             51 => MsgId::FindUserAck,
             52 => MsgId::LogoutAll,
             53 => MsgId::Presence,
+            54 => MsgId::MarkRead,
+            55 => MsgId::Receipt,
+            56 => MsgId::Reads,
+            57 => MsgId::ReadsAck,
+            58 => MsgId::Typing,
             _ => return None,
         })
     }

@@ -286,6 +286,79 @@ pub struct LoginOk {
     pub resume: Option<String>,
     /// Extension: unread messages per conversation (only those with some).
     pub unread: Vec<Unread>,
+    /// Extension: the user's read marks, and the other users' in its one-to-one conversations.
+    pub reads: ReadState,
+}
+
+/// The read state an extension LOGIN ack and LIST_ACK carry (issue 20).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadState {
+    /// The user's own read marks: `"read":[{"id":2,"seq":17},{"groupid":5,"seq":30}]`.
+    pub read: Vec<(Peer, i64)>,
+    /// For each one-to-one conversation, the other user's marks: `"receipts":[{"id":2,"read":17,"recv":18}]`.
+    pub receipts: Vec<PeerReads>,
+}
+
+/// One user's marks in a conversation: how far it read and how far it received (its cursor).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerReads {
+    /// The user.
+    pub id: UserId,
+    /// Its read mark (0: none).
+    pub read: i64,
+    /// Its cursor, what it acknowledged receiving (0: none).
+    pub recv: i64,
+}
+
+impl PeerReads {
+    fn to_json(self) -> Value {
+        json!({ "id": self.id, "read": self.read, "recv": self.recv })
+    }
+}
+
+/// `{"id":N}` or `{"groupid":N}` with `key: value` beside it.
+fn peer_json(peer: Peer, key: &str, value: Value) -> Value {
+    let mut map = serde_json::Map::new();
+    match peer {
+        Peer::User(id) => map.insert("id".into(), json!(id)),
+        Peer::Group(group) => map.insert("groupid".into(), json!(group)),
+    };
+    map.insert(key.into(), value);
+    Value::Object(map)
+}
+
+/// RECEIPT (55), extension: `reader` read (`"what":"read"`) or received (`"recv"`) the
+/// conversation the receiving user names `peer` up to `seq`.
+pub fn receipt_push(peer: Peer, reader: UserId, seq: i64, read: bool) -> String {
+    let mut v = peer_json(peer, "reader", json!(reader));
+    if let Some(map) = v.as_object_mut() {
+        map.insert("msgid".into(), MsgId::Receipt.number().into());
+        map.insert("seq".into(), seq.into());
+        map.insert("what".into(), if read { "read" } else { "recv" }.into());
+    }
+    encode(&v)
+}
+
+/// TYPING (58) as forwarded: `{"id":typer,"msgid":58,"state":"typing"}`, with `groupid` in a group.
+pub fn typing_push(group: Option<GroupId>, typer: UserId, typing: bool) -> String {
+    let state = if typing { "typing" } else { "paused" };
+    match group {
+        Some(group) => {
+            encode(&json!({ "groupid": group, "id": typer, "msgid": MsgId::Typing.number(), "state": state }))
+        }
+        None => encode(&json!({ "id": typer, "msgid": MsgId::Typing.number(), "state": state })),
+    }
+}
+
+/// READS_ACK (57): each member's marks in the conversation `peer`.
+pub fn reads_ack(peer: Peer, reads: &[PeerReads]) -> String {
+    let list: Vec<Value> = reads.iter().map(|r| r.to_json()).collect();
+    let mut v = peer_json(peer, "reads", Value::Array(list));
+    if let Some(map) = v.as_object_mut() {
+        map.insert("errno".into(), 0.into());
+        map.insert("msgid".into(), MsgId::ReadsAck.number().into());
+    }
+    encode(&v)
 }
 
 /// How many messages of one conversation the user has not acknowledged.
@@ -306,8 +379,13 @@ impl Unread {
     }
 }
 
-/// LIST_ACK (16), extension only: `{"errno":0,"friends":[..],"groups":[..],"msgid":16,"unread":[..]}` with objects.
-pub fn list_ack(friends: &[FriendEntry], groups: &[GroupEntry], unread: &[Unread]) -> String {
+/// LIST_ACK (16), extension only: `{"errno":0,"friends":[..],"groups":[..],"msgid":16,"read":[..],"receipts":[..],"unread":[..]}` with objects.
+pub fn list_ack(
+    friends: &[FriendEntry],
+    groups: &[GroupEntry],
+    unread: &[Unread],
+    reads: &ReadState,
+) -> String {
     let ok = LoginOk {
         id: UserId(0),
         name: String::new(),
@@ -316,6 +394,7 @@ pub fn list_ack(friends: &[FriendEntry], groups: &[GroupEntry], unread: &[Unread
         offline: vec![],
         resume: None,
         unread: unread.to_vec(),
+        reads: reads.clone(),
     };
     let mut v: Value = serde_json::from_str(&ok.encode(true)).unwrap_or_default();
     if let Some(map) = v.as_object_mut() {
@@ -374,6 +453,10 @@ impl LoginOk {
                 ack.insert("resume".into(), token.clone().into());
             }
             ack.insert("unread".into(), self.unread.iter().map(|u| u.to_json()).collect());
+            let read: Vec<Value> =
+                self.reads.read.iter().map(|&(p, seq)| peer_json(p, "seq", seq.into())).collect();
+            ack.insert("read".into(), Value::Array(read));
+            ack.insert("receipts".into(), self.reads.receipts.iter().map(|r| r.to_json()).collect());
         }
         encode(&ack)
     }
@@ -487,6 +570,10 @@ mod tests {
             offline: vec![r#"{"id":2,"msg":"x","msgid":6,"name":"b","time":"t","to":1}"#.into()],
             resume: Some("tok".into()),
             unread: vec![Unread { peer: Peer::Group(GroupId(3)), count: 2 }],
+            reads: ReadState {
+                read: vec![(Peer::User(UserId(2)), 17), (Peer::Group(GroupId(3)), 30)],
+                receipts: vec![PeerReads { id: UserId(2), read: 17, recv: 18 }],
+            },
         }
     }
 
@@ -508,11 +595,12 @@ mod tests {
             offline: vec![],
             resume: None,
             unread: vec![],
+            reads: ReadState::default(),
         };
         assert_eq!(empty.encode(false), r#"{"errno":0,"id":1,"msgid":2,"name":"a"}"#);
         assert_eq!(
             empty.encode(true),
-            r#"{"errno":0,"friends":[],"groups":[],"id":1,"msgid":2,"name":"a","offlinemsg":[],"unread":[]}"#
+            r#"{"errno":0,"friends":[],"groups":[],"id":1,"msgid":2,"name":"a","offlinemsg":[],"read":[],"receipts":[],"unread":[]}"#
         );
     }
 
@@ -524,7 +612,11 @@ mod tests {
         assert_eq!(v["offlinemsg"][0]["msg"], "x");
         assert_eq!(v["resume"], "tok");
         assert_eq!(v["unread"][0], json!({"count":2,"groupid":3}));
-        assert!(!sample().encode(false).contains("resume"), "the original client gets no extension keys");
+        assert_eq!(v["read"], json!([{"id":2,"seq":17},{"groupid":3,"seq":30}]));
+        assert_eq!(v["receipts"], json!([{"id":2,"read":17,"recv":18}]));
+        for key in ["resume", "read", "receipts"] {
+            assert!(!sample().encode(false).contains(key), "the original client gets no extension keys");
+        }
     }
 
     #[test]
@@ -585,9 +677,43 @@ mod tests {
             r#"{"errmsg":"x","errno":7,"msgid":11,"re":10}"#
         );
         assert_eq!(ping(), r#"{"msgid":12}"#);
-        assert_eq!(list_ack(&[], &[], &[]), r#"{"errno":0,"friends":[],"groups":[],"msgid":16,"unread":[]}"#);
+        assert_eq!(
+            list_ack(&[], &[], &[], &ReadState::default()),
+            r#"{"errno":0,"friends":[],"groups":[],"msgid":16,"read":[],"receipts":[],"unread":[]}"#
+        );
         let stored = Ack { cid: Some("c1".into()), mid: Some(9), seq: Some(3), ..Ack::ok(MsgId::OneChat) };
         assert_eq!(encode(&stored), r#"{"cid":"c1","errno":0,"mid":9,"msgid":11,"re":6,"seq":3}"#);
+    }
+
+    #[test]
+    fn read_state_and_typing_frames_are_pinned() {
+        assert_eq!(
+            receipt_push(Peer::User(UserId(1)), UserId(1), 17, true),
+            r#"{"id":1,"msgid":55,"reader":1,"seq":17,"what":"read"}"#
+        );
+        assert_eq!(
+            receipt_push(Peer::Group(GroupId(5)), UserId(2), 9, false),
+            r#"{"groupid":5,"msgid":55,"reader":2,"seq":9,"what":"recv"}"#
+        );
+        assert_eq!(typing_push(None, UserId(1), true), r#"{"id":1,"msgid":58,"state":"typing"}"#);
+        assert_eq!(
+            typing_push(Some(GroupId(5)), UserId(1), false),
+            r#"{"groupid":5,"id":1,"msgid":58,"state":"paused"}"#
+        );
+        assert_eq!(
+            reads_ack(
+                Peer::User(UserId(2)),
+                &[
+                    PeerReads { id: UserId(1), read: 17, recv: 18 },
+                    PeerReads { id: UserId(2), read: 9, recv: 9 }
+                ]
+            ),
+            r#"{"errno":0,"id":2,"msgid":57,"reads":[{"id":1,"read":17,"recv":18},{"id":2,"read":9,"recv":9}]}"#
+        );
+        assert_eq!(
+            reads_ack(Peer::Group(GroupId(5)), &[]),
+            r#"{"errno":0,"groupid":5,"msgid":57,"reads":[]}"#
+        );
     }
 
     #[test]

@@ -73,6 +73,12 @@ pub enum Request {
     ChangePassword { old: String, new: String },
     /// DELETE_ACCOUNT (46): the password, again.
     DeleteAccount { password: String },
+    /// MARK_READ (54): the user has read `peer`'s conversation up to `seq`.
+    MarkRead { peer: Peer, seq: i64 },
+    /// READS (56): each member's read mark and cursor in `peer`'s conversation.
+    Reads { peer: Peer },
+    /// TYPING (58): the user is typing (`true`) or paused in `peer`'s conversation. Never answered.
+    Typing { peer: Peer, typing: bool },
 }
 
 /// Where a HISTORY page starts.
@@ -120,6 +126,9 @@ impl Request {
             Request::SetAdmin { .. } => MsgId::SetAdmin,
             Request::ChangePassword { .. } => MsgId::ChangePassword,
             Request::DeleteAccount { .. } => MsgId::DeleteAccount,
+            Request::MarkRead { .. } => MsgId::MarkRead,
+            Request::Reads { .. } => MsgId::Reads,
+            Request::Typing { .. } => MsgId::Typing,
         }
     }
 }
@@ -238,6 +247,19 @@ pub fn decode_request(frame: &[u8]) -> Result<Request, DecodeError> {
             Request::ChangePassword { old: fields.string("password")?, new: fields.string("newpassword")? }
         }
         Some(MsgId::DeleteAccount) => Request::DeleteAccount { password: fields.string("password")? },
+        Some(MsgId::MarkRead) => {
+            let seq = fields.optional_i64("seq")?.ok_or_else(|| fields.err("missing field `seq`".into()))?;
+            Request::MarkRead { peer: peer(fields.obj, &fields)?, seq }
+        }
+        Some(MsgId::Reads) => Request::Reads { peer: peer(fields.obj, &fields)? },
+        Some(MsgId::Typing) => {
+            let typing = match fields.maybe_string("state")?.as_deref() {
+                None | Some("typing") => true,
+                Some("paused") => false,
+                Some(_) => return Err(fields.err("`state` must be \"typing\" or \"paused\"".into())),
+            };
+            Request::Typing { peer: peer(fields.obj, &fields)?, typing }
+        }
         _ => return Err(DecodeError::new(Some(number), format!("msgid {number} is not a request"))),
     };
     Ok(request)
@@ -490,6 +512,40 @@ mod tests {
         assert_eq!(err(r#"{"msgid":50}"#).msgid, Some(50));
         assert_eq!(err(r#"{"msgid":1,"name":5,"password":"pw"}"#).msgid, Some(1));
         assert_eq!(err(r#"{"msgid":51}"#).msgid, Some(51), "an answer is not a request");
+    }
+
+    #[test]
+    fn decodes_read_state_and_typing() {
+        assert_eq!(
+            ok(r#"{"msgid":54,"id":2,"seq":17}"#),
+            Request::MarkRead { peer: Peer::User(UserId(2)), seq: 17 }
+        );
+        assert_eq!(
+            ok(r#"{"msgid":54,"groupid":5,"seq":30,"reader":9}"#),
+            Request::MarkRead { peer: Peer::Group(GroupId(5)), seq: 30 },
+            "a client never names the reader"
+        );
+        assert_eq!(ok(r#"{"msgid":56,"id":2}"#), Request::Reads { peer: Peer::User(UserId(2)) });
+        assert_eq!(
+            ok(r#"{"msgid":58,"id":2}"#),
+            Request::Typing { peer: Peer::User(UserId(2)), typing: true }
+        );
+        assert_eq!(
+            ok(r#"{"msgid":58,"groupid":5,"state":"paused"}"#),
+            Request::Typing { peer: Peer::Group(GroupId(5)), typing: false }
+        );
+        for bad in [
+            r#"{"msgid":54,"id":2}"#,
+            r#"{"msgid":54,"seq":2}"#,
+            r#"{"msgid":54,"id":2,"seq":"3"}"#,
+            r#"{"msgid":56}"#,
+            r#"{"msgid":58,"id":2,"state":"sleeping"}"#,
+            r#"{"msgid":58,"state":"typing"}"#,
+            r#"{"msgid":55}"#,
+            r#"{"msgid":57}"#,
+        ] {
+            assert!(decode_request(bad.as_bytes()).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -125,7 +125,7 @@ impl WriteCache {
 }
 
 /// The end of a frame published to another node (the node protocol's version).
-fn published(frame: &str) -> Bytes {
+pub(crate) fn published(frame: &str) -> Bytes {
     match frame.strip_suffix('}') {
         Some(open) => Bytes::from(format!("{open},\"v\":{}}}", crate::NODE_PROTOCOL)),
         None => Bytes::from(frame.to_owned()),
@@ -147,6 +147,9 @@ struct Head {
     end: Option<(u64, u64)>,
     #[serde(default)]
     errmsg: Option<String>,
+    /// A RECEIPT or TYPING push (issue 20): the node instance and connection it skips.
+    #[serde(default)]
+    except: Option<(u64, u64)>,
 }
 
 impl Delivery {
@@ -160,6 +163,17 @@ impl Delivery {
             let keep = (instance == self.instance()).then_some(conn);
             let why = head.errmsg.as_deref().unwrap_or("your session has ended");
             self.sessions().end_except(user, keep, why);
+            return true;
+        }
+        if head.msgid == i64::from(MsgId::Receipt.number()) || head.msgid == i64::from(MsgId::Typing.number())
+        {
+            // Issue 20's pushes (`receipts.rs`): to the user's extension sessions here, but
+            // the one that caused it, without the node protocol's keys.
+            let skip = head.except.filter(|(instance, _)| *instance == self.instance()).map(|(_, conn)| conn);
+            let mut map: serde_json::Map<String, Value> = serde_json::from_slice(frame).unwrap_or_default();
+            map.remove("v");
+            map.remove("except");
+            self.sessions().push_ext_except(user, Bytes::from(chat_proto::encode(&map)), skip);
             return true;
         }
         if head.msgid != i64::from(MsgId::Event.number()) {

@@ -57,6 +57,8 @@ pub struct Conn {
     pub(crate) unauth_since: Instant,
     /// A ping went out and nothing has come back since.
     ping_outstanding: bool,
+    /// What this session's TYPING forwarded lately (its rate limit).
+    pub(crate) typing: crate::handlers::TypingState,
 }
 
 impl Conn {
@@ -109,6 +111,7 @@ impl Handler for Service {
             failed_logins: 0,
             unauth_since: Instant::now(),
             ping_outstanding: false,
+            typing: Default::default(),
         };
         if let Some(why) = refused {
             let metrics = self.sessions().metrics();
@@ -291,7 +294,10 @@ impl Service {
     async fn dispatch(&self, conn: &mut Conn, request: Request) -> Result<Reply, ServiceError> {
         // Chats pipeline; anything else first waits for the connection's chats to be answered,
         // so it sees them (a HISTORY, a LOGINOUT) and is answered after them.
-        if !matches!(request, Request::OneChat { .. } | Request::GroupChat { .. } | Request::Pong) {
+        if !matches!(
+            request,
+            Request::OneChat { .. } | Request::GroupChat { .. } | Request::Pong | Request::Typing { .. }
+        ) {
             conn.pending.idle().await;
         }
         match request {
@@ -318,7 +324,7 @@ impl Service {
             }
             Request::OneChat { to, msg, cid } => self.send_one(conn, to, msg, cid).await,
             Request::GroupChat { group, msg, cid } => self.send_group(conn, group, msg, cid).await,
-            Request::Received { acks } => self.received(conn, &acks),
+            Request::Received { acks } => self.received(conn, &acks).await,
             Request::History { peer, from, limit } => self.history(conn.user()?, peer, from, limit).await,
             Request::AddFriend { friend } => self.add_friend(conn.user()?, friend).await,
             Request::CreateGroup { name, desc } => self.create_group(conn.user()?, name, desc).await,
@@ -343,6 +349,9 @@ impl Service {
             }
             Request::ChangePassword { old, new } => self.change_password(conn, old, new).await,
             Request::DeleteAccount { password } => self.delete_account(conn, password).await,
+            Request::MarkRead { peer, seq } => self.mark_read(conn, peer, seq).await,
+            Request::Reads { peer } => self.reads(conn, peer).await,
+            Request::Typing { peer, typing } => self.typing(conn, peer, typing).await,
         }
     }
 

@@ -396,13 +396,15 @@ impl Inbox {
     }
 
     /// Extension clients: the client has everything of `conv` up to `seq`.
-    pub(crate) fn ack(&mut self, conv: ConvId, seq: i64) {
+    /// Returns the new cursor if the ack moved it forward (a "recv" receipt, issue 20).
+    pub(crate) fn ack(&mut self, conv: ConvId, seq: i64) -> Option<i64> {
         if !self.ext {
-            return;
+            return None;
         }
-        if let Some(t) = self.convs.get_mut(&conv) {
-            t.acked = t.acked.max(seq.min(t.delivered));
-        }
+        let t = self.convs.get_mut(&conv)?;
+        let before = t.acked;
+        t.acked = t.acked.max(seq.min(t.delivered));
+        (t.acked > before).then_some(t.acked)
     }
 
     /// Original clients: `written` frames have reached the socket; their seqs count as acknowledged.

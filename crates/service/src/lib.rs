@@ -17,6 +17,7 @@ mod journal;
 mod limits;
 mod password;
 mod presence;
+mod receipts;
 mod sessions;
 
 use std::sync::Arc;

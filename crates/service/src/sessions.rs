@@ -383,13 +383,13 @@ impl Sessions {
         self.with(user, conn, |e| e.inbox.joined(conv, seq));
     }
 
-    /// An extension client's acknowledgements.
-    pub(crate) fn ack(&self, user: UserId, conn: u64, acks: &[(ConvId, i64)]) {
+    /// An extension client's acknowledgements. Returns the conversations whose cursor they
+    /// moved forward, with the new cursor.
+    pub(crate) fn ack(&self, user: UserId, conn: u64, acks: &[(ConvId, i64)]) -> Vec<(ConvId, i64)> {
         self.with(user, conn, |e| {
-            for &(conv, seq) in acks {
-                e.inbox.ack(conv, seq);
-            }
-        });
+            acks.iter().filter_map(|&(conv, seq)| e.inbox.ack(conv, seq).map(|now| (conv, now))).collect()
+        })
+        .unwrap_or_default()
     }
 
     /// The cursors of `user`'s session on `conn`, per conversation.
@@ -566,10 +566,16 @@ impl Sessions {
     /// `user`'s extension sessions here (a login in progress gets it after its ack); original
     /// clients never get it. Whether some session took it.
     pub(crate) fn push_ext(&self, user: UserId, frame: Bytes) -> bool {
+        self.push_ext_except(user, frame, None)
+    }
+
+    /// As [`push_ext`](Self::push_ext), but not to the session on connection `except` (the
+    /// one that caused it: a MARK_READ's own session, issue 20).
+    pub(crate) fn push_ext_except(&self, user: UserId, frame: Bytes, except: Option<u64>) -> bool {
         let mut map = self.lock();
         let Some(sessions) = map.get_mut(&user) else { return false };
         let mut any = false;
-        for entry in sessions.list.iter_mut().filter(|e| e.inbox.ext()) {
+        for entry in sessions.list.iter_mut().filter(|e| e.inbox.ext() && Some(e.conn) != except) {
             if let Some(pending) = &mut entry.pending {
                 if pending.len() < self.pending_limit {
                     pending.push(frame.clone());

@@ -256,7 +256,7 @@ async fn extension_answers_every_request_and_errors() {
     assert_eq!(token.len(), 64);
     assert_eq!(
         login,
-        json!({"errno":0,"friends":[],"groups":[],"id":ida,"msgid":2,"name":"a","offlinemsg":[],"resume":token,"unread":[]})
+        json!({"errno":0,"friends":[],"groups":[],"id":ida,"msgid":2,"name":"a","offlinemsg":[],"read":[],"receipts":[],"resume":token,"unread":[]})
     );
     a.send(json!({"msgid":6,"to":424242,"msg":"x"})).await;
     assert_eq!(a.recv().await["errno"], 5, "unknown user");
@@ -523,9 +523,14 @@ async fn resume_replays_after_the_acknowledged_cursor_then_goes_live() {
     }
     b.send(json!({"msgid":18,"acks":[{"id":ida,"seq":3}]})).await;
     b.silent().await;
+    assert_eq!(
+        a.recv().await,
+        json!({"id":idb,"msgid":55,"reader":idb,"seq":3,"what":"recv"}),
+        "the sender learns what was received (issue 20)"
+    );
     b.close().await;
     a.send(json!({"msgid":6,"to":idb,"msg":"m6"})).await;
-    a.recv().await;
+    assert_eq!(a.recv().await["re"], 6);
 
     let mut b2 = Client::new(&node);
     b2.send(json!({"msgid":17,"token":"not a token"})).await;

@@ -135,6 +135,7 @@ impl Control for MemoryStore {
         let was = s.groups.get_mut(&group).is_some_and(|g| g.members.remove(&user).is_some());
         s.admins.remove(&(group, user));
         s.cursors.remove(&(user, ConvId::group(group)));
+        s.read_marks.remove(&(user, ConvId::group(group)));
         Ok(was)
     }
 
@@ -190,6 +191,7 @@ impl Control for MemoryStore {
         s.groups.remove(&group);
         s.admins.retain(|&(g, _)| g != group);
         s.cursors.retain(|&(_, c), _| c != conv);
+        s.read_marks.retain(|&(_, c), _| c != conv);
         s.log.retain(|_, m| m.conv != conv);
         s.convs.remove(&conv);
         Ok(())
@@ -232,6 +234,7 @@ impl Control for MemoryStore {
             g.members.remove(&user);
         }
         s.cursors.retain(|&(u, _), _| u != user);
+        s.read_marks.retain(|&(u, _), _| u != user);
         s.tokens.retain(|_, (u, _)| *u != user);
         s.offline.retain(|_, (u, _)| *u != user);
         if let Some(u) = s.users.get_mut(&user) {

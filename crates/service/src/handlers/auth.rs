@@ -57,6 +57,8 @@ struct Loaded {
     included: Vec<LoggedMessage>,
     /// The extension's unread counts.
     unread: Vec<chat_proto::Unread>,
+    /// The extension's read marks and receipts (issue 20).
+    reads: chat_proto::ReadState,
 }
 
 impl Service {
@@ -275,7 +277,7 @@ impl Service {
         }
         drop(gate);
         let loaded = self.load_session(conn, id, claims, hash.as_deref(), resuming).await;
-        let Loaded { friends, groups, legacy, included, unread } = match loaded {
+        let Loaded { friends, groups, legacy, included, unread, reads } = match loaded {
             Ok(loaded) => loaded,
             Err(e) => {
                 let _gate = self.gates.enter(id).await;
@@ -289,7 +291,8 @@ impl Service {
         let legacy_up_to = legacy.last().map(|m| m.id);
         let mut offline: Vec<String> = legacy.into_iter().map(|m| m.payload).collect();
         offline.extend(included.iter().map(|m| String::from_utf8_lossy(&push_frame(m, false)).into_owned()));
-        let ack = LoginOk { id, name: user.name.clone(), friends, groups, offline, resume: token, unread };
+        let ack =
+            LoginOk { id, name: user.name.clone(), friends, groups, offline, resume: token, unread, reads };
         conn.token = hash;
         conn.joined = joined;
         conn.user = Some(user);
@@ -395,9 +398,16 @@ impl Service {
             self.log.save_session_cursors(&rows).await?;
         }
         if conn.ext {
-            // Extension clients get the backlog as pushes after the ack (the replay).
-            let unread = self.unread(id, &behind).await?;
-            return Ok(Loaded { friends, groups, legacy, included: Vec::new(), unread });
+            // Extension clients get the backlog as pushes after the ack (the replay). Unread
+            // counts start at the read mark where there is one, else at the cursor.
+            let mut known: std::collections::HashMap<ConvId, i64> =
+                self.sessions().cursors(id, conn.id).into_iter().collect();
+            known.extend(behind.iter().copied());
+            let known: Vec<(ConvId, i64)> = known.into_iter().collect();
+            let last: std::collections::HashMap<ConvId, i64> =
+                states.iter().map(|s| (s.conv, s.last_seq)).collect();
+            let (unread, reads) = self.read_state(id, &known, Some(&last)).await?;
+            return Ok(Loaded { friends, groups, legacy, included: Vec::new(), unread, reads });
         }
         // The original client reads its backlog from the ack's `offlinemsg`; the rest, if
         // there is more than fits, follows as pushes.
@@ -407,7 +417,7 @@ impl Service {
             self.log.after(&behind, self.config.offline_in_ack).await?
         };
         included.retain(|m| m.sender != id && !(m.conv.as_group().is_some() && muted.contains(&m.sender)));
-        Ok(Loaded { friends, groups, legacy, included, unread: Vec::new() })
+        Ok(Loaded { friends, groups, legacy, included, unread: Vec::new(), reads: Default::default() })
     }
 
     /// Undoes a login that got as far as the broker (`joined`: an extension session, else an

@@ -168,7 +168,7 @@ impl Service {
     }
 
     /// The conversation `me` names `peer`, if `me` may read it.
-    async fn readable(&self, me: &SessionUser, peer: Peer) -> Result<ConvId, ServiceError> {
+    pub(crate) async fn readable(&self, me: &SessionUser, peer: Peer) -> Result<ConvId, ServiceError> {
         match peer {
             Peer::Group(group) if !self.members(group).await?.contains(&me.id) => {
                 return Err(ServiceError::NotMember);
@@ -207,12 +207,14 @@ impl Service {
         Ok(Reply::Frame(chat_proto::history_ack(&frames, more)))
     }
 
-    /// RECEIVED: the client has these conversations up to these seqs.
-    pub(crate) fn received(&self, conn: &Conn, acks: &[(Peer, i64)]) -> Result<Reply, ServiceError> {
+    /// RECEIVED: the client has these conversations up to these seqs. A cursor it moves in a
+    /// one-to-one conversation is a "recv" receipt to the other user (`receipts.rs`).
+    pub(crate) async fn received(&self, conn: &Conn, acks: &[(Peer, i64)]) -> Result<Reply, ServiceError> {
         let me = conn.user()?;
         let acks: Vec<(ConvId, i64)> =
             acks.iter().map(|&(peer, seq)| (ConvId::of(me.id, peer), seq)).collect();
-        self.sessions().ack(me.id, conn.id, &acks);
+        let moved = self.sessions().ack(me.id, conn.id, &acks);
+        self.tell_received(me.id, &moved).await;
         Ok(Reply::Silent)
     }
 
@@ -238,7 +240,7 @@ impl Service {
         let friends = self.store.friends(me.id).await?;
         let groups = self.store.groups_of(me.id).await?;
         let (friends, groups) = self.mask_presence(me.id, friends, groups).await?;
-        let unread = self.unread(me.id, &self.sessions().cursors(me.id, conn)).await?;
-        Ok(Reply::Frame(chat_proto::list_ack(&friends, &groups, &unread)))
+        let (unread, reads) = self.read_state(me.id, &self.sessions().cursors(me.id, conn), None).await?;
+        Ok(Reply::Frame(chat_proto::list_ack(&friends, &groups, &unread, &reads)))
     }
 }

@@ -7,8 +7,11 @@ mod control;
 mod friend;
 mod group;
 mod group_admin;
+mod receipts;
+mod typing;
 
 pub(crate) use chat::{Clock, KnownUsers};
+pub(crate) use typing::TypingState;
 
 use crate::ServiceError;
 
