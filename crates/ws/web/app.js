@@ -11,6 +11,7 @@ const MARK_READ_DELAY_MS = 300; // a shown conversation is marked read after thi
 const SYNC_QUIET_MS = 1000; // the replay after a login is over when no push came for this long
 const SYNC_MAX_MS = 5000; // or after this long in any case
 const TYPING_EVERY_MS = 3000; // "typing" at most this often while the user types
+const TYPING_SERVER_MS = 2100; // the server forwards one "typing" per 2 s per conversation
 const TYPING_PAUSE_MS = 4000; // "paused" after this long without a keystroke
 const TYPING_SHOW_MS = 6000; // "… is typing" shown this long unless refreshed
 
@@ -45,8 +46,10 @@ const state = {
   syncTimer: null,
   syncStart: 0,
   markTimer: null,
-  typingSent: 0, // when "typing" was last sent, 0 if "paused" since
+  typingLast: 0, // when "typing" was last sent
+  typingOn: false, // "typing" was sent and no "paused" since
   typingKey: null, // the conversation it was sent in
+  typingLater: null, // a "typing" deferred until the server takes one again
   pauseTimer: null,
 };
 
@@ -623,25 +626,38 @@ function nameOf(c, id) {
 }
 
 // This user types in the box: "typing" at most every few seconds, "paused" when it stops.
+// Typing again right after a "paused" (e.g. the next message) would be dropped by the
+// server's limit: it is sent as soon as the server takes it.
 function typed() {
   const c = state.current && state.convs.get(state.current);
   if (!c || !state.readMarks) return;
-  if (state.typingKey !== c.key) sendPaused();
-  const now = Date.now();
-  if (now - state.typingSent >= TYPING_EVERY_MS) {
-    send(typingFrame(c, 'typing'));
-    state.typingSent = now;
-    state.typingKey = c.key;
+  if (state.typingKey && state.typingKey !== c.key) sendPaused();
+  const since = Date.now() - state.typingLast;
+  if (since >= TYPING_EVERY_MS) sendTyping(c);
+  else if (!state.typingOn && !state.typingLater) {
+    state.typingLater = setTimeout(() => {
+      state.typingLater = null;
+      if (state.current === c.key && $('composer-input').value !== '') sendTyping(c);
+    }, Math.max(0, TYPING_SERVER_MS - since));
   }
   clearTimeout(state.pauseTimer);
   state.pauseTimer = setTimeout(sendPaused, TYPING_PAUSE_MS);
 }
 
+function sendTyping(c) {
+  send(typingFrame(c, 'typing'));
+  state.typingLast = Date.now();
+  state.typingOn = true;
+  state.typingKey = c.key;
+}
+
 function sendPaused() {
   clearTimeout(state.pauseTimer);
+  clearTimeout(state.typingLater);
+  state.typingLater = null;
   const c = state.typingKey && state.convs.get(state.typingKey);
-  if (c && state.typingSent) send(typingFrame(c, 'paused'));
-  state.typingSent = 0;
+  if (c && state.typingOn) send(typingFrame(c, 'paused'));
+  state.typingOn = false;
   state.typingKey = null;
 }
 
