@@ -63,6 +63,7 @@ impl User {
             38 => 39,
             19 => 20,
             15 => 16,
+            56 => 57,
             _ => 11,
         };
         // A refusal comes on ACK (11) whatever the request's own answer would be.

@@ -124,6 +124,29 @@ impl Device {
         self.client.send(&json!({"msgid":18,"acks":[{"id":peer,"seq":seq}]})).await;
     }
 
+    /// Waits up to `within` for a frame other than a chat that `want` accepts (one kept
+    /// already, or a new one), and takes it out of `other`.
+    pub async fn expect(&mut self, within: Duration, want: impl Fn(&Value) -> bool) -> Option<Value> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(at) = self.other.iter().position(&want) {
+                return Some(self.other.remove(at));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            if let Some(frame) = self.client.recv_within(left).await {
+                self.keep(frame);
+            }
+        }
+    }
+
+    /// The frames with this `msgid` kept in `other` (after a [`drain`](Self::drain)).
+    pub fn kept(&self, msgid: i64) -> Vec<&Value> {
+        self.other.iter().filter(|f| f["msgid"] == msgid).collect()
+    }
+
     fn keep(&mut self, frame: Value) {
         if frame["msgid"] == 6 {
             self.shown.push(Shown {

@@ -41,14 +41,70 @@ fn shown(seq: i64) -> String {
     format!("t [2]bob said: m{seq}\n")
 }
 
-/// The next frame the client sends that is not a PONG.
+/// The next frame the client sends that is not a PONG nor a read mark (MARK_READ, whose
+/// timing is the client's; `marks_of_what_is_shown_go_out_debounced` looks at them).
 fn next_request(conn: &mut FakeConn, within: Duration) -> Option<Value> {
     loop {
         let frame = conn.recv_within(within)?;
-        if frame["msgid"] != 13 {
+        if frame["msgid"] != 13 && frame["msgid"] != 54 {
             return Some(frame);
         }
     }
+}
+
+#[test]
+fn marks_of_what_is_shown_go_out_debounced_and_receipts_and_typing_are_told_briefly() {
+    let server = FakeServer::start();
+    let (mut client, mut conn) = logged_in(&server, "tok");
+    conn.send(&chat(1));
+    conn.send(&chat(2));
+    conn.send(&json!({"groupid": 5, "id": 2, "mid": 1100, "msg": "g1", "msgid": 10, "name": "bob", "seq": 1, "time": "t"}));
+    // Alice's own message from another device (a carbon) is not marked: she wrote it.
+    conn.send(&json!({"id": 1, "mid": 1101, "msg": "mine", "msgid": 6, "name": "alice", "seq": 3, "time": "t", "to": 2}));
+    let pushed = Instant::now();
+    client.expect_out(
+        "群消息[5]:t [2]bob said: g1
+",
+    );
+    // One MARK_READ per conversation, together, about half a second after the first.
+    let mut marks = Vec::new();
+    while marks.len() < 2 {
+        let frame = conn.recv_within(Duration::from_secs(5)).expect("the read marks");
+        if frame["msgid"] == 54 {
+            marks.push(frame);
+        }
+    }
+    let waited = pushed.elapsed();
+    assert_eq!(
+        marks,
+        vec![json!({"id": 2, "msgid": 54, "seq": 2}), json!({"groupid": 5, "msgid": 54, "seq": 1})]
+    );
+    assert!(waited >= Duration::from_millis(300) && waited < Duration::from_secs(3), "{waited:?}");
+    for _ in 0..2 {
+        conn.send(&json!({"errno": 0, "msgid": 11, "re": 54}));
+    }
+
+    // Bob read them: one line, once; "recv" and alice's own devices' marks say nothing.
+    conn.send(&json!({"id": 2, "msgid": 55, "reader": 2, "seq": 2, "what": "recv"}));
+    conn.send(&json!({"id": 2, "msgid": 55, "reader": 2, "seq": 2, "what": "read"}));
+    conn.send(&json!({"id": 2, "msgid": 55, "reader": 2, "seq": 2, "what": "read"}));
+    conn.send(&json!({"id": 2, "msgid": 55, "reader": 1, "seq": 3, "what": "read"}));
+    // Bob types, refreshing: one line for the burst.
+    conn.send(&json!({"id": 2, "msgid": 58, "state": "typing"}));
+    conn.send(&json!({"id": 2, "msgid": 58, "state": "typing"}));
+    conn.send(&json!({"groupid": 5, "id": 2, "msgid": 58, "state": "typing"}));
+    client.expect_out("[bob read up to 2]\nbob is typing…\nbob is typing in group 5…\n");
+    client.lines(&["reads:2"]);
+    assert_eq!(request_skipping_acks(&mut conn, 56), json!({"id": 2, "msgid": 56}));
+    conn.send(&json!({"errno": 0, "id": 2, "msgid": 57, "reads": [{"id": 1, "read": 2, "recv": 3}, {"id": 2, "read": 2, "recv": 2}]}));
+    client.expect_out("----- reads in user 2 -----\nalice [1]: read up to 2, received up to 3\nbob [2]: read up to 2, received up to 2\n");
+    let out = client.stdout();
+    assert_eq!(out.matches("read up to").count(), 3, "{out}");
+    assert!(!out.contains("late success") && !out.contains("late error"), "{out}");
+    client.close_stdin();
+    request_skipping_acks(&mut conn, 3);
+    conn.send(&json!({"errno": 0, "msgid": 11, "re": 3}));
+    assert!(client.wait_exit(EXIT_WAIT).success(), "{}", client.transcript());
 }
 
 /// The next request with `msgid`, passing over RECEIVED (whose timing is the client's).

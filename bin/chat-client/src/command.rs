@@ -94,6 +94,11 @@ pub enum Command {
     },
     /// `logoutall`: end every session of this account, on every device, and go back to the menu.
     LogoutAll,
+    /// `reads:userid` or `greads:groupid`: how far each member read and received (extension).
+    Reads {
+        /// The conversation.
+        peer: Peer,
+    },
 }
 
 /// Who logs in, as typed at the `userid:` prompt: an id, or (extension) a name.
@@ -121,6 +126,7 @@ impl Command {
             Command::Ctl(c) => c.msgid(),
             Command::FindUser { .. } | Command::AddFriendByName { .. } => MsgId::FindUser,
             Command::LogoutAll => MsgId::LogoutAll,
+            Command::Reads { .. } => MsgId::Reads,
         })
     }
 }
@@ -314,6 +320,8 @@ const FINDUSER_USAGE: &str = "finduser:name";
 const CREATEGROUP_USAGE: &str = "creategroup:groupname:groupdesc";
 const ADDGROUP_USAGE: &str = "addgroup:groupid";
 const GROUPCHAT_USAGE: &str = "groupchat:groupid:message";
+const READS_USAGE: &str = "reads:userid";
+const GREADS_USAGE: &str = "greads:groupid";
 const HISTORY_USAGE: &str =
     "history:userid or history:ggroupid, then :before:mid or :after:mid and :pagesize if you like";
 
@@ -327,6 +335,8 @@ fn usage_of(name: &str) -> Option<&'static str> {
         "groupchat" => GROUPCHAT_USAGE,
         "history" => HISTORY_USAGE,
         "finduser" => FINDUSER_USAGE,
+        "reads" => READS_USAGE,
+        "greads" => GREADS_USAGE,
         _ => return None,
     })
 }
@@ -392,6 +402,10 @@ pub fn parse_command(line: &str) -> Result<Command, InputError> {
         ("addfriend", Some(arg)) => Ok(Command::AddFriendByName { name: parse_name(arg, "username")? }),
         ("finduser", Some(arg)) => Ok(Command::FindUser { name: parse_name(arg, "username")? }),
         ("logoutall", _) => Ok(Command::LogoutAll),
+        ("reads", Some(arg)) => Ok(Command::Reads { peer: Peer::User(UserId(parse_id(arg, "userid")?)) }),
+        ("greads", Some(arg)) => Ok(Command::Reads { peer: Peer::Group(GroupId(parse_id(arg, "groupid")?)) }),
+        ("reads", None) => Err(usage("reads", READS_USAGE)),
+        ("greads", None) => Err(usage("greads", GREADS_USAGE)),
         ("creategroup", Some(arg)) => {
             let (name, desc) = arg.split_once(':').ok_or(usage("creategroup", CREATEGROUP_USAGE))?;
             let name = parse_name(name, "groupname")?;

@@ -36,6 +36,7 @@ use crate::control::Ctl;
 use crate::format;
 use crate::inbox::{self, Inbox};
 use crate::incoming::{Incoming, LoginInfo, ServerError};
+use crate::notes::Notes;
 use crate::random::Rng;
 use crate::request::{self, Cids};
 use crate::terminal::{Input, InputEvent, Output};
@@ -230,6 +231,8 @@ pub struct Console {
     notice: Option<String>,
     /// What this session has shown and owes acknowledgements for.
     inbox: Inbox,
+    /// Names seen, and the receipts and typing told (issue 20).
+    notes: Notes,
     cids: Cids,
     rng: Rng,
 }
@@ -249,6 +252,7 @@ impl Console {
             session: None,
             notice: None,
             inbox: Inbox::default(),
+            notes: Notes::default(),
             cids,
             rng,
         }
@@ -304,6 +308,8 @@ impl Console {
             None => Ok(()),
             Some(Incoming::LoginAck(Ok(info))) => {
                 self.out.info(&format::login_screen(&info));
+                self.notes.learn_lists(&info.lists);
+                self.notes.learn(info.id, &info.name);
                 for message in &info.offline {
                     match format::offline(message) {
                         Ok(text) => self.out.info(&text),
@@ -437,8 +443,9 @@ impl Console {
             return Ok(Flow::Continue);
         }
         if matches!(cmd, Command::Loginout | Command::LogoutAll) {
-            // What was shown is acknowledged before the session ends.
+            // What was shown is acknowledged (and marked read) before the session ends.
             self.flush_acks().await;
+            self.flush_marks().await;
             match self.request(frame, sent, None, OnLost::Report).await? {
                 Some(Incoming::Ack { outcome: Err(e), .. }) => self.out.error(&format::failure(what, &e)),
                 Some(_) => self.out.info(&format::success(&cmd, None)),
@@ -465,7 +472,15 @@ impl Console {
         };
         match self.request(frame, sent, cid.as_deref(), on_lost).await? {
             None => {}
-            Some(Incoming::ListAck(Ok(lists))) => self.out.info(&format::lists(&lists)),
+            Some(Incoming::ListAck(Ok(lists))) => {
+                self.notes.learn_lists(&lists);
+                self.out.info(&format::lists(&lists))
+            }
+            Some(Incoming::Reads(Ok(list))) => {
+                if let Command::Reads { peer } = cmd {
+                    self.out.info(&format::reads(peer, &list, |id| self.notes.name(id)));
+                }
+            }
             Some(Incoming::Listing(v)) => self.out.info(&crate::control::listing(&v)),
             Some(Incoming::FoundUser(Ok(found))) => self.out.info(&format::found(&found)),
             Some(Incoming::HistoryAck(Ok(page))) => {
@@ -482,7 +497,8 @@ impl Console {
                 Incoming::Ack { outcome: Err(e), .. }
                 | Incoming::ListAck(Err(e))
                 | Incoming::HistoryAck(Err(e))
-                | Incoming::FoundUser(Err(e)),
+                | Incoming::FoundUser(Err(e))
+                | Incoming::Reads(Err(e)),
             ) => self.out.error(&format::failure(what, &e)),
             Some(other) => self.out.error(&format!("unexpected answer to {what}: {other:?}")),
         }
@@ -680,15 +696,16 @@ impl Console {
             Input(InputEvent),
             Signal,
             Acks,
+            Marks,
             Retry,
             Timeout,
         }
         loop {
-            let (acks_at, retry_at) = match &self.link {
-                Link::Up(_) if self.session.is_some() => (self.inbox.due(), None),
-                Link::Up(_) => (None, None),
-                Link::Lost(lost) => (None, Some(lost.retry_at)),
-                Link::Idle => (None, None),
+            let (acks_at, marks_at, retry_at) = match &self.link {
+                Link::Up(_) if self.session.is_some() => (self.inbox.due(), self.inbox.marks_due(), None),
+                Link::Up(_) => (None, None, None),
+                Link::Lost(lost) => (None, None, Some(lost.retry_at)),
+                Link::Idle => (None, None, None),
             };
             let link = &mut self.link;
             let net = async {
@@ -704,6 +721,7 @@ impl Console {
                 () = self.signals.recv() => Woke::Signal,
                 line = self.input.next(), if reading => Woke::Input(line),
                 () = sleep_until_some(acks_at) => Woke::Acks,
+                () = sleep_until_some(marks_at) => Woke::Marks,
                 () = sleep_until_some(retry_at) => Woke::Retry,
                 () = sleep_until_some(deadline) => Woke::Timeout,
             };
@@ -720,6 +738,7 @@ impl Console {
                 Woke::Input(line) => return Ok(Event::Input(line)),
                 Woke::Signal => return Err(Stop::Interrupted),
                 Woke::Acks => self.flush_acks().await,
+                Woke::Marks => self.flush_marks().await,
                 Woke::Retry => {
                     if self.try_reconnect().await? {
                         return Ok(Event::Back);
@@ -730,15 +749,40 @@ impl Console {
         }
     }
 
-    /// Shows a chat unless it was shown before (by its place in the log).
+    /// Shows a chat unless it was shown before (by its place in the log); what another user
+    /// sent and is shown is read (a read mark follows within [`inbox::MARK_DELAY`]).
     fn deliver(&mut self, frame: Incoming) {
         let me = self.session.as_ref().map(|s| s.id);
-        if let Some((peer, seq)) = me.and_then(|me| inbox::place(&frame, me))
-            && !self.inbox.receive(peer, seq, Instant::now())
-        {
-            return;
+        let from = match &frame {
+            Incoming::Chat(c) => Some((c.from, c.name.clone())),
+            Incoming::GroupChat(g) => Some((g.from, g.name.clone())),
+            _ => None,
+        };
+        if let Some((id, name)) = &from {
+            self.notes.learn(*id, name);
+            self.notes.spoke(*id);
+        }
+        if let Some((peer, seq)) = me.and_then(|me| inbox::place(&frame, me)) {
+            let now = Instant::now();
+            if !self.inbox.receive(peer, seq, now) {
+                return;
+            }
+            if from.is_some_and(|(id, _)| Some(id) != me) {
+                self.inbox.read(peer, seq, now);
+            }
         }
         self.show(frame);
+    }
+
+    /// Sends the read marks owed (MARK_READ, one per conversation); their ACKs are not awaited.
+    async fn flush_marks(&mut self) {
+        let Link::Up(conn) = &self.link else { return };
+        for (peer, seq) in self.inbox.take_marks() {
+            let send = conn.outgoing.send(request::mark_read(peer, seq));
+            if tokio::time::timeout(self.settings.reply_timeout, send).await.is_err() {
+                return;
+            }
+        }
     }
 
     /// Sends the acknowledgements owed, if any.
@@ -847,6 +891,21 @@ impl Console {
         if let Incoming::Notice(e) = &frame {
             self.notice = Some(format::clean(&e.errmsg));
         }
+        let me = self.session.as_ref().map_or(UserId(0), |s| s.id);
+        let note = match &frame {
+            Incoming::Receipt { peer, reader, seq, read } => {
+                self.notes.receipt(me, *peer, *reader, *seq, *read)
+            }
+            Incoming::Typing { group, id, typing } => self.notes.typing(*id, *group, *typing, Instant::now()),
+            Incoming::Presence { id, name, .. } => {
+                self.notes.learn(*id, name);
+                None
+            }
+            _ => None,
+        };
+        if let Some(text) = note {
+            self.out.info(&text);
+        }
         match format::unsolicited(&frame) {
             Some(Ok(text)) => self.out.info(&text),
             Some(Err(text)) => self.out.error(&text),
@@ -883,6 +942,7 @@ impl Console {
             return;
         }
         self.flush_acks().await;
+        self.flush_marks().await;
         let Some(frame) = request::command(&Command::Loginout, session.id, &session.name, None) else {
             return;
         };

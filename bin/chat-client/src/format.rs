@@ -213,7 +213,7 @@ pub fn login_screen(info: &LoginInfo) -> String {
 
 /// The help list, in English, with each command's format.
 pub fn help() -> String {
-    const COMMANDS: [(&str, &str, &str); 14] = [
+    const COMMANDS: [(&str, &str, &str); 16] = [
         ("help", "show this command list", "help"),
         ("chat", "send a message to a user", "chat:friendid:message"),
         ("addfriend", "add a friend", "addfriend:friendid"),
@@ -230,6 +230,8 @@ pub fn help() -> String {
         ),
         ("history", "the same in a group", "history:ggroupid or history:ggroupid:pagesize"),
         ("history", "the page before (or after) a message id", "history:userid:before:mid (or :after:mid)"),
+        ("reads", "how far you and a user read and received your chat", "reads:userid"),
+        ("greads", "how far each member of a group read and received it", "greads:groupid"),
         ("loginout", "log out and go back to the menu", "loginout"),
         ("logoutall", "log out on every device of this account, then go back to the menu", "logoutall"),
     ];
@@ -281,6 +283,7 @@ pub fn success(cmd: &Command, groupid: Option<GroupId>) -> String {
         Command::AddFriendByName { name } => {
             format!("user {} is now your friend (lists shows your lists)", clean(name))
         }
+        Command::Reads { .. } => "ok".to_owned(),
     }
 }
 
@@ -298,6 +301,8 @@ pub fn command_name(cmd: &Command) -> &'static str {
         Command::Loginout => "loginout",
         Command::Ctl(c) => c.name(),
         Command::FindUser { .. } => "finduser",
+        Command::Reads { peer: Peer::User(_) } => "reads",
+        Command::Reads { peer: Peer::Group(_) } => "greads",
         Command::AddFriendByName { .. } => "addfriend",
         Command::LogoutAll => "logoutall",
     }
@@ -347,8 +352,11 @@ pub fn unsolicited(frame: &Incoming) -> Option<Result<String, String>> {
             Err(format!("could not read a message from the server ({}): {}", clean(reason), clean(excerpt)))
         }
         Incoming::TooLong => Err("a message from the server was too long and was skipped".to_owned()),
-        // The server's answer to our keepalive replies; nothing to tell.
-        Incoming::Ping | Incoming::Ack { re: 13, .. } => return None,
+        // The server's answer to our keepalive replies, and to the read marks the console
+        // sends as it shows messages; nothing to tell. Receipts and typing are the
+        // console's (`notes.rs`: they need names and remember what they told).
+        Incoming::Ping | Incoming::Ack { re: 13 | 54, outcome: Ok(_), .. } => return None,
+        Incoming::Receipt { .. } | Incoming::Typing { .. } => return None,
         Incoming::Ack { re: 0, outcome: Err(e), .. } => {
             Err(format!("the server could not read a request: {} (errno {})", clean(&e.errmsg), e.errno))
         }
@@ -361,8 +369,25 @@ pub fn unsolicited(frame: &Incoming) -> Option<Result<String, String>> {
         | Incoming::ListAck(_)
         | Incoming::HistoryAck(_)
         | Incoming::Listing(_)
-        | Incoming::FoundUser(_) => Err("ignored a late reply from the server".to_owned()),
+        | Incoming::FoundUser(_)
+        | Incoming::Reads(_) => Err("ignored a late reply from the server".to_owned()),
     })
+}
+
+/// READS_ACK: one line per member, `name [id]: read up to 17, received up to 18`.
+pub fn reads(peer: Peer, list: &[crate::incoming::Reads], name: impl Fn(UserId) -> String) -> String {
+    let mut out = format!("----- reads in {} -----\n", conversation(peer));
+    for r in list {
+        let _ = writeln!(
+            out,
+            "{} [{}]: read up to {}, received up to {}",
+            clean(&name(r.id)),
+            r.id,
+            r.read,
+            r.recv
+        );
+    }
+    out
 }
 
 /// An offline message on the login screen: chats in their usual form, anything

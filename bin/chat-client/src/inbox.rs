@@ -46,9 +46,17 @@ pub fn place(frame: &Incoming, me: UserId) -> Option<(Peer, i64)> {
     }
 }
 
+/// Read marks (MARK_READ) go out at most this often per conversation: the console shows
+/// every message, so what it shows is read, but one mark per message would be a request each.
+pub const MARK_DELAY: Duration = Duration::from_millis(500);
+
 /// Per conversation, the highest `seq` shown, and the acknowledgements owed.
 #[derive(Debug, Default)]
 pub struct Inbox {
+    /// Others' messages shown and not yet marked read: the highest seq per conversation.
+    unmarked: BTreeMap<Peer, i64>,
+    /// When the read marks owed must go out.
+    mark_due: Option<Instant>,
     /// The highest `seq` shown per conversation.
     shown: BTreeMap<Peer, i64>,
     /// Conversations with pushes since the last RECEIVED.
@@ -77,6 +85,24 @@ impl Inbox {
         }
         *last = seq;
         true
+    }
+
+    /// A message from someone else in `peer` up to `seq` was shown at `now`: it is read.
+    pub fn read(&mut self, peer: Peer, seq: i64, now: Instant) {
+        let mark = self.unmarked.entry(peer).or_insert(0);
+        *mark = (*mark).max(seq);
+        self.mark_due.get_or_insert(now + MARK_DELAY);
+    }
+
+    /// When the read marks owed must go out, if any are.
+    pub fn marks_due(&self) -> Option<Instant> {
+        self.mark_due
+    }
+
+    /// The read marks owed (one MARK_READ each), which are then no longer owed.
+    pub fn take_marks(&mut self) -> Vec<(Peer, i64)> {
+        self.mark_due = None;
+        std::mem::take(&mut self.unmarked).into_iter().collect()
     }
 
     /// Whether enough pushes wait to acknowledge them now.

@@ -177,6 +177,28 @@ pub enum Incoming {
         /// `online` or `offline`.
         state: String,
     },
+    /// RECEIPT (55): `reader` read (or received) the conversation `peer` up to `seq`.
+    Receipt {
+        /// The conversation, as this user names it.
+        peer: Peer,
+        /// Who read it.
+        reader: UserId,
+        /// Up to here.
+        seq: i64,
+        /// `"what":"read"` (else `"recv"`, delivered).
+        read: bool,
+    },
+    /// TYPING (58): `id` is typing (or paused) to this user, or in `group`.
+    Typing {
+        /// The group, for a group conversation.
+        group: Option<GroupId>,
+        /// Who types.
+        id: UserId,
+        /// `typing` (else `paused`).
+        typing: bool,
+    },
+    /// READS_ACK (57): each member's read mark and cursor.
+    Reads(Result<Vec<Reads>, ServerError>),
     /// A forwarded ONE_CHAT (6).
     Chat(ChatLine),
     /// A forwarded GROUP_CHAT (10).
@@ -222,10 +244,22 @@ impl Incoming {
                     v["msgid"] == MsgId::FriendRequestsAck.number()
                 }
                 (MsgId::FindUser, Incoming::FoundUser(_)) => true,
+                (MsgId::Reads, Incoming::Reads(_)) => true,
                 (_, Incoming::Ack { re, .. }) => *re == i64::from(sent.number()),
                 _ => false,
             }
     }
+}
+
+/// One member's marks in a READS_ACK.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reads {
+    /// The member.
+    pub id: UserId,
+    /// Read up to here (0: nothing marked).
+    pub read: i64,
+    /// Received up to here (0: nothing acknowledged).
+    pub recv: i64,
 }
 
 /// A user found by name (FIND_USER_ACK).
@@ -379,6 +413,34 @@ fn decode_value(value: &Value, frame: &[u8]) -> Incoming {
             name: obj.lenient("name"),
             state: obj.lenient("state"),
         }),
+        Some(MsgId::Receipt) => obj.id("reader").and_then(|reader| {
+            Ok(Incoming::Receipt {
+                peer: conversation(&obj)?,
+                reader: UserId(reader),
+                seq: obj.int("seq")?,
+                read: obj.lenient("what") != "recv",
+            })
+        }),
+        Some(MsgId::Typing) => obj.id("id").map(|id| Incoming::Typing {
+            group: obj.id("groupid").ok().map(GroupId),
+            id: UserId(id),
+            typing: obj.lenient("state") != "paused",
+        }),
+        Some(MsgId::ReadsAck) => match obj.error() {
+            Err(e) => Ok(Incoming::Reads(Err(e))),
+            Ok(()) => Ok(Incoming::Reads(Ok(array(&obj, "reads")
+                .iter()
+                .filter_map(|item| {
+                    let map = item.as_object()?;
+                    let o = Obj(map);
+                    Some(Reads {
+                        id: UserId(o.id("id").ok()?),
+                        read: o.opt_int("read").unwrap_or(0),
+                        recv: o.opt_int("recv").unwrap_or(0),
+                    })
+                })
+                .collect()))),
+        },
         Some(MsgId::OneChat) => chat(&obj).map(Incoming::Chat),
         Some(MsgId::GroupChat) => group_chat(&obj).map(Incoming::GroupChat),
         Some(MsgId::Ping) => Ok(Incoming::Ping),
@@ -400,6 +462,14 @@ fn decode_value(value: &Value, frame: &[u8]) -> Incoming {
         };
         malformed(format!("{what}: {reason}"), frame)
     })
+}
+
+/// The conversation a frame names: `groupid` (a group) or `id` (a user).
+fn conversation(obj: &Obj<'_>) -> Result<Peer, String> {
+    match obj.id("groupid") {
+        Ok(group) => Ok(Peer::Group(GroupId(group))),
+        Err(_) => obj.id("id").map(|id| Peer::User(UserId(id))),
+    }
 }
 
 fn chat(obj: &Obj<'_>) -> Result<ChatLine, String> {

@@ -12,6 +12,7 @@ mod control;
 mod format;
 mod inbox;
 mod incoming;
+mod notes;
 mod random;
 mod request;
 mod terminal;

@@ -46,6 +46,14 @@ pub fn received(acks: &[(Peer, i64)]) -> String {
     text(&json!({ "acks": acks_json(acks), "msgid": MsgId::Received.number() }))
 }
 
+/// MARK_READ (54): the conversation is read up to `seq`.
+pub fn mark_read(peer: Peer, seq: i64) -> String {
+    text(&match peer {
+        Peer::User(id) => json!({ "id": id, "msgid": MsgId::MarkRead.number(), "seq": seq }),
+        Peer::Group(group) => json!({ "groupid": group, "msgid": MsgId::MarkRead.number(), "seq": seq }),
+    })
+}
+
 /// `[{"id":2,"seq":17},{"groupid":5,"seq":30}]`, at most what the server reads in one frame.
 fn acks_json(acks: &[(Peer, i64)]) -> Value {
     acks.iter()
@@ -117,6 +125,8 @@ pub fn command(cmd: &Command, me: UserId, my_name: &str, cid: Option<&str>) -> O
             json!({ "msgid": msgid, "name": name })
         }
         Command::LogoutAll => json!({ "msgid": msgid }),
+        Command::Reads { peer: Peer::User(id) } => json!({ "id": id, "msgid": msgid }),
+        Command::Reads { peer: Peer::Group(group) } => json!({ "groupid": group, "msgid": msgid }),
     };
     if let (Command::Chat { .. } | Command::GroupChat { .. }, Some(cid)) = (cmd, cid) {
         v["cid"] = json!(cid);
