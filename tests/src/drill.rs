@@ -713,6 +713,9 @@ impl Runner {
                 }
             }
             Some(12) => return link.write(&[json!({"msgid":13})]).await,
+            // Issue 20: the peers' RECEIVED come back as "recv" receipts; the drill's clients,
+            // like any client that shows no receipts, pass over them.
+            Some(55) if frame["what"] == "recv" => {}
             // A node stopping gracefully (or a takeover) says so, then closes; the client resumes.
             Some(14) if frame["errno"] == 15 => self.book().stats.closing_notices += 1,
             _ => self.book().stats.errors.push(format!("unexpected frame {frame}")),

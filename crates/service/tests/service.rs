@@ -887,3 +887,59 @@ async fn the_last_owner_leaving_hands_the_group_on() {
     b.send(json!({"msgid":43,"groupid":gid})).await;
     assert_eq!(until(&mut b, |f| f["msgid"] == 11).await["errno"], 0, "the new owner may");
 }
+
+/// Issue 20 on the in-memory adapters, two nodes on one hub: a mark reaches the reader's
+/// other session (not the marking one) and the friend, a RECEIVED is a "recv" receipt, the
+/// mark shows at the next login with the unread counted from it, and a typing crosses once
+/// per burst.
+#[tokio::test]
+async fn read_marks_receipts_and_typing_on_two_nodes() {
+    let hub = LocalHub::new();
+    let db = Arc::new(MemoryStore::new());
+    let (n1, n2) = (node(&hub, &db), node(&hub, &db));
+    let mut reg = Client::new(&n1);
+    let user = reg.register("u").await;
+    let friend = reg.register("f").await;
+    let mut a = Client::new(&n1);
+    assert_eq!(a.login(user, true).await["errno"], 0);
+    let mut b = Client::new(&n2);
+    assert_eq!(b.login(user, true).await["errno"], 0);
+    let mut f = Client::new(&n2);
+    assert_eq!(f.login(friend, true).await["errno"], 0);
+    for i in 1..=3 {
+        f.send(json!({"msgid":6,"to":user,"msg":format!("m{i}")})).await;
+        assert_eq!(f.recv().await["errno"], 0);
+    }
+    for s in [&mut a, &mut b] {
+        until(s, |m| m["seq"] == 3).await;
+    }
+    a.send(json!({"msgid":54,"id":friend,"seq":2})).await;
+    assert_eq!(a.recv().await, json!({"errno":0,"msgid":11,"re":54}));
+    let read = json!({"id":friend,"msgid":55,"reader":user,"seq":2,"what":"read"});
+    assert_eq!(until(&mut b, |m| m["msgid"] == 55).await, read, "the other session");
+    let told = until(&mut f, |m| m["msgid"] == 55).await;
+    assert_eq!(told, json!({"id":user,"msgid":55,"reader":user,"seq":2,"what":"read"}), "the friend");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    a.silent().await;
+    a.send(json!({"msgid":18,"acks":[{"id":friend,"seq":3}]})).await;
+    let recv = until(&mut f, |m| m["msgid"] == 55).await;
+    assert_eq!(recv, json!({"id":user,"msgid":55,"reader":user,"seq":3,"what":"recv"}));
+
+    let mut c = Client::new(&n1);
+    let ack = c.login(user, true).await;
+    assert_eq!(ack["read"], json!([{"id":friend,"seq":2}]), "{ack}");
+    assert_eq!(ack["unread"], json!([{"count":1,"id":friend}]), "counted from the read mark: {ack}");
+
+    for _ in 0..3 {
+        f.send(json!({"msgid":58,"id":user})).await;
+    }
+    let typing = json!({"id":friend,"msgid":58,"state":"typing"});
+    for s in [&mut a, &mut b, &mut c] {
+        assert_eq!(until(s, |m| m["msgid"] == 58).await, typing);
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    for s in [&mut a, &mut b, &mut c] {
+        s.silent().await;
+    }
+    f.silent().await;
+}
