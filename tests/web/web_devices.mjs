@@ -86,6 +86,8 @@ await run(async (browser) => {
   await open(uma2, `g:${gid}`);
   await sees(uma2, 'to the group');
   await receipt(fred, 'to the group', 'read by 1');
+  expect((await fred.page.textContent('#message-list .msg.mine .receipt')) === ' · ✓ read by 1', 'shown as "✓ read by 1"');
+  await fred.page.waitForFunction((k) => document.querySelector(`li[data-key="${k}"] .name`).textContent.includes('2 members'), `g:${gid}`);
   await badge(uma1, `g:${gid}`, '');
   await screenshot(fred, 'devices-group.png');
   step('group: read by 1, and read on device 1 too');

@@ -464,6 +464,8 @@ function onPush(f) {
   const title = f.msgid === 10 ? (state.groups.get(f.groupid) || {}).groupname : (f.id === state.me.id ? null : f.name);
   const c = conv(key, title);
   const isNew = addMessage(c, toMsg(f));
+  // Joining is announced to nobody: a member this page does not know yet reads the lists again.
+  if (isNew && f.msgid === 10 && !memberKnown(f.groupid, f.id)) send({ msgid: 15 });
   if (typeof f.seq === 'number' && f.seq > c.maxSeq) {
     c.maxSeq = f.seq;
     queueAck(c);
@@ -572,12 +574,21 @@ function onReads(f) {
   if (f.errno !== 0) return;
   const c = state.convs.get(f.groupid ? keyOf('g', f.groupid) : keyOf('u', f.id));
   if (!c) return;
+  if (c.kind === 'g' && (f.reads || []).some((r) => !memberKnown(c.id, r.id))) send({ msgid: 15 });
   for (const r of f.reads || []) {
     if (r.id === state.me.id) continue;
     if (c.kind === 'g') c.reads.set(r.id, Math.max(c.reads.get(r.id) || 0, r.read || 0));
     else { c.peerRead = Math.max(c.peerRead, r.read || 0); c.peerRecv = Math.max(c.peerRecv, r.recv || 0, c.peerRead); }
   }
   paintReceipts(c);
+}
+
+// How a receipt shows after an own message's time ('read by N' shows as '✓ read by N').
+const RECEIPT_TEXT = { sent: '✓', delivered: '✓✓', read: '✓✓ read' };
+
+function memberKnown(gid, id) {
+  const g = state.groups.get(gid);
+  return !g || g.users.some((u) => u.id === id);
 }
 
 function paintReceipts(c) {
@@ -829,7 +840,15 @@ function paint(m) {
   m.el.querySelector('.meta').textContent = m.time ? m.time.slice(11, 16) : '';
   if (m.title) m.el.title = m.title;
   const receipt = receiptOf(m);
-  if (receipt) m.el.dataset.receipt = receipt; else delete m.el.dataset.receipt;
+  if (receipt) {
+    m.el.dataset.receipt = receipt;
+    const r = document.createElement('span');
+    r.className = 'receipt';
+    r.textContent = ' · ' + (RECEIPT_TEXT[receipt] || '✓ ' + receipt);
+    m.el.querySelector('.meta').append(r);
+  } else {
+    delete m.el.dataset.receipt;
+  }
 }
 
 function isAtBottom() {
