@@ -1,6 +1,7 @@
 // Issue 21's menus in the web client: alice and bob, on different nodes through nginx (URL).
 // Friend request by name → bob sees it live and accepts → both are friends → alice removes
-// bob (after a confirmation, dismissed once) and he goes from bob's list too. alice's group:
+// bob (after a confirmation, dismissed once) and he goes from bob's list too; a second
+// request, by id, declined (confirmed) and seen live by alice. alice's group:
 // rename seen live by bob, bob named admin, kicked (confirmed) and his group gone live; a
 // second group deleted by alice (confirmed) vanishes from bob's screen; "who may write to
 // me" kept across logins. Screenshots: menus-request.png, menus-friend-removed.png,
@@ -47,6 +48,23 @@ await run(async (browser) => {
   await gone(bob, `u:${alice.id}`);
   await screenshot(bob, 'menus-friend-removed.png');
   step('alice removed bob; gone from both lists, live');
+
+  // A request declined (by id this time): the confirmation dismissed once, then given.
+  await alice.page.fill('#request-who', String(bob.id));
+  await alice.page.click('#request-btn');
+  await alice.page.waitForSelector(`#outgoing li[data-id="${bob.id}"]`);
+  await bob.page.waitForSelector(`#incoming li[data-id="${alice.id}"]`);
+  const seen = bob.dialogs.length;
+  await bob.page.click(`#incoming li[data-id="${alice.id}"] button.decline`);
+  expect(bob.dialogs.length === seen + 1 && /Decline/.test(bob.dialogs[seen]), 'declining asks first');
+  expect(await bob.page.isVisible(`#incoming li[data-id="${alice.id}"]`), 'dismissed: the request stays');
+  bob.answer = true;
+  await bob.page.click(`#incoming li[data-id="${alice.id}"] button.decline`);
+  await result(bob, 'Request declined.');
+  await alice.page.waitForFunction(() => document.querySelectorAll('#outgoing li').length === 0);
+  await result(alice, `User #${bob.id} declined your friend request.`);
+  expect(!(await alice.page.isVisible(`#friends li[data-key="u:${bob.id}"]`)), 'not friends');
+  step('a request declined; alice sees it live');
 
   // A group: renamed (seen live), bob named admin, then kicked.
   const gid = await createGroup(alice, 'team-' + suffix);
