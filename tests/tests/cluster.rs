@@ -210,7 +210,8 @@ async fn restarting_redis_loses_nothing_and_cross_node_delivery_resumes() {
         }
         let m = format!("m{i}");
         a.send(&json!({"msgid":6,"to":idb,"msg":m})).await;
-        assert_eq!(a.recv().await["errno"], 0, "message {i} accepted");
+        let ack = a.recv().await;
+        assert_eq!(ack["errno"], 0, "message {i} accepted: {ack}");
         sent.push(m);
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
