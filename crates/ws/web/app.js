@@ -329,6 +329,8 @@ function onEvent(f) {
       if (g && typeof f.groupname === 'string') g.groupname = f.groupname;
       if (g && typeof f.groupdesc === 'string') g.groupdesc = f.groupdesc;
       if (c && typeof f.groupname === 'string') c.title = f.groupname;
+      // The form shows the new name unless the user is editing it.
+      if (g && $('edit-group-form').dataset.gid === String(g.id) && !$('edit-group-form').dataset.dirty) fillEditForm(g);
       renderLists();
       convTitle();
       break;
@@ -374,6 +376,13 @@ function convAction() {
   renderConvMenu(c);
 }
 
+function fillEditForm(g) {
+  $('edit-group-name').value = g.groupname;
+  $('edit-group-desc').value = g.groupdesc;
+  $('edit-group-form').dataset.gid = g.id;
+  delete $('edit-group-form').dataset.dirty;
+}
+
 function renderConvMenu(c) {
   const menu = $('conv-menu');
   const isFriend = c.kind === 'u' && state.friends.has(c.id);
@@ -389,8 +398,9 @@ function renderConvMenu(c) {
   const iManage = iOwn || isAdmin(g.id, state.me.id);
   $('edit-group-form').hidden = !iManage;
   $('delete-group-btn').hidden = !iOwn;
-  if (document.activeElement !== $('edit-group-name')) $('edit-group-name').value = g.groupname;
-  if (document.activeElement !== $('edit-group-desc')) $('edit-group-desc').value = g.groupdesc;
+  // The form is filled when the menu opens on a group, never under the user's typing (a
+  // LIST_ACK may come in between).
+  if ($('edit-group-form').dataset.gid !== String(g.id)) fillEditForm(g);
   $('members').replaceChildren(...g.users.map((u) => {
     const li = document.createElement('li');
     li.dataset.id = u.id;
@@ -1041,7 +1051,13 @@ $('request-form').onsubmit = (e) => {
   $('request-who').value = '';
 };
 // Members who joined are announced to nobody: the lists are read again when a menu opens.
-$('conv-menu').ontoggle = () => { if ($('conv-menu').open) send({ msgid: 15 }); };
+$('conv-menu').ontoggle = () => {
+  if (!$('conv-menu').open) return;
+  send({ msgid: 15 });
+  const c = state.current && state.convs.get(state.current);
+  const g = c && c.kind === 'g' && state.groups.get(c.id);
+  if (g) fillEditForm(g);
+};
 $('writers').onchange = () => send({ msgid: 34, writers: $('writers').value });
 $('remove-friend-btn').onclick = () => {
   const c = state.current && state.convs.get(state.current);
@@ -1062,9 +1078,11 @@ $('edit-group-form').onsubmit = (e) => {
   if (desc && desc !== g.groupdesc) req.groupdesc = desc;
   if (req.groupname === undefined && req.groupdesc === undefined) return;
   send(req);
+  delete $('edit-group-form').dataset.dirty;
   $('edit-group-name').blur();
   $('edit-group-desc').blur();
 };
+$('edit-group-form').oninput = () => { $('edit-group-form').dataset.dirty = '1'; };
 $('delete-group-btn').onclick = () => {
   const c = state.current && state.convs.get(state.current);
   if (!c || c.kind !== 'g') return;
