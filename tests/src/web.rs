@@ -101,6 +101,44 @@ impl WebCluster {
     pub fn node_url(&self, i: usize) -> String {
         format!("http://{}/", self.nodes[i].ws)
     }
+
+    /// The node `user` last logged in (or resumed) on, by the timestamps of the nodes' log
+    /// lines (waiting up to 5 s for a line).
+    pub fn node_of(&self, user: i64) -> Option<usize> {
+        let needle = format!("user={user}");
+        let last_login = |i: usize| {
+            let log = self.nodes[i].server.log();
+            log.lines()
+                .filter(|l| l.contains("logged in") && l.split_whitespace().any(|w| w == needle))
+                .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+                .max()
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let (a, b) = (last_login(0), last_login(1));
+            if a.is_some() || b.is_some() {
+                return Some(if b > a { 1 } else { 0 });
+            }
+            if std::time::Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Answers the scenario's `ASK node <user id>` (which node that user logged in on, for a
+    /// scenario that wants its users on different nodes through nginx) until it asks nothing
+    /// more; any other question fails the test.
+    pub fn answer_node_questions(&self, scenario: &mut Scenario, timeout: Duration) {
+        while let Some(question) = scenario.next_question(timeout) {
+            let user: i64 = question
+                .strip_prefix("node ")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or_else(|| panic!("unexpected question from the scenario: {question}"));
+            let node = self.node_of(user).unwrap_or_else(|| panic!("no node logged user {user} in"));
+            scenario.answer(&node.to_string());
+        }
+    }
 }
 
 /// A WebSocket client: one JSON frame per text message.

@@ -35,7 +35,10 @@ await run(async (browser) => {
   await alice.page.click('#conv-action');
   await result(alice, 'Blocked.');
   await alice.page.waitForFunction(() => document.getElementById('conv-action').textContent === 'Unblock');
-  step('alice blocked bob, after confirming');
+  await alice.page.click('details.account summary');
+  await alice.page.waitForSelector(`#blocked li[data-id="${bob.id}"]`);
+  await alice.page.click('details.account summary');
+  step('alice blocked bob, after confirming; her account lists him');
   await say(bob, 'after the block', { acked: false });
   await bob.page.waitForTimeout(1500);
   expect((await count(alice, 'after the block')) === 0, 'bob\'s chat does not reach alice');

@@ -175,3 +175,30 @@ export async function run(scenario) {
   }
   process.exit(code);
 }
+
+/**
+ * A person registered and logged in through `url` (nginx) on another node than `avoid`: the
+ * test answers `ASK node <user id>` with the node the user last logged in on; one that landed
+ * on `avoid`'s node logs out and in again (a new WebSocket: round robin moves it on).
+ */
+export async function personOnNode(browser, url, label, name, avoid = null) {
+  const user = await person(browser, url, label);
+  await register(user, name);
+  for (let attempt = 0; attempt < 8; attempt++) {
+    await login(user);
+    user.node = await ask(`node ${user.id}`);
+    if (avoid === null || user.node !== avoid) return user;
+    await user.page.click('#logout-btn');
+  }
+  throw new Error(`${label}: never landed on another node than ${avoid}`);
+}
+
+/** Waits until the page's status line (`#action-result`) contains `text`. */
+export async function result(user, text) {
+  await user.page.waitForFunction((t) => document.getElementById('action-result').textContent.includes(t), text);
+}
+
+/** Opens the open conversation's menu (remove a friend; a group's members, rename, delete). */
+export async function openMenu(user) {
+  if (!(await user.page.evaluate(() => document.getElementById('conv-menu').open))) await user.page.click('#conv-menu summary');
+}
