@@ -174,8 +174,17 @@ async fn a_thousand_connections_leave_no_file_descriptor_behind() {
     for _ in 0..5 {
         WsClient::connect(node.ws).await.close().await;
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let before = open_fds(pid);
+    // The baseline once the node's own descriptors stopped changing (its database files and
+    // background tasks open lazily after start-up).
+    let mut before = open_fds(pid);
+    let (mut steady, settle) = (Instant::now(), Instant::now() + Duration::from_secs(5));
+    while steady.elapsed() < Duration::from_millis(800) && Instant::now() < settle {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = open_fds(pid);
+        if now != before {
+            (before, steady) = (now, Instant::now());
+        }
+    }
     let mut peak = before;
     for i in 0..1000 {
         let mut c = WsClient::connect(node.ws).await;
@@ -200,6 +209,9 @@ async fn a_thousand_connections_leave_no_file_descriptor_behind() {
             peak = peak.max(open_fds(pid));
         }
     }
+    // A descriptor left per connection shows as hundreds; a pooled database connection the
+    // node opened meanwhile for its own work (the database file and its WAL) as a few.
+    const NODE_OWN: usize = 4;
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut after = open_fds(pid);
     while after > before && Instant::now() < deadline {
@@ -207,7 +219,7 @@ async fn a_thousand_connections_leave_no_file_descriptor_behind() {
         after = open_fds(pid);
     }
     assert!(
-        after <= before,
+        after <= before + NODE_OWN,
         "file descriptors: {before} before, {after} after 1,000 connections (peak {peak})"
     );
 }
