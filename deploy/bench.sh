@@ -13,7 +13,7 @@
 # BENCH_STEPS (which of: idle cross same nginx group10 group50 metrics ws edge devices rcluster tls sqlite append;
 # default all), BENCH_DB (the nodes' MySQL database, chat; another is created and granted to the
 # user chat), BENCH_RATES_SQLITE (msgs/s list of the SQLite node, run up to the first failing rate),
-# BENCH_APPEND_VARIANTS (message:100,log:100,message:10,log:10), BENCH_APPEND_TXNS (1000),
+# BENCH_APPEND_VARIANTS (message:100,log:100,message:10,log:10,message:1,log:1), BENCH_APPEND_TXNS (1000),
 # BENCH_RATES_RCLUSTER (msgs/s list of the Redis Cluster sweep, 10000,20000,30000),
 # BENCH_RATE_OPS (msgs/s of the metrics, ws and tls steps' fixed-rate runs, 10000),
 # BENCH_RATE_DEVICES (msgs/s of the devices step's sessions runs, 2000), BENCH_PRESENCE_CYCLES (100),
@@ -42,7 +42,8 @@
 # (chat-bench --mysql-status). The sqlite step stops both nodes and starts one on the embedded
 # default (no database URL: data/chat.db under bench/run/sqlite/, made afresh; no Redis: the
 # in-process broker) and sweeps same-node one-to-one up to the first rate that fails, into
-# sqlite.json. The append step (nodes stopped) drops and recreates the database ${BENCH_DB}_append,
+# sqlite.json; that node runs with its default worker threads, one per core, as a new user's does
+# (BENCH_SQLITE_WORKERS=N to pin them). The append step (nodes stopped) drops and recreates the database ${BENCH_DB}_append,
 # migrates it with `chat-server migrate`, and runs `chat-bench append` there (the server's
 # message rows inserted by a minimal loop, MySQL's CPU from /proc) into append.json.
 #
@@ -80,7 +81,7 @@ DURATION=${BENCH_DURATION:-10}
 GRACE=${BENCH_GRACE:-3}
 RATES_CROSS=${BENCH_RATES_CROSS:-200,1000,5000,10000,20000,30000,40000}
 RATES_SQLITE=${BENCH_RATES_SQLITE:-200,1000,5000,10000,20000,30000,40000,50000,60000}
-APPEND_VARIANTS=${BENCH_APPEND_VARIANTS:-message:100,log:100,message:10,log:10}
+APPEND_VARIANTS=${BENCH_APPEND_VARIANTS:-message:100,log:100,message:10,log:10,message:1,log:1}
 APPEND_TXNS=${BENCH_APPEND_TXNS:-1000}
 DB=${BENCH_DB:-chat}
 DB_URL=mysql://chat:chat@127.0.0.1:3306/$DB
@@ -508,7 +509,18 @@ if [[ " $STEPS " == *" sqlite "* ]]; then
     mkdir -p "$run/sqlite"
     sqlite_env=()
     for v in "${NODE_ENV[@]}"; do
-        case "$v" in CHAT_DATABASE_URL=* | CHAT_REDIS_URL=* | CHAT_CHANNEL_PREFIX=*) ;; *) sqlite_env+=("$v") ;; esac
+        case "$v" in
+            # The node's own default worker count (one per core), as `cargo run --bin
+            # chat-server` runs it: the one worker per node of the two-node steps is for two
+            # nodes sharing the cores, and one node alone would be held to one core.
+            CHAT_DATABASE_URL=* | CHAT_REDIS_URL=* | CHAT_CHANNEL_PREFIX=*) ;;
+            CHAT_WORKER_THREADS=*)
+                if [[ -n ${BENCH_SQLITE_WORKERS:-} ]]; then
+                    sqlite_env+=("CHAT_WORKER_THREADS=$BENCH_SQLITE_WORKERS")
+                fi
+                ;;
+            *) sqlite_env+=("$v") ;;
+        esac
     done
     env -C "$run/sqlite" -u RUST_LOG -u CHAT_DATABASE_URL -u CHAT_REDIS_URL "${sqlite_env[@]}" \
         CHAT_LISTEN="$NODE_A" CHAT_ADMIN_LISTEN="$ADMIN_A" CHAT_NODE_NAME=bench-sqlite \

@@ -306,8 +306,9 @@ impl Suite {
         }
         out.push_str(
             "\n### One node on SQLite (the embedded default)\n\nOne node with a SQLite database \
-             (no database URL: the default `data/chat.db`, here under bench/run/sqlite/) and the in-process broker (no Redis), every \
-             message to a user on the same node, rates up until one fails.\n\n",
+             (no database URL: the default `data/chat.db`, here under bench/run/sqlite/) and the in-process broker (no Redis), with \
+             its default worker threads (one per core, unless BENCH_SQLITE_WORKERS says otherwise), every message to a user on \
+             the same node, rates up until one fails.\n\n",
         );
         crate::suite::sweep_section(out, self.sqlite.as_ref());
     }
