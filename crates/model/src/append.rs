@@ -406,7 +406,16 @@ impl SqliteStore {
         loop {
             attempt += 1;
             let batch = owned.clone();
-            let result = conn.spawn_blocking(move |c| Ok(sqlite::append(c, &batch))).await;
+            let checkpointer = self.checkpointer.clone();
+            let result = conn
+                .spawn_blocking(move |c| {
+                    let done = sqlite::append(c, &batch);
+                    if let Some(checkpointer) = checkpointer {
+                        checkpointer.finish(c);
+                    }
+                    Ok(done)
+                })
+                .await;
             match result {
                 Ok(Ok(done)) => return Ok(done),
                 Ok(Err(Fail::Db(e))) if attempt < APPEND_ATTEMPTS && retryable(&e) => {

@@ -50,14 +50,21 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 /// transaction, so that the WAL cannot grow without bound when passive checkpoints, which
 /// never wait, keep falling behind a busy writer.
 const WAL_LIMIT: u64 = 64 << 20;
+/// A WAL holding more than this after a checkpoint is finished by the writer
+/// ([`Checkpointer::finish`]), so that it starts over and stays small.
+const WAL_RESET: u64 = 8 << 20;
 
 /// A thread with a connection of its own that checkpoints the WAL every [`CHECKPOINT_EVERY`]:
 /// PASSIVE (copies what no reader still needs, never waits for the writer, whose commits
-/// go on meanwhile), RESTART when the WAL is past [`WAL_LIMIT`]. A failed checkpoint is
-/// logged and tried again at the next tick; the WAL keeps everything until then. Stops
-/// when the store is dropped.
-struct Checkpointer {
+/// go on meanwhile); past [`WAL_RESET`] the writer finishes it between two transactions
+/// ([`Checkpointer::finish`]) so that the WAL starts over; RESTART when the WAL holds more
+/// than [`WAL_LIMIT`] all the same. A failed checkpoint is logged and tried again at the
+/// next tick; the WAL keeps everything until then. Stops when the store is dropped.
+pub(crate) struct Checkpointer {
     stop: Arc<(Mutex<bool>, Condvar)>,
+    /// Set when the WAL holds more than [`WAL_RESET`] after a PASSIVE checkpoint: the
+    /// writer's connection finishes it after its next commit ([`Checkpointer::finish`]).
+    finish: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Checkpointer {
@@ -66,10 +73,10 @@ impl Checkpointer {
             return None;
         }
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
-        let (db, flag) = (path.to_owned(), stop.clone());
+        let finish = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (db, flag, to_finish) = (path.to_owned(), stop.clone(), finish.clone());
         let spawned = std::thread::Builder::new().name("sqlite-checkpoint".into()).spawn(move || {
             let mut conn: Option<SqliteConnection> = None;
-            let wal = format!("{db}-wal");
             loop {
                 let (lock, wake) = &*flag;
                 let guard = lock.lock().unwrap_or_else(|e| e.into_inner());
@@ -80,12 +87,8 @@ impl Checkpointer {
                     return;
                 }
                 drop(guard);
-                let mode = match std::fs::metadata(&wal) {
-                    Ok(m) if m.len() > WAL_LIMIT => "RESTART",
-                    _ => "PASSIVE",
-                };
                 let result = match conn.as_mut() {
-                    Some(c) => SimpleConnection::batch_execute(c, &format!("PRAGMA wal_checkpoint({mode});")),
+                    Some(c) => checkpoint(c, &to_finish),
                     None => SqliteConnection::establish(&db)
                         .map_err(|e| diesel::result::Error::QueryBuilderError(e.to_string().into()))
                         .and_then(|mut c| {
@@ -101,13 +104,68 @@ impl Checkpointer {
             }
         });
         match spawned {
-            Ok(_) => Some(Checkpointer { stop }),
+            Ok(_) => Some(Checkpointer { stop, finish }),
             Err(e) => {
                 tracing::warn!(db = %path, error = %e, "no checkpoint thread; the WAL is checkpointed by commits");
                 None
             }
         }
     }
+
+    /// On the writer's connection, between two of its transactions: a PASSIVE checkpoint
+    /// there meets no other writer, so it copies what the checkpoint thread had left and
+    /// the next transaction starts the WAL over from its beginning. Under a steady stream
+    /// of commits the thread's own checkpoints never catch up with the writer, and the WAL
+    /// would only ever be reset by a RESTART. Cheap: the thread has copied the rest.
+    pub(crate) fn finish(&self, c: &mut SqliteConnection) {
+        if self.finish.swap(false, std::sync::atomic::Ordering::Relaxed)
+            && let Err(e) = SimpleConnection::batch_execute(c, "PRAGMA wal_checkpoint(PASSIVE);")
+        {
+            tracing::debug!(error = %e, "finishing a WAL checkpoint on the writer failed");
+        }
+    }
+}
+
+/// What `PRAGMA wal_checkpoint` answers: the frames in the WAL and how many of them are
+/// in the database file now.
+#[derive(diesel::QueryableByName)]
+struct CheckpointDone {
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    log: i32,
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    checkpointed: i32,
+}
+
+/// One checkpoint tick: PASSIVE; past [`WAL_RESET`] the writer is asked to finish it; past
+/// [`WAL_LIMIT`] (the writer did not get to it) RESTART. What the WAL holds is read from the
+/// checkpoint's answer, not from the file's size: SQLite reuses the file from its start
+/// without shrinking it, so a WAL that was once large made every tick a RESTART, and a
+/// RESTART waits for the writer and holds it while it copies.
+fn checkpoint(c: &mut SqliteConnection, finish: &std::sync::atomic::AtomicBool) -> diesel::QueryResult<()> {
+    use diesel::RunQueryDsl;
+
+    let done = diesel::sql_query("PRAGMA wal_checkpoint(PASSIVE)").get_result::<CheckpointDone>(c)?;
+    let page = diesel::sql_query("PRAGMA page_size").get_result::<PageSize>(c)?.page_size;
+    let held = i64::from(done.log).saturating_mul(page);
+    if held > WAL_RESET as i64 {
+        finish.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    if held > WAL_LIMIT as i64 {
+        diesel::sql_query("PRAGMA wal_checkpoint(RESTART)").get_result::<CheckpointDone>(c)?;
+        tracing::debug!(
+            frames = done.log,
+            backfilled = done.checkpointed,
+            "the WAL was past its limit: restarted"
+        );
+    }
+    Ok(())
+}
+
+/// What `PRAGMA page_size` answers.
+#[derive(diesel::QueryableByName)]
+struct PageSize {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    page_size: i64,
 }
 
 impl Drop for Checkpointer {
@@ -150,7 +208,7 @@ pub struct SqliteStore {
     /// Checkouts and their waits, for the node's metrics.
     stats: std::sync::Arc<crate::PoolStats>,
     /// The WAL's checkpoints, while the store lives (none for `:memory:`).
-    _checkpointer: Option<Arc<Checkpointer>>,
+    pub(crate) checkpointer: Option<Arc<Checkpointer>>,
 }
 
 fn setup(path: &str, sync: Synchronous) -> Pin<Box<dyn Future<Output = ConnectionResult<Conn>> + Send + '_>> {
@@ -180,10 +238,10 @@ impl SqliteStore {
             .build()
             .map_err(|e| ModelError::unreachable(path, e.to_string()))?;
         let mut store =
-            SqliteStore { pool, path: path.to_string(), stats: Default::default(), _checkpointer: None };
+            SqliteStore { pool, path: path.to_string(), stats: Default::default(), checkpointer: None };
         drop(store.conn().await.map_err(|e| ModelError::unreachable(path, reason(e)))?);
         // After the first connection, which made the file and switched it to WAL.
-        store._checkpointer = Checkpointer::start(path).map(Arc::new);
+        store.checkpointer = Checkpointer::start(path).map(Arc::new);
         Ok(store)
     }
 

@@ -430,3 +430,41 @@ async fn sqlite_wal_is_checkpointed_by_the_stores_thread() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Under a steady stream of commits the checkpoint thread never catches up with the writer,
+/// so the WAL would only start over at a RESTART (past 64 MiB, holding the writer while it
+/// copies). The writer finishes a checkpoint the thread began, and the WAL starts over:
+/// 96 MiB appended in a steady stream (400 KiB every 10 ms, about 40 MB/s, so the thread
+/// ticks many times) leave a WAL file that never reached the 64 MiB of a RESTART.
+#[tokio::test(flavor = "multi_thread")]
+async fn sqlite_wal_starts_over_under_a_steady_stream_of_commits() {
+    let dir = TempDir::new("wal-reset");
+    let db = chat_model::connect(&dir.sqlite_url(), 1).await.expect("open sqlite");
+    let a = db.store.create_user("wr-a", "hash").await.expect("user a");
+    let b = db.store.create_user("wr-b", "hash").await.expect("user b");
+    let body = "x".repeat(4096);
+    let mut written = 0_usize;
+    let started = Instant::now();
+    while written < 96 << 20 {
+        let batch: Vec<NewMessage> = (0..100)
+            .map(|_| NewMessage {
+                conv: ConvId::direct(a, b),
+                sender: a,
+                sender_name: "wr-a".into(),
+                cid: None,
+                body: body.clone(),
+                created_at: 1,
+            })
+            .collect();
+        db.log.append(&batch).await.expect("append");
+        written += 100 * body.len();
+        assert!(started.elapsed() < Duration::from_secs(120), "96 MiB took over two minutes to append");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let wal = std::fs::metadata(dir.0.join("a/b/chat.db-wal")).expect("WAL file").len();
+    assert!(
+        wal < 48 << 20,
+        "the WAL grew to {wal} bytes while {written} bytes were appended in {:?}: it never started over",
+        started.elapsed()
+    );
+}
