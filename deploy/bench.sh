@@ -510,10 +510,10 @@ if [[ " $STEPS " == *" sqlite "* ]]; then
     sqlite_env=()
     for v in "${NODE_ENV[@]}"; do
         case "$v" in
+            CHAT_DATABASE_URL=* | CHAT_REDIS_URL=* | CHAT_CHANNEL_PREFIX=*) ;;
             # The node's own default worker count (one per core), as `cargo run --bin
             # chat-server` runs it: the one worker per node of the two-node steps is for two
             # nodes sharing the cores, and one node alone would be held to one core.
-            CHAT_DATABASE_URL=* | CHAT_REDIS_URL=* | CHAT_CHANNEL_PREFIX=*) ;;
             CHAT_WORKER_THREADS=*)
                 if [[ -n ${BENCH_SQLITE_WORKERS:-} ]]; then
                     sqlite_env+=("CHAT_WORKER_THREADS=$BENCH_SQLITE_WORKERS")

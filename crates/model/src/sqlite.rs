@@ -76,7 +76,9 @@ impl Checkpointer {
         let finish = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (db, flag, to_finish) = (path.to_owned(), stop.clone(), finish.clone());
         let spawned = std::thread::Builder::new().name("sqlite-checkpoint".into()).spawn(move || {
-            let mut conn: Option<SqliteConnection> = None;
+            // The thread's connection and the database's page size (fixed once the file is
+            // in WAL mode), read once per connection.
+            let mut conn: Option<(SqliteConnection, i64)> = None;
             loop {
                 let (lock, wake) = &*flag;
                 let guard = lock.lock().unwrap_or_else(|e| e.into_inner());
@@ -88,12 +90,15 @@ impl Checkpointer {
                 }
                 drop(guard);
                 let result = match conn.as_mut() {
-                    Some(c) => checkpoint(c, &to_finish),
+                    Some((c, page)) => checkpoint(c, *page, &to_finish),
                     None => SqliteConnection::establish(&db)
                         .map_err(|e| diesel::result::Error::QueryBuilderError(e.to_string().into()))
                         .and_then(|mut c| {
+                            use diesel::RunQueryDsl;
                             SimpleConnection::batch_execute(&mut c, PRAGMAS)?;
-                            conn = Some(c);
+                            let page =
+                                diesel::sql_query("PRAGMA page_size").get_result::<PageSize>(&mut c)?;
+                            conn = Some((c, page.page_size));
                             Ok(())
                         }),
                 };
@@ -141,11 +146,14 @@ struct CheckpointDone {
 /// checkpoint's answer, not from the file's size: SQLite reuses the file from its start
 /// without shrinking it, so a WAL that was once large made every tick a RESTART, and a
 /// RESTART waits for the writer and holds it while it copies.
-fn checkpoint(c: &mut SqliteConnection, finish: &std::sync::atomic::AtomicBool) -> diesel::QueryResult<()> {
+fn checkpoint(
+    c: &mut SqliteConnection,
+    page: i64,
+    finish: &std::sync::atomic::AtomicBool,
+) -> diesel::QueryResult<()> {
     use diesel::RunQueryDsl;
 
     let done = diesel::sql_query("PRAGMA wal_checkpoint(PASSIVE)").get_result::<CheckpointDone>(c)?;
-    let page = diesel::sql_query("PRAGMA page_size").get_result::<PageSize>(c)?.page_size;
     let held = i64::from(done.log).saturating_mul(page);
     if held > WAL_RESET as i64 {
         finish.store(true, std::sync::atomic::Ordering::Relaxed);

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use chat_model::{ModelError, schema::users};
 use chat_ports::{NewMessage, Store};
-use chat_proto::ConvId;
+use chat_proto::{ConvId, UserId};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 use diesel_async::{AsyncConnection, AsyncMysqlConnection, RunQueryDsl};
@@ -212,8 +212,8 @@ async fn mysql_migrations_are_idempotent() {
     let first = open_mysql().await;
     let second = open_mysql().await;
     chat_model::migrate(&mysql_url()).await.expect("migrate on a migrated database");
-    assert!(!first.user_exists(chat_proto::UserId(-1)).await.expect("first store works"));
-    assert!(!second.user_exists(chat_proto::UserId(-1)).await.expect("second store works"));
+    assert!(!first.user_exists(UserId(-1)).await.expect("first store works"));
+    assert!(!second.user_exists(UserId(-1)).await.expect("second store works"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -366,8 +366,8 @@ async fn mysql_outage_yields_unavailable_quickly() {
         Err(e) => panic!("cannot open MySQL through a local proxy ({e}); run `deploy/db-setup.sh`"),
     };
     let id = store.create_user(&format!("outage{}", std::process::id()), "h").await;
-    let id = id.unwrap_or(chat_proto::UserId(-1));
-    assert!(store.user_exists(chat_proto::UserId(-1)).await.is_ok(), "the store works through the proxy");
+    let id = id.unwrap_or(UserId(-1));
+    assert!(store.user_exists(UserId(-1)).await.is_ok(), "the store works through the proxy");
 
     proxy.kill();
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -397,6 +397,20 @@ async fn hanging_mysql_times_out() {
     proxy.kill();
 }
 
+/// One-to-one chats from `a` to `b` with these bodies, no cid.
+fn chats(a: UserId, b: UserId, name: &str, bodies: impl Iterator<Item = String>) -> Vec<NewMessage> {
+    bodies
+        .map(|body| NewMessage {
+            conv: ConvId::direct(a, b),
+            sender: a,
+            sender_name: name.into(),
+            cid: None,
+            body,
+            created_at: 1,
+        })
+        .collect()
+}
+
 /// Commits never checkpoint (`wal_autocheckpoint = 0`); the store's own thread copies the
 /// WAL into the database file a moment later: the file grows while nothing else writes.
 #[tokio::test(flavor = "multi_thread")]
@@ -407,16 +421,7 @@ async fn sqlite_wal_is_checkpointed_by_the_stores_thread() {
     let a = db.store.create_user("cp-a", "hash").await.expect("user a");
     let b = db.store.create_user("cp-b", "hash").await.expect("user b");
     let before = std::fs::metadata(&file).expect("db file").len();
-    let batch: Vec<NewMessage> = (0..500)
-        .map(|i| NewMessage {
-            conv: ConvId::direct(a, b),
-            sender: a,
-            sender_name: "cp-a".into(),
-            cid: None,
-            body: format!("{i:0>200}"),
-            created_at: 1,
-        })
-        .collect();
+    let batch = chats(a, b, "cp-a", (0..500).map(|i| format!("{i:0>200}")));
     db.log.append(&batch).await.expect("append");
     let wal = std::fs::metadata(dir.0.join("a/b/chat.db-wal")).expect("WAL file").len();
     assert!(wal > 100_000, "the append went to the WAL ({wal} bytes)");
@@ -446,16 +451,7 @@ async fn sqlite_wal_starts_over_under_a_steady_stream_of_commits() {
     let mut written = 0_usize;
     let started = Instant::now();
     while written < 96 << 20 {
-        let batch: Vec<NewMessage> = (0..100)
-            .map(|_| NewMessage {
-                conv: ConvId::direct(a, b),
-                sender: a,
-                sender_name: "wr-a".into(),
-                cid: None,
-                body: body.clone(),
-                created_at: 1,
-            })
-            .collect();
+        let batch = chats(a, b, "wr-a", std::iter::repeat_n(body.clone(), 100));
         db.log.append(&batch).await.expect("append");
         written += 100 * body.len();
         assert!(started.elapsed() < Duration::from_secs(120), "96 MiB took over two minutes to append");
