@@ -47,7 +47,13 @@ async fn idle_sockets_from_one_address_are_refused_beyond_the_limit_and_others_c
     let answers =
         futures::future::join_all(idle.iter_mut().map(|c| refusal_within(c, Duration::from_secs(4)))).await;
     let refused: Vec<&Value> = answers.iter().flatten().collect();
-    assert_eq!(500 - refused.len(), 40, "20 held on each node");
+    let closed_silently = answers.iter().filter(|a| a.is_none()).count();
+    assert_eq!(
+        500 - refused.len(),
+        40,
+        "20 held on each node ({closed_silently} without a frame); nginx: {}",
+        nginx.error_log()
+    );
     for notice in &refused {
         assert_eq!(notice["msgid"], 14, "{notice}");
         assert_eq!(notice["errno"], 18, "{notice}");

@@ -19,7 +19,6 @@ use chat_ports::Broker;
 use chat_proto::{ErrorCode, Notice, encode};
 use chat_service::{Delivery, HashCost, Service, ServiceConfig, Sessions};
 use clap::Parser;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
@@ -90,14 +89,14 @@ async fn migrate(settings: &Settings) -> anyhow::Result<()> {
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(&settings.listen)
+    let listener = chat_net::listen(&settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let addr = listener.local_addr().context("listener has no address")?;
     let ws_listener = match &settings.ws_listen {
-        Some(ws) => Some(
-            TcpListener::bind(ws).await.with_context(|| format!("cannot listen for WebSocket on {ws}"))?,
-        ),
+        Some(ws) => {
+            Some(chat_net::listen(ws).await.with_context(|| format!("cannot listen for WebSocket on {ws}"))?)
+        }
         None => None,
     };
 

@@ -14,6 +14,6 @@ pub use codec::{FrameCodec, Inbound};
 pub use outbound::{Outbound, OutboundRx, SendError};
 pub use proxy::AddrRange;
 pub use server::{
-    Flow, Handler, NetConfig, Peer, PeerWrite, Plain, ProxyConfig, Transport, serve, serve_with,
-    socket_peer_has_closed,
+    Flow, Handler, LISTEN_BACKLOG, NetConfig, Peer, PeerWrite, Plain, ProxyConfig, Transport, listen, serve,
+    serve_with, socket_peer_has_closed,
 };

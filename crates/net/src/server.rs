@@ -11,7 +11,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
@@ -174,6 +174,31 @@ impl Default for NetConfig {
             proxy: None,
         }
     }
+}
+
+/// How many connections the kernel queues for a listener before it is accepted from. Tokio's
+/// `bind` asks for 128: a node restarted behind a balancer, or a balancer relaying a burst,
+/// overflows that in a moment, and each connection dropped from a full queue waits for a SYN-ACK
+/// retransmission (1 s, 3 s, 7 s, ...). Linux caps it at `net.core.somaxconn` (4096 by default).
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Listens on `addr` (a `host:port`, the first address it resolves to that binds) with
+/// [`LISTEN_BACKLOG`].
+pub async fn listen(addr: &str) -> std::io::Result<TcpListener> {
+    let mut last = None;
+    for sa in tokio::net::lookup_host(addr).await? {
+        let socket = if sa.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+        // As std's and tokio's `bind` do on Unix: a restarted node rebinds at once.
+        #[cfg(unix)]
+        socket.set_reuseaddr(true)?;
+        match socket.bind(sa).and_then(|()| socket.listen(LISTEN_BACKLOG)) {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{addr} resolves to no address"))
+    }))
 }
 
 /// Accepts connections until `shutdown` fires, then waits for every
