@@ -147,9 +147,12 @@ impl Broker for LocalBroker {
         Ok(joined + u32::from(state.claims.contains_key(&user)))
     }
 
-    async fn presence(&self, user: UserId, online: bool) -> Result<bool, BrokerError> {
+    async fn presence(&self, user: UserId) -> Result<Option<bool>, BrokerError> {
         let mut state = self.hub.lock();
-        Ok(if online { state.online.insert(user) } else { state.online.remove(&user) })
+        let online = state.joins.get(&user).is_some_and(|nodes| nodes.values().any(|n| *n > 0))
+            || state.claims.contains_key(&user);
+        let changed = if online { state.online.insert(user) } else { state.online.remove(&user) };
+        Ok(changed.then_some(online))
     }
 
     async fn subscribe(&self, user: UserId) -> Result<(), BrokerError> {

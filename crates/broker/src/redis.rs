@@ -912,15 +912,21 @@ impl Broker for RedisBroker {
         Ok(u32::try_from(bounded("cannot count sessions", run).await?).unwrap_or(0))
     }
 
-    async fn presence(&self, user: UserId, online: bool) -> Result<bool, BrokerError> {
+    async fn presence(&self, user: UserId) -> Result<Option<bool>, BrokerError> {
         let shared = &self.shared;
         ensure_connected(&shared.client, "command")?;
+        let bucket = shared.layout.bucket(user);
         let run = shared.presence_state.run(
             &shared.client,
-            vec![shared.layout.presence_key(user)],
-            vec![if online { "1" } else { "0" }.to_owned()],
+            vec![
+                shared.layout.presence_key(user),
+                shared.layout.user_key(user),
+                shared.layout.sessions_key(user),
+            ],
+            vec![shared.layout.lease_prefix(bucket)],
         );
-        Ok(bounded("cannot record presence", run).await? == 1)
+        let changed: i64 = bounded("cannot record presence", run).await?;
+        Ok((changed >= 0).then_some(changed == 1))
     }
 
     async fn subscribe(&self, user: UserId) -> Result<(), BrokerError> {

@@ -151,17 +151,37 @@ end
 return total
 "#;
 
-/// Records the presence last announced for a user.
+/// Records a user's presence as their sessions say it is now, atomically with counting them:
+/// online while they have a session on a live node (counted as [`SESSIONS`] does), else
+/// offline. Reading the count and recording the state in two steps let a login on another
+/// node slip in between, and a user with a session stayed recorded (and announced) offline.
 ///
-/// KEYS[1] = the user's presence-state key; ARGV[1] = "1" (online) or "0" (offline).
-/// Returns 1 if that differs from what was recorded (a missing key counts as offline), else 0.
+/// KEYS[1] = the user's presence-state key, KEYS[2] = the user's key, KEYS[3] = the user's
+/// sessions hash; ARGV[1] = the lease-key prefix.
+/// Returns 1 (online) or 0 (offline) if that differs from what was recorded (a missing key
+/// counts as offline), else -1.
 pub(crate) const PRESENCE: &str = r#"
-local old = redis.call('GET', KEYS[1]) or '0'
-if old == ARGV[1] then
-  return 0
+local total = 0
+local fields = redis.call('HGETALL', KEYS[3])
+for i = 1, #fields, 2 do
+  if redis.call('EXISTS', ARGV[1] .. fields[i]) == 1 then
+    total = total + tonumber(fields[i + 1])
+  end
 end
-redis.call('SET', KEYS[1], ARGV[1])
-return 1
+local holder = redis.call('GET', KEYS[2])
+if holder and redis.call('EXISTS', ARGV[1] .. holder) == 1 and redis.call('HEXISTS', KEYS[3], holder) == 0 then
+  total = total + 1
+end
+local now = '0'
+if total > 0 then
+  now = '1'
+end
+local old = redis.call('GET', KEYS[1]) or '0'
+if old == now then
+  return -1
+end
+redis.call('SET', KEYS[1], now)
+return tonumber(now)
 "#;
 
 /// Keeps the users a node holds in a set, so that another node can tell their friends when the

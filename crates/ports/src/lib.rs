@@ -165,9 +165,11 @@ pub trait Broker: Send + Sync + 'static {
     async fn leave(&self, user: UserId) -> Result<u32, BrokerError>;
     /// How many sessions `user` has on live nodes (an exclusive claim counts one).
     async fn sessions(&self, user: UserId) -> Result<u32, BrokerError>;
-    /// Records that `user` was announced `online` (or not); `Ok(true)` if that changes what was
-    /// announced last, so that each change is announced once, by whichever node sees it first.
-    async fn presence(&self, user: UserId, online: bool) -> Result<bool, BrokerError>;
+    /// Records `user`'s presence as its sessions say it is now (online while it has one on a
+    /// live node), atomically with counting them; `Ok(Some(online))` if that changes what was
+    /// recorded last, so that each change is announced once, by whichever node sees it first,
+    /// and the last call after any login or logout records the truth.
+    async fn presence(&self, user: UserId) -> Result<Option<bool>, BrokerError>;
     /// Users that nodes which died (their lease expired) held, each handed to one caller only,
     /// a batch at a time: their friends may need telling that they went offline.
     async fn orphans(&self) -> Result<Vec<UserId>, BrokerError> {

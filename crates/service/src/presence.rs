@@ -19,18 +19,19 @@ use crate::delivery::{Delivery, DeviceEvent};
 use crate::dispatch::SessionUser;
 
 impl Service {
-    /// Announces, in the background after `after`, that `user` came online (`online`) or went
-    /// offline. Going offline is announced only if the user still has no session anywhere
-    /// then (a reconnect within `after` is never announced), and either way only if it changes
-    /// what was announced last (the broker records it, so each change is announced once).
-    pub(crate) fn announce_presence(&self, user: &SessionUser, online: bool, after: Duration) {
+    /// Announces, in the background after `after`, that `user` came online or went offline:
+    /// whatever its sessions say then, and only if that changes what was announced last (the
+    /// broker records it atomically with counting the sessions, so each change is announced
+    /// once, and a reconnect within `after` is never announced). A login calls it at once; an
+    /// ended session with `after` = 0 (a LOGINOUT) or the debounce (a lost connection).
+    pub(crate) fn announce_presence(&self, user: &SessionUser, after: Duration) {
         let (broker, store, control) = (self.broker.clone(), self.store.clone(), self.control.clone());
         let (id, name, from) = (user.id, user.name.clone(), self.delivery.instance());
         tokio::spawn(async move {
             if !after.is_zero() {
                 tokio::time::sleep(after).await;
             }
-            announce(broker.as_ref(), store.as_ref(), control.as_ref(), id, name, online, from).await;
+            announce(broker.as_ref(), store.as_ref(), control.as_ref(), id, name, from).await;
         });
     }
 }
@@ -66,40 +67,29 @@ pub(crate) fn sweep_dead_nodes(
                         continue;
                     }
                 };
-                announce(broker.as_ref(), store.as_ref(), control.as_ref(), id, name, false, from).await;
+                announce(broker.as_ref(), store.as_ref(), control.as_ref(), id, name, from).await;
             }
         }
     });
 }
 
-/// Announces `id`'s presence now (see [`Service::announce_presence`]).
+/// Announces `id`'s presence now, if it changed (see [`Service::announce_presence`]).
 async fn announce(
     broker: &dyn Broker,
     store: &dyn Store,
     control: &dyn Control,
     id: UserId,
     name: String,
-    online: bool,
     from: u64,
 ) {
-    if !online {
-        match broker.sessions(id).await {
-            Ok(0) => {}
-            Ok(_) => return,
-            Err(e) => {
-                warn!(user = %id, error = %e, "presence: cannot count sessions; not announced");
-                return;
-            }
-        }
-    }
-    match broker.presence(id, online).await {
-        Ok(true) => {}
-        Ok(false) => return,
+    let online = match broker.presence(id).await {
+        Ok(Some(online)) => online,
+        Ok(None) => return,
         Err(e) => {
             warn!(user = %id, error = %e, "presence: cannot record it; not announced");
             return;
         }
-    }
+    };
     let followers = match store.followers(id).await {
         Ok(followers) => followers,
         Err(e) => {

@@ -239,6 +239,32 @@ pub async fn sessions_are_counted_across_nodes(cluster: &dyn Cluster) {
     assert_eq!(b.broker.leave(v).await.expect("leave"), 0);
 }
 
+/// Presence follows the sessions, whichever node records it and however late: a stale
+/// "offline" (a logout's announcement that runs after the user logged in again on another
+/// node) records nothing while a session lives, and each change is reported once.
+pub async fn presence_follows_the_sessions(cluster: &dyn Cluster) {
+    let a = cluster.node().await;
+    let b = cluster.node().await;
+    let u = UserId(40);
+    assert_eq!(a.broker.presence(u).await.expect("presence"), None, "offline from the start");
+    a.broker.join(u, 3).await.expect("join");
+    assert_eq!(a.broker.presence(u).await.expect("presence"), Some(true), "came online");
+    assert_eq!(b.broker.presence(u).await.expect("presence"), None, "told once");
+    // The session ends on a; the user logs in on b before a's announcement runs.
+    assert_eq!(a.broker.leave(u).await.expect("leave"), 0);
+    b.broker.join(u, 3).await.expect("join");
+    assert_eq!(a.broker.presence(u).await.expect("presence"), None, "a late offline while online");
+    assert_eq!(b.broker.presence(u).await.expect("presence"), None, "still online");
+    assert_eq!(b.broker.leave(u).await.expect("leave"), 0);
+    assert_eq!(b.broker.presence(u).await.expect("presence"), Some(false), "went offline");
+    assert_eq!(a.broker.presence(u).await.expect("presence"), None, "told once");
+    // An exclusive claim (an original-protocol client) is a session too.
+    assert!(a.broker.claim(u).await.expect("claim"));
+    assert_eq!(b.broker.presence(u).await.expect("presence"), Some(true));
+    a.broker.release(u).await.expect("release");
+    assert_eq!(a.broker.presence(u).await.expect("presence"), Some(false));
+}
+
 /// Waits for `check` on a broker call; a helper for adapter-specific tests.
 pub async fn until_true<F, Fut>(within: Duration, mut f: F) -> bool
 where

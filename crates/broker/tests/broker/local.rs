@@ -67,6 +67,11 @@ async fn local_sessions_are_counted_across_nodes() {
 }
 
 #[tokio::test]
+async fn local_presence_follows_the_sessions() {
+    contract::presence_follows_the_sessions(&LocalCluster::new()).await;
+}
+
+#[tokio::test]
 async fn local_claim_is_exclusive() {
     contract::claim_is_exclusive(&LocalCluster::new()).await;
 }

@@ -176,6 +176,7 @@ redis_contract!(
 );
 redis_contract!(redis_claim_is_exclusive, contract::claim_is_exclusive);
 redis_contract!(redis_sessions_are_counted_across_nodes, contract::sessions_are_counted_across_nodes);
+redis_contract!(redis_presence_follows_the_sessions, contract::presence_follows_the_sessions);
 redis_contract!(redis_concurrent_claims_have_one_winner, contract::concurrent_claims_have_one_winner);
 redis_contract!(redis_dead_node_frees_its_claims, contract::dead_node_frees_its_claims);
 

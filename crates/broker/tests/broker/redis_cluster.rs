@@ -41,6 +41,7 @@ cluster_contract!(
 );
 cluster_contract!(cluster_claim_is_exclusive, contract::claim_is_exclusive);
 cluster_contract!(cluster_sessions_are_counted_across_nodes, contract::sessions_are_counted_across_nodes);
+cluster_contract!(cluster_presence_follows_the_sessions, contract::presence_follows_the_sessions);
 cluster_contract!(cluster_concurrent_claims_have_one_winner, contract::concurrent_claims_have_one_winner);
 cluster_contract!(cluster_dead_node_frees_its_claims, contract::dead_node_frees_its_claims);
 

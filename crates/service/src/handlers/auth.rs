@@ -310,7 +310,7 @@ impl Service {
             self.delivery.settle_later(id, conn.id, self.config.settle_after);
         }
         if let Some(user) = &conn.user {
-            self.announce_presence(user, true, std::time::Duration::ZERO);
+            self.announce_presence(user, std::time::Duration::ZERO);
         }
         if let (Some(_), Some(up_to)) = (ack_index, legacy_up_to) {
             // Rows older versions stored are removed only once they reached the client's socket.
@@ -509,7 +509,7 @@ impl Service {
             // A LOGINOUT is meant: tell the friends now. A lost connection may come back
             // (a resume) within the debounce: tell them only if it does not.
             let after = if forget_token { std::time::Duration::ZERO } else { self.config.presence_debounce };
-            self.announce_presence(&user, false, after);
+            self.announce_presence(&user, after);
         }
         self.drop_session(user.id, conn.id, token.is_some()).await;
         drop(gate);
