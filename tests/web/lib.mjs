@@ -3,7 +3,7 @@
 // `ASK …` when it needs the Rust test to act (the answer comes on stdin), and `PASS` last.
 import { chromium } from 'playwright-core';
 import { createInterface } from 'node:readline';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 
 export const PASSWORD = 'pw-web-1';
 const TIMEOUT = 20000;
@@ -29,6 +29,9 @@ export async function launch() {
 }
 
 /** A person at a browser: their own context (own sessionStorage), one page at `url`. */
+/** Everyone a scenario made, for what [`run`] prints when it fails. */
+const people = [];
+
 export async function person(browser, url, label) {
   // bypassCSP: Playwright's waitForFunction evaluates strings, which the page's policy forbids.
   // It also means the markup test checks the rendering itself (textContent), not the policy.
@@ -43,6 +46,25 @@ export async function person(browser, url, label) {
     else await d.accept(user.answer === true ? undefined : String(user.answer));
   });
   page.on('pageerror', (e) => user.errors.push(String(e)));
+  // The WebSocket frames each way (the last ones), printed if the scenario fails.
+  user.frames = [];
+  user.logins = 0; // LOGIN acks that said yes
+  page.on('websocket', (ws) => {
+    const keep = (dir) => (f) => {
+      user.frames.push(`${new Date().toISOString().slice(11, 23)} ${dir} ${String(f.payload).slice(0, 200)}`);
+      if (user.frames.length > 60) user.frames.shift();
+    };
+    ws.on('framesent', keep('>'));
+    ws.on('framereceived', keep('<'));
+    ws.on('framereceived', (f) => {
+      try {
+        const frame = JSON.parse(String(f.payload));
+        if (frame.msgid === 2 && frame.errno === 0) user.logins++;
+      } catch { /* not JSON: the page's business */ }
+    });
+    ws.on('close', () => user.frames.push(`${new Date().toISOString().slice(11, 23)} closed`));
+  });
+  people.push(user);
   await page.goto(url);
   return user;
 }
@@ -167,6 +189,14 @@ export async function run(scenario) {
     await scenario(browser);
     console.log('PASS');
   } catch (e) {
+    // What each page last sent and received, and what it shows: the reason is usually there.
+    for (const u of people) {
+      console.log(`FRAMES of ${u.label} (${u.id ?? '?'}):`);
+      for (const f of u.frames) console.log('  ' + f);
+      const name = `failed-${basename(process.argv[1] || 'scenario', '.mjs')}-${u.label.replace(/[^a-z0-9]+/gi, '-')}.png`;
+      const shot = join(process.env.SCREENSHOTS || '.', name);
+      await u.page.screenshot({ path: shot }).then(() => console.log('  screenshot ' + shot), () => {});
+    }
     console.log('FAIL ' + (e && e.stack ? e.stack : e));
     code = 1;
   } finally {
@@ -184,13 +214,35 @@ export async function run(scenario) {
 export async function personOnNode(browser, url, label, name, avoid = null) {
   const user = await person(browser, url, label);
   await register(user, name);
+  await login(user);
   for (let attempt = 0; attempt < 8; attempt++) {
-    await login(user);
     user.node = await ask(`node ${user.id}`);
     if (avoid === null || user.node !== avoid) return user;
-    await user.page.click('#logout-btn');
+    await logoutAndLogin(user);
   }
   throw new Error(`${label}: never landed on another node than ${avoid}`);
+}
+
+/**
+ * Logs out and logs in again at once, as a quick hand does: the login is submitted before
+ * the old socket has closed. Until the page let go of a logout's socket at once, that login
+ * was lost (the page waited for the closing socket) while the status still said online.
+ */
+export async function logoutAndLogin(user) {
+  const { page } = user;
+  const logins = user.logins;
+  await page.evaluate(([id, password]) => {
+    document.getElementById('logout-btn').click();
+    document.getElementById('login-id').value = String(id);
+    document.getElementById('login-password').value = password;
+    document.getElementById('login-btn').click();
+  }, [user.id, PASSWORD]);
+  const deadline = Date.now() + TIMEOUT;
+  while (user.logins === logins) {
+    if (Date.now() > deadline) throw new Error(`${user.label}: logged out and in again: no LOGIN ack came`);
+    await page.waitForTimeout(50);
+  }
+  await page.waitForSelector('#conn[data-state="online"]');
 }
 
 /** Waits until the page's status line (`#action-result`) contains `text`. */

@@ -74,7 +74,8 @@ function conv(key, title) {
 // ---- connection ----------------------------------------------------------------------
 
 function connect() {
-  if (state.ws) return;
+  // A socket still connecting or open serves; one closing (a logout's) is replaced at once.
+  if (state.ws && state.ws.readyState <= WebSocket.OPEN) return;
   setConn('reconnecting');
   const ws = new WebSocket(WS_URL);
   state.ws = ws;
@@ -1135,7 +1136,12 @@ $('logout-btn').onclick = () => {
   state.admins.clear();
   renderRequests();
   $('message-list').replaceChildren();
-  if (state.ws) state.ws.close();
+  // Let go of the socket now, not when its close event comes: a login typed before then
+  // waited for that socket (connect() saw one) and was lost, the page still saying online.
+  const ws = state.ws;
+  state.ws = null;
+  setConn('offline');
+  if (ws) ws.close();
 };
 window.addEventListener('beforeunload', flushAcks);
 document.addEventListener('visibilitychange', () => {
