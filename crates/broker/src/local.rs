@@ -141,12 +141,6 @@ impl Broker for LocalBroker {
         Ok(left)
     }
 
-    async fn sessions(&self, user: UserId) -> Result<u32, BrokerError> {
-        let state = self.hub.lock();
-        let joined: u32 = state.joins.get(&user).map_or(0, |nodes| nodes.values().sum());
-        Ok(joined + u32::from(state.claims.contains_key(&user)))
-    }
-
     async fn presence(&self, user: UserId) -> Result<Option<bool>, BrokerError> {
         let mut state = self.hub.lock();
         let online = state.joins.get(&user).is_some_and(|nodes| nodes.values().any(|n| *n > 0))

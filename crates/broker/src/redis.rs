@@ -124,7 +124,6 @@ struct Shared {
     renew: Script,
     join: Script,
     set_sessions: Script,
-    count_sessions: Script,
     presence_state: Script,
     track: Script,
     nodes: Script,
@@ -248,41 +247,29 @@ impl RedisBroker {
         }
 
         let shared = match Self::load_scripts(&client).await {
-            Ok(
-                [
+            Ok([claim, release, renew, join, set_sessions, presence_state, track, nodes, orphans]) => {
+                Arc::new(Shared {
+                    cluster,
+                    layout: Layout::new(&config.channel_prefix, cluster),
+                    lease_ms: lease.as_millis().to_string(),
+                    prefix: config.channel_prefix,
+                    node_id: config.node_id,
+                    client,
+                    subscriber,
                     claim,
                     release,
                     renew,
                     join,
                     set_sessions,
-                    count_sessions,
                     presence_state,
                     track,
                     nodes,
                     orphans,
-                ],
-            ) => Arc::new(Shared {
-                cluster,
-                layout: Layout::new(&config.channel_prefix, cluster),
-                lease_ms: lease.as_millis().to_string(),
-                prefix: config.channel_prefix,
-                node_id: config.node_id,
-                client,
-                subscriber,
-                claim,
-                release,
-                renew,
-                join,
-                set_sessions,
-                count_sessions,
-                presence_state,
-                track,
-                nodes,
-                orphans,
-                presence: tokio::sync::Mutex::new(Presence::default()),
-                subscriptions: tokio::sync::Mutex::new(Subscriptions::default()),
-                reassert: Notify::new(),
-            }),
+                    presence: tokio::sync::Mutex::new(Presence::default()),
+                    subscriptions: tokio::sync::Mutex::new(Subscriptions::default()),
+                    reassert: Notify::new(),
+                })
+            }
             Err(e) => {
                 abort_all(&mut connections);
                 return Err(e);
@@ -331,8 +318,8 @@ impl RedisBroker {
         }))
     }
 
-    /// CLAIM, RELEASE, RENEW, JOIN, SET_SESSIONS, SESSIONS, PRESENCE, TRACK, NODES and ORPHANS, loaded.
-    async fn load_scripts(client: &Client) -> Result<[Script; 10], BrokerError> {
+    /// CLAIM, RELEASE, RENEW, JOIN, SET_SESSIONS, PRESENCE, TRACK, NODES and ORPHANS, loaded.
+    async fn load_scripts(client: &Client) -> Result<[Script; 9], BrokerError> {
         let load = |lua| bounded("cannot load a Lua script into Redis", Script::load(client, lua));
         Ok([
             load(scripts::CLAIM).await?,
@@ -340,7 +327,6 @@ impl RedisBroker {
             load(scripts::RENEW).await?,
             load(scripts::JOIN).await?,
             load(scripts::SET_SESSIONS).await?,
-            load(scripts::SESSIONS).await?,
             load(scripts::PRESENCE).await?,
             load(scripts::TRACK).await?,
             load(scripts::NODES).await?,
@@ -898,18 +884,6 @@ impl Broker for RedisBroker {
 
     async fn orphans(&self) -> Result<Vec<UserId>, BrokerError> {
         self.shared.orphans().await
-    }
-
-    async fn sessions(&self, user: UserId) -> Result<u32, BrokerError> {
-        let shared = &self.shared;
-        ensure_connected(&shared.client, "command")?;
-        let bucket = shared.layout.bucket(user);
-        let run = shared.count_sessions.run(
-            &shared.client,
-            vec![shared.layout.user_key(user), shared.layout.sessions_key(user)],
-            vec![shared.layout.lease_prefix(bucket)],
-        );
-        Ok(u32::try_from(bounded("cannot count sessions", run).await?).unwrap_or(0))
     }
 
     async fn presence(&self, user: UserId) -> Result<Option<bool>, BrokerError> {

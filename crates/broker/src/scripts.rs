@@ -131,29 +131,10 @@ end
 return left
 "#;
 
-/// How many sessions a user has on live nodes.
-///
-/// KEYS[1] = the user's key, KEYS[2] = the user's sessions hash; ARGV[1] = the lease-key prefix.
-/// The sum of the hash's counts of nodes with a live lease, plus one for a live holder of the
-/// user's key that is not in the hash (an exclusive claim, or a node of the previous release).
-pub(crate) const SESSIONS: &str = r#"
-local total = 0
-local fields = redis.call('HGETALL', KEYS[2])
-for i = 1, #fields, 2 do
-  if redis.call('EXISTS', ARGV[1] .. fields[i]) == 1 then
-    total = total + tonumber(fields[i + 1])
-  end
-end
-local holder = redis.call('GET', KEYS[1])
-if holder and redis.call('EXISTS', ARGV[1] .. holder) == 1 and redis.call('HEXISTS', KEYS[2], holder) == 0 then
-  total = total + 1
-end
-return total
-"#;
-
 /// Records a user's presence as their sessions say it is now, atomically with counting them:
-/// online while they have a session on a live node (counted as [`SESSIONS`] does), else
-/// offline. Reading the count and recording the state in two steps let a login on another
+/// online while they have a session on a live node (the hash's counts of nodes with a live
+/// lease, plus one for a live holder of the user's key that is not in the hash: an exclusive
+/// claim, or a node of the previous release), else offline. Reading the count and recording the state in two steps let a login on another
 /// node slip in between, and a user with a session stayed recorded (and announced) offline.
 ///
 /// KEYS[1] = the user's presence-state key, KEYS[2] = the user's key, KEYS[3] = the user's

@@ -163,8 +163,6 @@ pub trait Broker: Send + Sync + 'static {
     /// Ends one of this node's extension sessions of `user`; returns how many sessions the
     /// user has left on live nodes (0: none anywhere).
     async fn leave(&self, user: UserId) -> Result<u32, BrokerError>;
-    /// How many sessions `user` has on live nodes (an exclusive claim counts one).
-    async fn sessions(&self, user: UserId) -> Result<u32, BrokerError>;
     /// Records `user`'s presence as its sessions say it is now (online while it has one on a
     /// live node), atomically with counting them; `Ok(Some(online))` if that changes what was
     /// recorded last, so that each change is announced once, by whichever node sees it first,
