@@ -288,9 +288,7 @@ impl MysqlStore {
 mod sqlite {
     use diesel::RunQueryDsl;
     use diesel::prelude::*;
-    use diesel::query_builder::{AstPass, QueryFragment, QueryId};
-    use diesel::sql_types::BigInt;
-    use diesel::sqlite::{Sqlite, SqliteConnection};
+    use diesel::sqlite::SqliteConnection;
 
     use super::*;
     use crate::schema::conversations;
@@ -299,26 +297,6 @@ mod sqlite {
         /// SQLite's id of the row the connection inserted last.
         fn last_insert_rowid() -> BigInt;
     }
-
-    /// `UPDATE "Conversation" SET "lastseq" = ? WHERE "id" = ?`, of a fixed shape that
-    /// diesel caches (its own `UPDATE` is prepared afresh each time).
-    #[derive(Debug, Clone, Copy, QueryId)]
-    struct SetLastSeq {
-        conv: i64,
-        last: i64,
-    }
-
-    impl QueryFragment<Sqlite> for SetLastSeq {
-        fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
-            out.push_sql(r#"UPDATE "Conversation" SET "lastseq" = "#);
-            out.push_bind_param::<BigInt, _>(&self.last)?;
-            out.push_sql(r#" WHERE "id" = "#);
-            out.push_bind_param::<BigInt, _>(&self.conv)?;
-            Ok(())
-        }
-    }
-
-    impl<C> RunQueryDsl<C> for SetLastSeq {}
 
     /// Appends `batch` in one immediate transaction on `c`.
     pub(super) fn append(c: &mut SqliteConnection, batch: &[NewMessage]) -> Result<Vec<Appended>, Fail> {
@@ -344,13 +322,19 @@ mod sqlite {
                 let m = &batch[i];
                 let conv = m.conv.0;
                 if let std::collections::btree_map::Entry::Vacant(slot) = lasts.entry(conv) {
-                    let last = conversations::table
+                    let floor = conversations::table
                         .filter(conversations::id.eq(conv))
                         .select(conversations::lastseq)
                         .first::<i64>(c)
                         .optional()?;
-                    let last = match last {
-                        Some(last) => last,
+                    let last = match floor {
+                        // The newest seq from the `(conv, seq)` index, whose leaf page the
+                        // insert below dirties anyway (the counter is a floor; `log.rs`).
+                        Some(floor) => messages::table
+                            .filter(messages::conv.eq(conv))
+                            .select(diesel::dsl::max(messages::seq))
+                            .first::<Option<i64>>(c)?
+                            .map_or(floor, |newest| newest.max(floor)),
                         None => {
                             // Its first message creates the row (the service checked its users).
                             let id = ConvId(conv);
@@ -384,9 +368,6 @@ mod sqlite {
                     .execute(c)?;
                 let mid = diesel::select(last_insert_rowid()).get_result::<i64>(c)?;
                 plan.stored(batch, i, mid, seq);
-            }
-            for (&conv, &last) in &lasts {
-                SetLastSeq { conv, last }.execute(c)?;
             }
             plan.finish().map_err(Fail::Store)
         })

@@ -134,6 +134,36 @@ macro_rules! upsert_read_mark {
 /// Implements [`Log`] for `$store` (with `conn()` and `append_batch`), whose boxed queries
 /// name `$backend`; `$rows` is `mysql` or `sqlite`
 /// (the statements that differ, in the macros above).
+/// A conversation's last seq. On MySQL, the counter the append procedure keeps. On SQLite,
+/// the larger of the counter and the newest message's seq: the SQLite append does not write
+/// the counter back (one page fewer dirtied per chat, see `append.rs`), and the counter is a
+/// floor, raised by retention before it deletes (so that an emptied conversation goes on from
+/// where it was) and by imports. The SQL is a constant.
+macro_rules! last_seq {
+    (mysql) => {
+        conversations::lastseq
+    };
+    (sqlite) => {
+        diesel::dsl::sql::<BigInt>(
+            r#"MAX("Conversation"."lastseq", COALESCE((SELECT MAX("Message"."seq") FROM "Message" WHERE "Message"."conv" = "Conversation"."id"), 0))"#,
+        )
+    };
+}
+
+/// Before retention deletes messages: on SQLite the counters are raised to the newest seqs
+/// (see [`last_seq`]); nothing to do on MySQL, whose counters are kept by every append.
+macro_rules! keep_last_seqs {
+    (mysql, $c:expr) => {};
+    (sqlite, $c:expr) => {
+        diesel::sql_query(
+            r#"UPDATE "Conversation" SET "lastseq" = MAX("lastseq", COALESCE((SELECT MAX("Message"."seq") FROM "Message" WHERE "Message"."conv" = "Conversation"."id"), 0))"#,
+        )
+        .execute($c)
+        .await
+        .map_err(db_error)?;
+    };
+}
+
 macro_rules! impl_log {
     ($store:ty, $backend:ty, $rows:ident) => {
         #[async_trait]
@@ -158,7 +188,7 @@ macro_rules! impl_log {
                             .or(conversations::userhi.eq(u))
                             .or(conversations::groupid.eq_any(groups)),
                     )
-                    .select((conversations::id, conversations::lastseq, cursors::seq.nullable()))
+                    .select((conversations::id, last_seq!($rows), cursors::seq.nullable()))
                     .load::<(i64, i64, Option<i64>)>(&mut conn)
                     .await
                     .map_err(db_error)?;
@@ -176,7 +206,7 @@ macro_rules! impl_log {
                 let mut conn = self.conn().await?;
                 let last = conversations::table
                     .filter(conversations::id.eq(conv.0))
-                    .select(conversations::lastseq)
+                    .select(last_seq!($rows))
                     .first::<i64>(&mut conn)
                     .await
                     .optional()
@@ -399,7 +429,7 @@ macro_rules! impl_log {
                 conn.transaction::<_, Fail, _>(async |c| {
                     let last = conversations::table
                         .find(conv.0)
-                        .select(conversations::lastseq)
+                        .select(last_seq!($rows))
                         .first::<i64>(c)
                         .await
                         .optional()?
@@ -485,10 +515,12 @@ macro_rules! impl_log {
 
             async fn purge(&self, older_than: i64, keep_per_conv: i64, now: i64) -> Result<u64, StoreError> {
                 let mut conn = self.conn().await?;
+                keep_last_seqs!($rows, &mut conn);
                 let mut gone = diesel::delete(messages::table.filter(messages::created_at.lt(older_than)))
                     .execute(&mut conn)
                     .await
                     .map_err(db_error)?;
+                // The counters are the last seqs on both backends here (raised just above on SQLite).
                 let long: Vec<(i64, i64)> = conversations::table
                     .filter(conversations::lastseq.gt(keep_per_conv))
                     .select((conversations::id, conversations::lastseq))

@@ -308,10 +308,10 @@ pub async fn session_cursors_follow_their_token(store: &dyn Store, log: &dyn Log
 pub async fn retention(store: &dyn Store, log: &dyn Log) {
     let names = Names::new();
     let (a, _, conv) = direct(store, log, &names).await;
-    let (_, _, old_conv) = direct(store, log, &names).await;
+    let (old_user, _, old_conv) = direct(store, log, &names).await;
     let batch: Vec<NewMessage> = (1..=5).map(|i| msg(conv, a, &i.to_string(), None)).collect();
     append(log, &batch).await;
-    let mut ancient = msg(old_conv, a, "ancient", None);
+    let mut ancient = msg(old_conv, old_user, "ancient", None);
     ancient.created_at = 1_000;
     append(log, &[ancient]).await;
     ok("purge", log.purge(2_000, 2, now_ms()).await);
@@ -320,6 +320,13 @@ pub async fn retention(store: &dyn Store, log: &dyn Log) {
     assert_eq!(bodies, ["4", "5"], "the two newest of conv stay; the old one goes");
     let next = append(log, &[msg(conv, a, "6", None)]).await;
     assert_eq!(next[0].seq, 6, "seqs continue after a purge");
+    // A conversation the purge emptied goes on from where it was, never from 1 again.
+    assert_eq!(ok("last_seq", log.last_seq(old_conv).await), 1, "an emptied conversation keeps its last seq");
+    let again = append(log, &[msg(old_conv, old_user, "again", None)]).await;
+    assert_eq!(again[0].seq, 2, "seqs continue in a conversation the purge emptied");
+    let states = ok("conversations", log.conversations(old_user).await);
+    let old_state = states.iter().find(|s| s.conv == old_conv).expect("the emptied conversation is listed");
+    assert_eq!(old_state.last_seq, 2);
 }
 
 /// Appends from many tasks at once to one conversation: every seq once, no gap.
