@@ -53,15 +53,14 @@ export async function person(browser, url, label) {
     const keep = (dir) => (f) => {
       user.frames.push(`${new Date().toISOString().slice(11, 23)} ${dir} ${String(f.payload).slice(0, 200)}`);
       if (user.frames.length > 60) user.frames.shift();
-    };
-    ws.on('framesent', keep('>'));
-    ws.on('framereceived', keep('<'));
-    ws.on('framereceived', (f) => {
+      if (dir !== '<') return;
       try {
         const frame = JSON.parse(String(f.payload));
         if (frame.msgid === 2 && frame.errno === 0) user.logins++;
       } catch { /* not JSON: the page's business */ }
-    });
+    };
+    ws.on('framesent', keep('>'));
+    ws.on('framereceived', keep('<'));
     ws.on('close', () => user.frames.push(`${new Date().toISOString().slice(11, 23)} closed`));
   });
   people.push(user);

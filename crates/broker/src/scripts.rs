@@ -134,8 +134,9 @@ return left
 /// Records a user's presence as their sessions say it is now, atomically with counting them:
 /// online while they have a session on a live node (the hash's counts of nodes with a live
 /// lease, plus one for a live holder of the user's key that is not in the hash: an exclusive
-/// claim, or a node of the previous release), else offline. Reading the count and recording the state in two steps let a login on another
-/// node slip in between, and a user with a session stayed recorded (and announced) offline.
+/// claim, or a node of the previous release), else offline. Reading the count and recording
+/// the state in two steps let a login on another node slip in between, and a user with a
+/// session stayed recorded (and announced) offline.
 ///
 /// KEYS[1] = the user's presence-state key, KEYS[2] = the user's key, KEYS[3] = the user's
 /// sessions hash; ARGV[1] = the lease-key prefix.

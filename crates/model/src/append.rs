@@ -329,7 +329,8 @@ mod sqlite {
                         .optional()?;
                     let last = match floor {
                         // The newest seq from the `(conv, seq)` index, whose leaf page the
-                        // insert below dirties anyway (the counter is a floor; `log.rs`).
+                        // insert below dirties anyway (the counter is a floor; `log.rs`'s
+                        // `last_seq!`, whose SQL literal diesel would prepare on every call).
                         Some(floor) => messages::table
                             .filter(messages::conv.eq(conv))
                             .select(diesel::dsl::max(messages::seq))

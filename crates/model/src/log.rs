@@ -131,9 +131,14 @@ macro_rules! upsert_read_mark {
     };
 }
 
-/// Implements [`Log`] for `$store` (with `conn()` and `append_batch`), whose boxed queries
-/// name `$backend`; `$rows` is `mysql` or `sqlite`
-/// (the statements that differ, in the macros above).
+/// The newest seq among a SQLite conversation's messages, 0 if none: one seek in the
+/// `(conv, seq)` index, in a statement on `"Conversation"`. A literal, for `concat!`.
+macro_rules! sqlite_newest_seq {
+    () => {
+        r#"COALESCE((SELECT MAX("Message"."seq") FROM "Message" WHERE "Message"."conv" = "Conversation"."id"), 0)"#
+    };
+}
+
 /// A conversation's last seq. On MySQL, the counter the append procedure keeps. On SQLite,
 /// the larger of the counter and the newest message's seq: the SQLite append does not write
 /// the counter back (one page fewer dirtied per chat, see `append.rs`), and the counter is a
@@ -144,26 +149,31 @@ macro_rules! last_seq {
         conversations::lastseq
     };
     (sqlite) => {
-        diesel::dsl::sql::<BigInt>(
-            r#"MAX("Conversation"."lastseq", COALESCE((SELECT MAX("Message"."seq") FROM "Message" WHERE "Message"."conv" = "Conversation"."id"), 0))"#,
-        )
+        diesel::dsl::sql::<BigInt>(concat!(r#"MAX("Conversation"."lastseq", "#, sqlite_newest_seq!(), ")"))
     };
 }
 
-/// Before retention deletes messages: on SQLite the counters are raised to the newest seqs
-/// (see [`last_seq`]); nothing to do on MySQL, whose counters are kept by every append.
+/// Before retention deletes messages: on SQLite the counters below their conversation's
+/// newest seq are raised to it (see [`last_seq`]); nothing to do on MySQL, whose counters
+/// are kept by every append.
 macro_rules! keep_last_seqs {
     (mysql, $c:expr) => {};
     (sqlite, $c:expr) => {
-        diesel::sql_query(
-            r#"UPDATE "Conversation" SET "lastseq" = MAX("lastseq", COALESCE((SELECT MAX("Message"."seq") FROM "Message" WHERE "Message"."conv" = "Conversation"."id"), 0))"#,
-        )
+        diesel::sql_query(concat!(
+            r#"UPDATE "Conversation" SET "lastseq" = "#,
+            sqlite_newest_seq!(),
+            r#" WHERE "lastseq" < "#,
+            sqlite_newest_seq!()
+        ))
         .execute($c)
         .await
         .map_err(db_error)?;
     };
 }
 
+/// Implements [`Log`] for `$store` (with `conn()` and `append_batch`), whose boxed queries
+/// name `$backend`; `$rows` is `mysql` or `sqlite`
+/// (the statements that differ, in the macros above).
 macro_rules! impl_log {
     ($store:ty, $backend:ty, $rows:ident) => {
         #[async_trait]
