@@ -299,6 +299,11 @@ mod sqlite {
     }
 
     /// Appends `batch` in one immediate transaction on `c`.
+    ///
+    /// Its lookups are `get_result`, never `first`: `first` adds `LIMIT ?`, and SQLite
+    /// (3.47 on) lets a bound LIMIT's value shape the plan, so every new binding expires
+    /// the cached statement and its next step parses and plans it again. Each lookup here
+    /// is by a unique key or an aggregate, one row at most, so the LIMIT was never needed.
     pub(super) fn append(c: &mut SqliteConnection, batch: &[NewMessage]) -> Result<Vec<Appended>, Fail> {
         c.immediate_transaction::<_, Fail, _>(|c| {
             // Earlier copies of the batch's (sender, cid) pairs: one indexed lookup each.
@@ -309,7 +314,7 @@ mod sqlite {
                     .filter(messages::sender.eq(m.sender.0))
                     .filter(messages::cid.eq(cid))
                     .select(ROW)
-                    .first::<Row>(c)
+                    .get_result::<Row>(c)
                     .optional()?;
                 if let Some(row) = found {
                     earlier.insert((m.sender.0, cid.to_string()), logged(row));
@@ -325,7 +330,7 @@ mod sqlite {
                     let floor = conversations::table
                         .filter(conversations::id.eq(conv))
                         .select(conversations::lastseq)
-                        .first::<i64>(c)
+                        .get_result::<i64>(c)
                         .optional()?;
                     let last = match floor {
                         // The newest seq from the `(conv, seq)` index, whose leaf page the
@@ -334,7 +339,7 @@ mod sqlite {
                         Some(floor) => messages::table
                             .filter(messages::conv.eq(conv))
                             .select(diesel::dsl::max(messages::seq))
-                            .first::<Option<i64>>(c)?
+                            .get_result::<Option<i64>>(c)?
                             .map_or(floor, |newest| newest.max(floor)),
                         None => {
                             // Its first message creates the row (the service checked its users).

@@ -217,7 +217,7 @@ macro_rules! impl_log {
                 let last = conversations::table
                     .filter(conversations::id.eq(conv.0))
                     .select(last_seq!($rows))
-                    .first::<i64>(&mut conn)
+                    .get_result::<i64>(&mut conn)
                     .await
                     .optional()
                     .map_err(db_error)?;
@@ -440,14 +440,14 @@ macro_rules! impl_log {
                     let last = conversations::table
                         .find(conv.0)
                         .select(last_seq!($rows))
-                        .first::<i64>(c)
+                        .get_result::<i64>(c)
                         .await
                         .optional()?
                         .unwrap_or_default();
                     let before = read_marks::table
                         .find((user.0, conv.0))
                         .select(read_marks::seq)
-                        .first::<i64>(c)
+                        .get_result::<i64>(c)
                         .await
                         .optional()?
                         .unwrap_or_default();
