@@ -300,8 +300,8 @@ mod sqlite {
 
     /// Appends `batch` in one immediate transaction on `c`.
     ///
-    /// Its lookups are `get_result`, never `first`: `first` adds `LIMIT ?`, and SQLite
-    /// (3.47 on) lets a bound LIMIT's value shape the plan, so every new binding expires
+    /// Its lookups are `get_result`, never `first`: `first` adds `LIMIT ?`, and SQLite (the
+    /// bundled 3.51) lets a bound LIMIT's value shape the plan, so every new binding expires
     /// the cached statement and its next step parses and plans it again. Each lookup here
     /// is by a unique key or an aggregate, one row at most, so the LIMIT was never needed.
     pub(super) fn append(c: &mut SqliteConnection, batch: &[NewMessage]) -> Result<Vec<Appended>, Fail> {
