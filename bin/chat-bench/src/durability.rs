@@ -227,11 +227,13 @@ impl Suite {
             10_000.0,
             10.0,
         ));
+        // Counted at the sweep's own bound (the last member's p99 under 100 ms), as issue 10's
+        // group target is: a rate that delivers everything seconds late has not kept up.
         v.push(group_verdict(
-            "groups of 50: the durable rate ≥ 50,000 deliveries/s, 0 lost",
+            "groups of 50: the durable rate ≥ 50,000 deliveries/s, 0 lost (last-member p99 < 100 ms)",
             self.group50.as_ref(),
             50_000.0,
-            f64::INFINITY,
+            100.0,
         ));
         v
     }
