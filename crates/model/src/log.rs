@@ -55,29 +55,29 @@ pub(crate) fn logged((mid, conv, seq, sender, sender_name, body, created_at): Ro
 /// The SQL fragments are constants; every value is a bound parameter.
 macro_rules! upsert_cursors {
     (mysql, $c:expr, $rows:expr) => {
+        let rows: Vec<_> = $rows
+            .into_iter()
+            .map(|(userid, conv, seq)| {
+                (cursors::userid.eq(userid), cursors::conv.eq(conv), cursors::seq.eq(seq))
+            })
+            .collect();
         diesel::insert_into(cursors::table)
-            .values($rows)
+            .values(rows)
             .on_conflict(diesel::dsl::DuplicatedKeys)
             .do_update()
             .set(cursors::seq.eq(diesel::dsl::sql::<BigInt>("GREATEST(seq, VALUES(seq))")))
             .execute($c)
             .await?
     };
-    // One statement per row (SQLite has no multi-row upsert diesel can cache), all of them
-    // in one closure on the connection's thread: a hop to the blocking pool per row held the
-    // store's one connection, and every append behind it, for 100-250 ms at 5,000 msgs/s.
+    // One statement per row, all of them in one closure on the connection's thread: a hop
+    // to the blocking pool per row held the store's one connection, and every append
+    // behind it, for 100-250 ms at 5,000 msgs/s. The statement is [`CursorUpsert`], which
+    // diesel prepares once.
     (sqlite, $c:expr, $rows:expr) => {
-        let rows = $rows;
+        let rows: Vec<(i32, i64, i64)> = $rows;
         $c.spawn_blocking(move |c| {
-            for row in rows {
-                diesel::RunQueryDsl::execute(
-                    diesel::insert_into(cursors::table)
-                        .values(row)
-                        .on_conflict((cursors::userid, cursors::conv))
-                        .do_update()
-                        .set(cursors::seq.eq(diesel::dsl::sql::<BigInt>("MAX(seq, excluded.seq)"))),
-                    c,
-                )?;
+            for (userid, conv, seq) in rows {
+                diesel::RunQueryDsl::execute(CursorUpsert::new(userid, conv, seq), c)?;
             }
             Ok(())
         })
@@ -88,8 +88,18 @@ macro_rules! upsert_cursors {
 /// As [`upsert_cursors`], for the sessions' own cursors.
 macro_rules! upsert_session_cursors {
     (mysql, $c:expr, $rows:expr) => {
+        let rows: Vec<_> = $rows
+            .iter()
+            .map(|(token, conv, seq)| {
+                (
+                    session_cursors::token.eq(token.as_str()),
+                    session_cursors::conv.eq(*conv),
+                    session_cursors::seq.eq(*seq),
+                )
+            })
+            .collect();
         diesel::insert_into(session_cursors::table)
-            .values($rows)
+            .values(rows)
             .on_conflict(diesel::dsl::DuplicatedKeys)
             .do_update()
             .set(session_cursors::seq.eq(diesel::dsl::sql::<BigInt>("GREATEST(seq, VALUES(seq))")))
@@ -97,23 +107,84 @@ macro_rules! upsert_session_cursors {
             .await?
     };
     (sqlite, $c:expr, $rows:expr) => {
-        for row in $rows {
-            diesel::insert_into(session_cursors::table)
-                .values(row)
-                .on_conflict((session_cursors::token, session_cursors::conv))
-                .do_update()
-                .set(session_cursors::seq.eq(diesel::dsl::sql::<BigInt>("MAX(seq, excluded.seq)")))
-                .execute($c)
-                .await?;
-        }
+        let rows: Vec<(String, i64, i64)> = $rows;
+        $c.spawn_blocking(move |c| {
+            for (token, conv, seq) in &rows {
+                diesel::RunQueryDsl::execute(SessionCursorUpsert::new(token, *conv, *seq), c)?;
+            }
+            Ok(())
+        })
+        .await?
     };
 }
+
+/// A SQLite upsert that keeps the greater `seq`, as a query type of one fixed text: diesel
+/// marks every `ON CONFLICT … DO UPDATE` it builds as not to be cached (its SQL may change
+/// with the changeset), so each cursor written was a statement parsed, planned, run once and
+/// finalized, thousands a second on a busy node. The values are bound parameters.
+macro_rules! sqlite_keep_greater {
+    ($(#[$doc:meta])* $name:ident { $key:ident: $key_ty:ty as $key_sql:ty }, $sql:literal) => {
+        $(#[$doc])*
+        struct $name<'a> {
+            $key: $key_ty,
+            conv: i64,
+            seq: i64,
+            _row: std::marker::PhantomData<&'a ()>,
+        }
+
+        impl diesel::query_builder::QueryId for $name<'_> {
+            type QueryId = $name<'static>;
+            const HAS_STATIC_QUERY_ID: bool = true;
+        }
+
+        impl diesel::query_builder::QueryFragment<diesel::sqlite::Sqlite> for $name<'_> {
+            fn walk_ast<'b>(
+                &'b self,
+                mut out: diesel::query_builder::AstPass<'_, 'b, diesel::sqlite::Sqlite>,
+            ) -> QueryResult<()> {
+                out.push_sql(concat!("INSERT INTO ", $sql, " VALUES ("));
+                out.push_bind_param::<$key_sql, _>(&self.$key)?;
+                out.push_sql(", ");
+                out.push_bind_param::<BigInt, _>(&self.conv)?;
+                out.push_sql(", ");
+                out.push_bind_param::<BigInt, _>(&self.seq)?;
+                out.push_sql(r#") ON CONFLICT DO UPDATE SET "seq" = MAX("seq", excluded."seq")"#);
+                Ok(())
+            }
+        }
+
+        impl<'a> $name<'a> {
+            fn new($key: $key_ty, conv: i64, seq: i64) -> Self {
+                $name { $key, conv, seq, _row: std::marker::PhantomData }
+            }
+        }
+
+        impl<Conn> diesel::RunQueryDsl<Conn> for $name<'_> {}
+    };
+}
+
+sqlite_keep_greater!(
+    /// A user's cursor in a conversation ([`upsert_cursors`]).
+    CursorUpsert { userid: i32 as diesel::sql_types::Integer },
+    r#""ConvCursor" ("userid", "conv", "seq")"#
+);
+sqlite_keep_greater!(
+    /// A session's own cursor in a conversation ([`upsert_session_cursors`]).
+    SessionCursorUpsert { token: &'a str as diesel::sql_types::Text },
+    r#""SessionCursor" ("token", "conv", "seq")"#
+);
+sqlite_keep_greater!(
+    /// A user's read mark in a conversation ([`upsert_read_mark`]).
+    ReadMarkUpsert { userid: i32 as diesel::sql_types::Integer },
+    r#""ReadMark" ("userid", "conv", "seq")"#
+);
 
 /// Writes one read mark, keeping the greater seq where the row exists.
 macro_rules! upsert_read_mark {
     (mysql, $c:expr, $row:expr) => {
+        let (userid, conv, seq): (i32, i64, i64) = $row;
         diesel::insert_into(read_marks::table)
-            .values($row)
+            .values((read_marks::userid.eq(userid), read_marks::conv.eq(conv), read_marks::seq.eq(seq)))
             .on_conflict(diesel::dsl::DuplicatedKeys)
             .do_update()
             .set(read_marks::seq.eq(diesel::dsl::sql::<BigInt>("GREATEST(seq, VALUES(seq))")))
@@ -121,13 +192,8 @@ macro_rules! upsert_read_mark {
             .await?
     };
     (sqlite, $c:expr, $row:expr) => {
-        diesel::insert_into(read_marks::table)
-            .values($row)
-            .on_conflict((read_marks::userid, read_marks::conv))
-            .do_update()
-            .set(read_marks::seq.eq(diesel::dsl::sql::<BigInt>("MAX(seq, excluded.seq)")))
-            .execute($c)
-            .await?
+        let (userid, conv, seq): (i32, i64, i64) = $row;
+        ReadMarkUpsert::new(userid, conv, seq).execute($c).await?
     };
 }
 
@@ -317,12 +383,8 @@ macro_rules! impl_log {
                     return Ok(());
                 }
                 let mut conn = self.conn().await?;
-                let rows: Vec<_> = list
-                    .iter()
-                    .map(|&(user, conv, seq)| {
-                        (cursors::userid.eq(user.0), cursors::conv.eq(conv.0), cursors::seq.eq(seq))
-                    })
-                    .collect();
+                let rows: Vec<(i32, i64, i64)> =
+                    list.iter().map(|&(user, conv, seq)| (user.0, conv.0, seq)).collect();
                 conn.transaction::<_, Fail, _>(async |c| {
                     upsert_cursors!($rows, c, rows);
                     Ok(())
@@ -397,16 +459,8 @@ macro_rules! impl_log {
                     return Ok(());
                 }
                 let mut conn = self.conn().await?;
-                let rows: Vec<_> = list
-                    .iter()
-                    .map(|(hash, conv, seq)| {
-                        (
-                            session_cursors::token.eq(hash.as_str()),
-                            session_cursors::conv.eq(conv.0),
-                            session_cursors::seq.eq(*seq),
-                        )
-                    })
-                    .collect();
+                let rows: Vec<(String, i64, i64)> =
+                    list.iter().map(|(hash, conv, seq)| (hash.clone(), conv.0, *seq)).collect();
                 conn.transaction::<_, Fail, _>(async |c| {
                     upsert_session_cursors!($rows, c, rows);
                     Ok(())
@@ -453,12 +507,7 @@ macro_rules! impl_log {
                         .unwrap_or_default();
                     let after = before.max(seq.min(last));
                     if after > before {
-                        let row = (
-                            read_marks::userid.eq(user.0),
-                            read_marks::conv.eq(conv.0),
-                            read_marks::seq.eq(after),
-                        );
-                        upsert_read_mark!($rows, c, row);
+                        upsert_read_mark!($rows, c, (user.0, conv.0, after));
                     }
                     Ok((before, after))
                 })
