@@ -292,23 +292,36 @@ mod sqlite {
 
     use super::*;
     use crate::schema::conversations;
+    use crate::sqlite::{DataVersion, LastSeqs};
 
     diesel::define_sql_function! {
         /// SQLite's id of the row the connection inserted last.
         fn last_insert_rowid() -> BigInt;
     }
 
-    /// Appends `batch` in one immediate transaction on `c`.
+    /// Appends `batch` in one immediate transaction on `c`: per new message an INSERT and
+    /// its rowid; a conversation's last seq is read only when `known` does not have it.
+    /// Earlier copies of the batch's `(sender, cid)` pairs are looked up only when
+    /// `look_up_copies` (a retry): otherwise the `(sender, cid)` unique key finds them, and
+    /// the append fails, changes nothing and runs again with the lookups.
     ///
     /// Its lookups are `get_result`, never `first`: `first` adds `LIMIT ?`, and SQLite (the
     /// bundled 3.51) lets a bound LIMIT's value shape the plan, so every new binding expires
     /// the cached statement and its next step parses and plans it again. Each lookup here
     /// is by a unique key or an aggregate, one row at most, so the LIMIT was never needed.
-    pub(super) fn append(c: &mut SqliteConnection, batch: &[NewMessage]) -> Result<Vec<Appended>, Fail> {
-        c.immediate_transaction::<_, Fail, _>(|c| {
+    pub(super) fn append(
+        c: &mut SqliteConnection,
+        batch: &[NewMessage],
+        known: &LastSeqs,
+        look_up_copies: bool,
+    ) -> Result<Vec<Appended>, Fail> {
+        let done = c.immediate_transaction::<_, Fail, _>(|c| {
+            let version = diesel::sql_query("PRAGMA data_version").get_result::<DataVersion>(c)?;
+            let mut lasts: BTreeMap<i64, i64> =
+                known.known(version.data_version, batch.iter().map(|m| m.conv.0)).into_iter().collect();
             // Earlier copies of the batch's (sender, cid) pairs: one indexed lookup each.
             let mut earlier = Earlier::new();
-            for m in batch {
+            for m in batch.iter().filter(|_| look_up_copies) {
                 let Some(cid) = m.cid.as_deref() else { continue };
                 let found = messages::table
                     .filter(messages::sender.eq(m.sender.0))
@@ -321,43 +334,11 @@ mod sqlite {
                 }
             }
             let mut plan = Plan::new(batch, &earlier);
-            // Each conversation's counter, read once, written back once.
-            let mut lasts: BTreeMap<i64, i64> = BTreeMap::new();
             for i in std::mem::take(&mut plan.fresh) {
                 let m = &batch[i];
                 let conv = m.conv.0;
                 if let std::collections::btree_map::Entry::Vacant(slot) = lasts.entry(conv) {
-                    let floor = conversations::table
-                        .filter(conversations::id.eq(conv))
-                        .select(conversations::lastseq)
-                        .get_result::<i64>(c)
-                        .optional()?;
-                    let last = match floor {
-                        // The newest seq from the `(conv, seq)` index, whose leaf page the
-                        // insert below dirties anyway (the counter is a floor; `log.rs`'s
-                        // `last_seq!`, whose SQL literal diesel would prepare on every call).
-                        Some(floor) => messages::table
-                            .filter(messages::conv.eq(conv))
-                            .select(diesel::dsl::max(messages::seq))
-                            .get_result::<Option<i64>>(c)?
-                            .map_or(floor, |newest| newest.max(floor)),
-                        None => {
-                            // Its first message creates the row (the service checked its users).
-                            let id = ConvId(conv);
-                            let users = id.users();
-                            diesel::insert_into(conversations::table)
-                                .values((
-                                    conversations::id.eq(conv),
-                                    conversations::userlo.eq(users.map(|(lo, _): (UserId, UserId)| lo.0)),
-                                    conversations::userhi.eq(users.map(|(_, hi)| hi.0)),
-                                    conversations::groupid.eq(id.as_group().map(|g| g.0)),
-                                    conversations::lastseq.eq(0_i64),
-                                ))
-                                .execute(c)?;
-                            0
-                        }
-                    };
-                    slot.insert(last);
+                    slot.insert(last_seq(c, conv)?);
                 }
                 let seq = lasts.get(&conv).copied().unwrap_or_default() + 1;
                 lasts.insert(conv, seq);
@@ -375,8 +356,53 @@ mod sqlite {
                 let mid = diesel::select(last_insert_rowid()).get_result::<i64>(c)?;
                 plan.stored(batch, i, mid, seq);
             }
-            plan.finish().map_err(Fail::Store)
-        })
+            Ok((plan.finish().map_err(Fail::Store)?, lasts))
+        });
+        match done {
+            Ok((appended, lasts)) => {
+                known.committed(lasts);
+                Ok(appended)
+            }
+            Err(e) => {
+                known.forget();
+                Err(e)
+            }
+        }
+    }
+
+    /// A conversation's last seq, read: the larger of its counter and its newest message's
+    /// seq (the counter is a floor, `log.rs`'s `last_seq!`, whose SQL literal diesel would
+    /// prepare on every call). A conversation's first message creates its row (the service
+    /// checked its users).
+    fn last_seq(c: &mut SqliteConnection, conv: i64) -> QueryResult<i64> {
+        let floor = conversations::table
+            .filter(conversations::id.eq(conv))
+            .select(conversations::lastseq)
+            .get_result::<i64>(c)
+            .optional()?;
+        match floor {
+            // The newest seq from the `(conv, seq)` index, whose leaf page the insert
+            // dirties anyway.
+            Some(floor) => Ok(messages::table
+                .filter(messages::conv.eq(conv))
+                .select(diesel::dsl::max(messages::seq))
+                .get_result::<Option<i64>>(c)?
+                .map_or(floor, |newest| newest.max(floor))),
+            None => {
+                let id = ConvId(conv);
+                let users = id.users();
+                diesel::insert_into(conversations::table)
+                    .values((
+                        conversations::id.eq(conv),
+                        conversations::userlo.eq(users.map(|(lo, _): (UserId, UserId)| lo.0)),
+                        conversations::userhi.eq(users.map(|(_, hi)| hi.0)),
+                        conversations::groupid.eq(id.as_group().map(|g| g.0)),
+                        conversations::lastseq.eq(0_i64),
+                    ))
+                    .execute(c)?;
+                Ok(0)
+            }
+        }
     }
 }
 
@@ -394,9 +420,10 @@ impl SqliteStore {
             attempt += 1;
             let batch = owned.clone();
             let checkpointer = self.checkpointer.clone();
+            let known = self.last_seqs.clone();
             let result = conn
                 .spawn_blocking(move |c| {
-                    let done = sqlite::append(c, &batch);
+                    let done = sqlite::append(c, &batch, &known, attempt > 1);
                     if let Some(checkpointer) = checkpointer {
                         checkpointer.finish(c);
                     }

@@ -443,7 +443,10 @@ macro_rules! impl_control {
                     Ok(())
                 })
                 .await
-                .map_err(Fail::into_store)
+                .map_err(Fail::into_store)?;
+                // Its conversation's seqs start again from nothing, should it ever come back.
+                self.forget_last_seqs();
+                Ok(())
             }
 
             async fn set_password(&self, user: UserId, password_hash: &str) -> Result<(), StoreError> {

@@ -41,6 +41,10 @@ pub struct MysqlStore {
 }
 
 impl MysqlStore {
+    /// Nothing to forget: the MySQL append reads its seqs from the counters it keeps
+    /// (SQLite's store keeps them in memory, `sqlite::LastSeqs`).
+    pub(crate) fn forget_last_seqs(&self) {}
+
     /// Builds a pool of at most `pool_size` connections to `url`
     /// (`mysql://USER:PASS@HOST:PORT/DB`) and checks one connection out, so an
     /// unreachable server fails here. Runs no migrations (see [`MysqlStore::run_migrations`]).

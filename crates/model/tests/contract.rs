@@ -464,3 +464,51 @@ async fn sqlite_wal_starts_over_under_a_steady_stream_of_commits() {
         started.elapsed()
     );
 }
+
+/// The SQLite append keeps conversations' last seqs in memory (`sqlite::LastSeqs`) instead of
+/// reading them per batch; a write it did not make must not leave it answering from one that
+/// is gone. Two stores on one file (to SQLite, two processes). A group deleted through the
+/// other store, then one deleted through this store, are conversations whose next message is
+/// refused (their group is gone), not appended after a remembered seq; a conversation the
+/// other store appended to goes on from the other store's seq, with no gap and no repeat.
+#[tokio::test(flavor = "multi_thread")]
+async fn sqlite_append_forgets_last_seqs_it_did_not_write() {
+    let dir = TempDir::new("lastseqs");
+    let url = dir.sqlite_url();
+    let a = chat_model::connect(&url, 1).await.expect("open a");
+    let b = chat_model::connect(&url, 1).await.expect("open b");
+    let owner = a.store.create_user("ls_owner", "h").await.expect("user");
+    let other = a.store.create_user("ls_other", "h").await.expect("user");
+    let g1 = a.store.create_group(owner, "ls_g1", "").await.expect("group");
+    let g2 = a.store.create_group(owner, "ls_g2", "").await.expect("group");
+    let direct = ConvId::direct(owner, other);
+    let msg = |conv: ConvId, body: &str| NewMessage {
+        conv,
+        sender: owner,
+        sender_name: "ls_owner".into(),
+        cid: None,
+        body: body.into(),
+        created_at: 1,
+    };
+    let seqs = |done: Vec<chat_ports::Appended>| done.into_iter().map(|m| m.message.seq).collect::<Vec<_>>();
+
+    // Another process's writes: `data_version` moves.
+    let batch = [msg(ConvId::group(g1), "1"), msg(direct, "1")];
+    assert_eq!(seqs(a.log.append(&batch).await.expect("append")), [1, 1]);
+    assert_eq!(seqs(a.log.append(&batch).await.expect("append")), [2, 2]);
+    b.control.delete_group(g1).await.expect("delete through the other store");
+    assert_eq!(seqs(b.log.append(&[msg(direct, "3")]).await.expect("append through b")), [3]);
+    let late = a.log.append(&[msg(ConvId::group(g1), "late")]).await;
+    assert!(late.is_err(), "a message to a group deleted by another process was stored: {late:?}");
+    assert_eq!(seqs(a.log.append(&[msg(direct, "4")]).await.expect("append")), [4]);
+    let rows = a.log.history(direct, chat_proto::HistoryFrom::After(0), 10).await.expect("history");
+    assert_eq!(rows.iter().map(|m| m.seq).collect::<Vec<_>>(), [1, 2, 3, 4]);
+
+    // This store's own delete: `data_version` does not move.
+    let batch = [msg(ConvId::group(g2), "1")];
+    assert_eq!(seqs(a.log.append(&batch).await.expect("append")), [1]);
+    assert_eq!(seqs(a.log.append(&batch).await.expect("append")), [2]);
+    a.control.delete_group(g2).await.expect("delete through this store");
+    let late = a.log.append(&[msg(ConvId::group(g2), "late")]).await;
+    assert!(late.is_err(), "a message to a group this store deleted was stored: {late:?}");
+}
