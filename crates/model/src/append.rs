@@ -17,6 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use chat_ports::{Appended, LoggedMessage, NewMessage, StoreError};
 use chat_proto::{ConvId, UserId};
+use diesel::connection::SimpleConnection;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::{ExpressionMethods, QueryDsl, QueryResult};
 
@@ -407,7 +408,9 @@ mod sqlite {
 }
 
 impl SqliteStore {
-    /// Appends `batch` (see [`chat_ports::Log::append`]): one closure on the connection's thread.
+    /// Appends `batch` (see [`chat_ports::Log::append`]): one closure on the connection's
+    /// thread, then, with `synchronous = FULL`, a wait for the sync thread's fsync of the WAL
+    /// (`sqlite::WalSync`) with the connection free for the next batch.
     pub(crate) async fn append_batch(&self, batch: &[NewMessage]) -> Result<Vec<Appended>, StoreError> {
         if batch.is_empty() {
             return Ok(Vec::new());
@@ -421,17 +424,38 @@ impl SqliteStore {
             let batch = owned.clone();
             let checkpointer = self.checkpointer.clone();
             let known = self.last_seqs.clone();
+            let wal_sync = self.wal_sync.clone();
             let result = conn
                 .spawn_blocking(move |c| {
+                    // The fsync is the sync thread's (`WalSync`), after the connection is free.
+                    if wal_sync.is_some() {
+                        SimpleConnection::batch_execute(c, "PRAGMA synchronous = NORMAL")?;
+                    }
                     let done = sqlite::append(c, &batch, &known, attempt > 1);
+                    let synced = match (&done, &wal_sync) {
+                        (Ok(_), Some(wal_sync)) => Some(wal_sync.after_commit()),
+                        _ => None,
+                    };
+                    if wal_sync.is_some() {
+                        SimpleConnection::batch_execute(c, "PRAGMA synchronous = FULL")?;
+                    }
                     if let Some(checkpointer) = checkpointer {
                         checkpointer.finish(c);
                     }
-                    Ok(done)
+                    Ok(done.map(|done| (done, synced)))
                 })
                 .await;
             match result {
-                Ok(Ok(done)) => return Ok(done),
+                Ok(Ok((done, synced))) => {
+                    // The next batch takes the connection while this one waits for the disk.
+                    drop(conn);
+                    let Some(synced) = synced else { return Ok(done) };
+                    return match synced.await {
+                        Ok(Ok(())) => Ok(done),
+                        Ok(Err(e)) => Err(StoreError::Unavailable(format!("the WAL was not synced: {e}"))),
+                        Err(_) => Err(StoreError::Unavailable("the WAL sync thread is gone".into())),
+                    };
+                }
                 Ok(Err(Fail::Db(e))) if attempt < APPEND_ATTEMPTS && retryable(&e) => {
                     tracing::debug!(attempt, "append conflicted; retrying");
                 }
@@ -439,7 +463,11 @@ impl SqliteStore {
                     return Err(StoreError::UnknownUser);
                 }
                 Ok(Err(e)) => return Err(e.into_store()),
-                Err(e) => return Err(crate::store::db_error(e)),
+                Err(e) => {
+                    // Not back into the pool: it may still commit without an fsync.
+                    drop(diesel_async::pooled_connection::deadpool::Object::take(conn));
+                    return Err(crate::store::db_error(e));
+                }
             }
         }
     }

@@ -469,6 +469,35 @@ macro_rules! impl_log {
                 .map_err(Fail::into_store)
             }
 
+            async fn save_all_cursors(
+                &self,
+                users: &[(UserId, ConvId, i64)],
+                sessions: &[(String, ConvId, i64)],
+            ) -> Result<(), StoreError> {
+                if users.is_empty() && sessions.is_empty() {
+                    return Ok(());
+                }
+                let users: Vec<(i32, i64, i64)> =
+                    users.iter().map(|&(user, conv, seq)| (user.0, conv.0, seq)).collect();
+                let sessions: Vec<(String, i64, i64)> =
+                    sessions.iter().map(|(hash, conv, seq)| (hash.clone(), conv.0, *seq)).collect();
+                let mut conn = self.lazy_commits(self.conn().await?, true).await?;
+                let saved = conn
+                    .transaction::<_, Fail, _>(async |c| {
+                        if !users.is_empty() {
+                            upsert_cursors!($rows, c, users);
+                        }
+                        if !sessions.is_empty() {
+                            upsert_session_cursors!($rows, c, sessions);
+                        }
+                        Ok(())
+                    })
+                    .await
+                    .map_err(Fail::into_store);
+                drop(self.lazy_commits(conn, false).await?);
+                saved
+            }
+
             async fn session_cursors(&self, hash: &str) -> Result<Option<Vec<(ConvId, i64)>>, StoreError> {
                 let mut conn = self.conn().await?;
                 let rows: Vec<(i64, i64)> = session_cursors::table

@@ -129,6 +129,15 @@ impl MysqlStore {
         checkout(CONNECTION_WAIT, self.append_pool.get(), &self.stats).await
     }
 
+    /// Nothing to do: MySQL commits as its server is configured (SQLite's `lazy_commits`).
+    pub(crate) async fn lazy_commits(
+        &self,
+        conn: Object<AsyncMysqlConnection>,
+        _lazy: bool,
+    ) -> Result<Object<AsyncMysqlConnection>, StoreError> {
+        Ok(conn)
+    }
+
     /// A pooled connection, or `Unavailable` after [`CONNECTION_WAIT`].
     pub(crate) async fn conn(&self) -> Result<Object<AsyncMysqlConnection>, StoreError> {
         checkout(CONNECTION_WAIT, self.pool.get(), &self.stats).await

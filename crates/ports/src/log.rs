@@ -129,6 +129,19 @@ pub trait Log: Send + Sync + 'static {
     /// is the marker that a session keeps cursors of its own (written at its login).
     async fn save_session_cursors(&self, cursors: &[(String, ConvId, i64)]) -> Result<(), StoreError>;
 
+    /// The periodic flush: users' cursors and sessions' own cursors moved forward together,
+    /// in one transaction where the backend can (one commit, not two). Cursors are written
+    /// lazily by design (a crash costs redelivery of what they had not saved yet), so a
+    /// backend may commit them without waiting for the disk.
+    async fn save_all_cursors(
+        &self,
+        users: &[(UserId, ConvId, i64)],
+        sessions: &[(String, ConvId, i64)],
+    ) -> Result<(), StoreError> {
+        self.save_cursors(users).await?;
+        self.save_session_cursors(sessions).await
+    }
+
     /// A session's own cursors (its token's hash), without the marker; `None` if it has
     /// none (a token of a release that kept only the user's cursors).
     async fn session_cursors(&self, hash: &str) -> Result<Option<Vec<(ConvId, i64)>>, StoreError>;

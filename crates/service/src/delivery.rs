@@ -306,11 +306,10 @@ impl Delivery {
 /// Writes cursors: the users' (the furthest any session acknowledged) and the sessions' own.
 pub(crate) async fn save_both(log: &dyn Log, list: &[Unsaved]) -> Result<(), chat_ports::StoreError> {
     let users: Vec<(UserId, ConvId, i64)> = list.iter().map(|u| (u.user, u.conv, u.seq)).collect();
-    log.save_cursors(&users).await?;
     let mut sessions: Vec<(String, ConvId, i64)> =
         list.iter().filter_map(|u| u.token.clone().map(|t| (t, u.conv, u.seq))).collect();
     sessions.sort_unstable();
-    log.save_session_cursors(&sessions).await
+    log.save_all_cursors(&users, &sessions).await
 }
 
 impl Sink for Delivery {
