@@ -320,7 +320,8 @@ type Conn = SyncConnectionWrapper<SqliteConnection>;
 /// only writer of this process, and each append runs whole on it:
 /// - written only after a commit, so it never holds a seq that was rolled back;
 /// - emptied when `PRAGMA data_version` says another connection (another process) committed
-///   since the last append, when an append fails, and when a group's conversation is
+///   since the last append, when the store opens a new connection (whose `data_version` is
+///   not comparable), when an append fails, and when a group's conversation is
 ///   deleted ([`SqliteStore::forget_last_seqs`]); retention needs nothing (it raises each
 ///   conversation's counter to its newest seq before it deletes, so the next seq is unchanged);
 /// - a seq too low could only collide, and the `(conv, seq)` unique key refuses it: the
@@ -413,7 +414,14 @@ impl SqliteStore {
     /// [`SqliteStore::connect`] with commits reaching the disk as `sync` says.
     pub async fn connect_with(path: &str, sync: Synchronous) -> Result<SqliteStore, ModelError> {
         let mut config = ManagerConfig::default();
-        config.custom_setup = Box::new(move |path| setup(path, sync));
+        let last_seqs = Arc::new(LastSeqs::default());
+        let fresh = last_seqs.clone();
+        config.custom_setup = Box::new(move |path| {
+            // `data_version` counts per connection: a new one's says nothing of what the
+            // last one saw, so what the appends remember goes with it.
+            fresh.forget();
+            setup(path, sync)
+        });
         let manager = AsyncDieselConnectionManager::<Conn>::new_with_config(path, config);
         let pool = Pool::builder(manager)
             .max_size(1)
@@ -424,7 +432,7 @@ impl SqliteStore {
             path: path.to_string(),
             stats: Default::default(),
             checkpointer: None,
-            last_seqs: Default::default(),
+            last_seqs,
             wal_sync: None,
         };
         drop(store.conn().await.map_err(|e| ModelError::unreachable(path, reason(e)))?);
