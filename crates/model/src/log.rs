@@ -242,6 +242,45 @@ macro_rules! keep_last_seqs {
 /// (the statements that differ, in the macros above).
 macro_rules! impl_log {
     ($store:ty, $backend:ty, $rows:ident) => {
+        impl $store {
+            /// Moves users' and sessions' cursors forward in one transaction; with `lazy`,
+            /// committed without waiting for the disk where the backend can (`lazy_commits`).
+            async fn write_cursors(
+                &self,
+                users: &[(UserId, ConvId, i64)],
+                sessions: &[(String, ConvId, i64)],
+                lazy: bool,
+            ) -> Result<(), StoreError> {
+                if users.is_empty() && sessions.is_empty() {
+                    return Ok(());
+                }
+                let users: Vec<(i32, i64, i64)> =
+                    users.iter().map(|&(user, conv, seq)| (user.0, conv.0, seq)).collect();
+                let sessions: Vec<(String, i64, i64)> =
+                    sessions.iter().map(|(hash, conv, seq)| (hash.clone(), conv.0, *seq)).collect();
+                let mut conn = self.conn().await?;
+                if lazy {
+                    conn = self.lazy_commits(conn, true).await?;
+                }
+                let saved = conn
+                    .transaction::<_, Fail, _>(async |c| {
+                        if !users.is_empty() {
+                            upsert_cursors!($rows, c, users);
+                        }
+                        if !sessions.is_empty() {
+                            upsert_session_cursors!($rows, c, sessions);
+                        }
+                        Ok(())
+                    })
+                    .await
+                    .map_err(Fail::into_store);
+                if lazy {
+                    drop(self.lazy_commits(conn, false).await?);
+                }
+                saved
+            }
+        }
+
         #[async_trait]
         impl Log for $store {
             async fn append(&self, batch: &[NewMessage]) -> Result<Vec<Appended>, StoreError> {
@@ -379,18 +418,7 @@ macro_rules! impl_log {
             }
 
             async fn save_cursors(&self, list: &[(UserId, ConvId, i64)]) -> Result<(), StoreError> {
-                if list.is_empty() {
-                    return Ok(());
-                }
-                let mut conn = self.conn().await?;
-                let rows: Vec<(i32, i64, i64)> =
-                    list.iter().map(|&(user, conv, seq)| (user.0, conv.0, seq)).collect();
-                conn.transaction::<_, Fail, _>(async |c| {
-                    upsert_cursors!($rows, c, rows);
-                    Ok(())
-                })
-                .await
-                .map_err(Fail::into_store)
+                self.write_cursors(list, &[], false).await
             }
 
             async fn put_token(&self, hash: &str, user: UserId, expires_at: i64) -> Result<(), StoreError> {
@@ -455,18 +483,7 @@ macro_rules! impl_log {
             }
 
             async fn save_session_cursors(&self, list: &[(String, ConvId, i64)]) -> Result<(), StoreError> {
-                if list.is_empty() {
-                    return Ok(());
-                }
-                let mut conn = self.conn().await?;
-                let rows: Vec<(String, i64, i64)> =
-                    list.iter().map(|(hash, conv, seq)| (hash.clone(), conv.0, *seq)).collect();
-                conn.transaction::<_, Fail, _>(async |c| {
-                    upsert_session_cursors!($rows, c, rows);
-                    Ok(())
-                })
-                .await
-                .map_err(Fail::into_store)
+                self.write_cursors(&[], list, false).await
             }
 
             async fn save_all_cursors(
@@ -474,28 +491,7 @@ macro_rules! impl_log {
                 users: &[(UserId, ConvId, i64)],
                 sessions: &[(String, ConvId, i64)],
             ) -> Result<(), StoreError> {
-                if users.is_empty() && sessions.is_empty() {
-                    return Ok(());
-                }
-                let users: Vec<(i32, i64, i64)> =
-                    users.iter().map(|&(user, conv, seq)| (user.0, conv.0, seq)).collect();
-                let sessions: Vec<(String, i64, i64)> =
-                    sessions.iter().map(|(hash, conv, seq)| (hash.clone(), conv.0, *seq)).collect();
-                let mut conn = self.lazy_commits(self.conn().await?, true).await?;
-                let saved = conn
-                    .transaction::<_, Fail, _>(async |c| {
-                        if !users.is_empty() {
-                            upsert_cursors!($rows, c, users);
-                        }
-                        if !sessions.is_empty() {
-                            upsert_session_cursors!($rows, c, sessions);
-                        }
-                        Ok(())
-                    })
-                    .await
-                    .map_err(Fail::into_store);
-                drop(self.lazy_commits(conn, false).await?);
-                saved
+                self.write_cursors(users, sessions, true).await
             }
 
             async fn session_cursors(&self, hash: &str) -> Result<Option<Vec<(ConvId, i64)>>, StoreError> {
