@@ -6,7 +6,9 @@
 //! differ in how the new ones are stored:
 //! - MySQL: one `CALL chat_append_v1(?, ?, ?)` per batch (migrations/mysql,
 //!   `append_procedure`), a statement diesel prepares once per connection and
-//!   caches: one round trip and one transaction whatever the batch holds.
+//!   caches: one round trip and one transaction whatever the batch holds; a batch
+//!   with one new message calls `chat_append_one_v1` (`append_one`) instead, the
+//!   message as scalars, cheaper per commit.
 //! - SQLite: the whole transaction as one closure on the store's connection thread
 //!   (one hop to the blocking pool per batch, not one per statement), each statement
 //!   of a fixed shape that diesel caches.
@@ -170,6 +172,68 @@ impl diesel::query_builder::Query for AppendCall {
     );
 }
 
+/// `CALL chat_append_one_v1(conv, sender, sendername, cid, body, created_at)`: a batch with
+/// one new message, which is what a quiet node commits nearly every time. It costs MariaDB
+/// a quarter to a third less per commit than `chat_append_v1` with one message: no
+/// JSON_TABLE, no sort through temporary files (migrations/mysql, `append_one`;
+/// bench/README.md, "One message per CALL"). Fixed text, bound parameters, cached like
+/// [`AppendCall`].
+#[derive(Debug, Clone)]
+struct AppendOneCall<'a> {
+    conv: i64,
+    sender: i32,
+    sender_name: &'a str,
+    cid: &'a str,
+    body: &'a str,
+    created_at: i64,
+}
+
+impl diesel::query_builder::QueryFragment<diesel::mysql::Mysql> for AppendOneCall<'_> {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::mysql::Mysql>,
+    ) -> QueryResult<()> {
+        use diesel::sql_types::{BigInt, Integer, Text};
+        out.push_sql("CALL chat_append_one_v1(");
+        out.push_bind_param::<BigInt, _>(&self.conv)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Integer, _>(&self.sender)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&self.sender_name)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&self.cid)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&self.body)?;
+        out.push_sql(", ");
+        out.push_bind_param::<BigInt, _>(&self.created_at)?;
+        out.push_sql(")");
+        Ok(())
+    }
+}
+
+impl diesel::query_builder::QueryId for AppendOneCall<'_> {
+    type QueryId = AppendOneCall<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl diesel::query_builder::Query for AppendOneCall<'_> {
+    /// `(seq, mid)` of the new message.
+    type SqlType = (diesel::sql_types::BigInt, diesel::sql_types::BigInt);
+}
+
+impl<'a> AppendOneCall<'a> {
+    fn new(m: &'a NewMessage) -> AppendOneCall<'a> {
+        AppendOneCall {
+            conv: m.conv.0,
+            sender: m.sender.0,
+            sender_name: &m.sender_name,
+            cid: m.cid.as_deref().unwrap_or(""),
+            body: &m.body,
+            created_at: m.created_at,
+        }
+    }
+}
+
 /// The procedure's answer: `lasts` (`[[conv, lastseq], …]`), `first_id`, `mids` (`[[id, conv, seq], …]`).
 type CallAnswer = (Option<String>, Option<i64>, Option<String>);
 
@@ -223,13 +287,27 @@ impl MysqlStore {
             if plan.fresh.is_empty() {
                 return plan.finish();
             }
-            let (call, back) = AppendCall::new(batch, &plan, ids_back)?;
-            let answer = call
-                .load::<CallAnswer>(&mut *conn)
-                .await
-                .and_then(|rows| rows.into_iter().next().ok_or(DieselError::NotFound));
+            let answer = if let [i] = plan.fresh[..] {
+                // One new message: its own procedure, cheaper per commit.
+                AppendOneCall::new(&batch[i])
+                    .load::<(i64, i64)>(&mut *conn)
+                    .await
+                    .and_then(|rows| rows.into_iter().next().ok_or(DieselError::NotFound))
+                    .map(|(seq, mid)| {
+                        plan.fresh.clear();
+                        plan.stored(batch, i, mid, seq);
+                        None
+                    })
+            } else {
+                let (call, back) = AppendCall::new(batch, &plan, ids_back)?;
+                call.load::<CallAnswer>(&mut *conn)
+                    .await
+                    .and_then(|rows| rows.into_iter().next().ok_or(DieselError::NotFound))
+                    .map(|answer| Some((answer, back)))
+            };
             match answer {
-                Ok((lasts, first_id, mids)) => {
+                Ok(None) => return plan.finish(),
+                Ok(Some(((lasts, first_id, mids), back))) => {
                     let decode = |what: &str, e: serde_json::Error| {
                         StoreError::Internal(format!("the append procedure's {what}: {e}"))
                     };

@@ -15,6 +15,7 @@ pub async fn run_all(store: &dyn Store, log: &dyn Log) {
     first_messages_create_conversations(store, log).await;
     sequences_per_conversation(store, log).await;
     client_ids_are_idempotent(store, log).await;
+    one_message_batches(store, log).await;
     after_and_unread(store, log).await;
     history_pages(store, log).await;
     cursors_only_move_forward(store, log).await;
@@ -123,6 +124,49 @@ pub async fn client_ids_are_idempotent(store: &dyn Store, log: &dyn Log) {
     assert!(!again[2].duplicate && again[2].message.seq == 3);
     assert!(again[3].duplicate && again[3].message == again[2].message);
     assert_eq!(ok("last_seq", log.last_seq(conv).await), 3, "duplicates take no seq");
+}
+
+/// Batches of one message, what a quiet node commits nearly every time (MySQL stores them
+/// with a procedure of their own): seqs, mids, duplicates and refusals as for any batch.
+pub async fn one_message_batches(store: &dyn Store, log: &dyn Log) {
+    let names = Names::new();
+    let (a, b, conv) = direct(store, log, &names).await;
+    let g = ConvId::group(ok("create_group", store.create_group(a, &names.name("lo"), "").await));
+    let mut stored = Vec::new();
+    for (c, s, body) in [(conv, a, "1"), (g, a, "g1"), (conv, b, "2"), (g, b, "g2"), (conv, a, "3")] {
+        stored.extend(append(log, &[msg(c, s, body, None)]).await);
+    }
+    let seqs: Vec<(ConvId, i64)> = stored.iter().map(|m| (m.conv, m.seq)).collect();
+    assert_eq!(seqs, [(conv, 1), (g, 1), (conv, 2), (g, 2), (conv, 3)]);
+    assert!(stored.windows(2).all(|w| w[0].mid < w[1].mid), "mids grow: {stored:?}");
+    for c in [conv, g] {
+        let rows = ok("history", log.history(c, HistoryFrom::After(0), 10).await);
+        let mine: Vec<&LoggedMessage> = stored.iter().filter(|m| m.conv == c).collect();
+        assert_eq!(rows.iter().collect::<Vec<_>>(), mine, "the log's rows of {c:?} against the answers");
+    }
+    let first = ok("append", log.append(&[msg(conv, a, "with an id", Some("one-1"))]).await);
+    assert!(!first[0].duplicate && first[0].message.seq == 4, "{first:?}");
+    let again = ok("append", log.append(&[msg(conv, a, "resent", Some("one-1"))]).await);
+    assert!(again[0].duplicate && again[0].message == first[0].message, "{again:?}");
+    let other = ok("append", log.append(&[msg(conv, b, "same cid, other sender", Some("one-1"))]).await);
+    assert!(!other[0].duplicate && other[0].message.seq == 5, "{other:?}");
+    let refused = log.append(&[msg(ConvId::direct(a, UserId(i32::MAX - 7)), a, "x", None)]).await;
+    assert!(refused.is_err(), "a conversation with a user that does not exist is refused");
+    assert_eq!(ok("last_seq", log.last_seq(conv).await), 5, "duplicates and refusals take no seq");
+    // Many single appends at once to one conversation: every seq once, no gap.
+    let tasks = (0..6).map(|t| async move {
+        let mut seqs = Vec::new();
+        for i in 0..5 {
+            match log.append(&[msg(g, b, &format!("{t}.{i}"), None)]).await {
+                Ok(done) => seqs.extend(done.into_iter().map(|d| d.message.seq)),
+                Err(e) => panic!("concurrent append failed: {e}"),
+            }
+        }
+        seqs
+    });
+    let mut seqs: Vec<i64> = futures::future::join_all(tasks).await.into_iter().flatten().collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (3..=32).collect::<Vec<i64>>());
 }
 
 /// after reads above per-conversation seqs, oldest first; unread leaves out own messages.

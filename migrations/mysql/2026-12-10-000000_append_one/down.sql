@@ -1,0 +1,1 @@
+DROP PROCEDURE IF EXISTS chat_append_one_v1;
