@@ -208,6 +208,10 @@ pub(crate) struct WalSync {
     /// fsyncs done (read by the tests).
     #[cfg_attr(not(test), allow(dead_code))]
     rounds: Arc<std::sync::atomic::AtomicU64>,
+    /// Milliseconds the thread sleeps before each fsync: always 0 but in tests, which slow
+    /// the disk down so that an append that did not wait for its fsync is caught returning.
+    #[cfg_attr(not(test), allow(dead_code))]
+    delay_ms: Arc<std::sync::atomic::AtomicU64>,
 }
 
 #[derive(Default)]
@@ -224,7 +228,9 @@ impl WalSync {
         }
         let queue = Arc::new((Mutex::new(SyncQueue::default()), Condvar::new()));
         let rounds = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let delay_ms = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let (db, shared, done) = (std::path::PathBuf::from(path), queue.clone(), rounds.clone());
+        let delay = delay_ms.clone();
         let spawned = std::thread::Builder::new().name("sqlite-wal-sync".into()).spawn(move || {
             let mut wal = db.clone().into_os_string();
             wal.push("-wal");
@@ -240,6 +246,10 @@ impl WalSync {
                 }
                 let synced = std::mem::take(&mut queue.waiting);
                 drop(queue);
+                let slow = delay.load(std::sync::atomic::Ordering::Relaxed);
+                if slow > 0 {
+                    std::thread::sleep(std::time::Duration::from_millis(slow));
+                }
                 let result = sync_wal(&wal, &db).map_err(|e| e.to_string());
                 done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 if let Err(e) = &result {
@@ -251,7 +261,7 @@ impl WalSync {
             }
         });
         match spawned {
-            Ok(_) => Some(WalSync { queue, rounds }),
+            Ok(_) => Some(WalSync { queue, rounds, delay_ms }),
             Err(e) => {
                 tracing::warn!(db = %path, error = %e, "no WAL sync thread; every commit fsyncs on the writer");
                 None
@@ -550,20 +560,31 @@ mod tests {
                 body: "x".into(),
                 created_at: 1,
             };
+            // A slow disk: an append that did not wait for the sync thread's fsync would return
+            // while the thread still sleeps, with no fsync counted.
+            if let Some(w) = &store.wal_sync {
+                w.delay_ms.store(300, std::sync::atomic::Ordering::Relaxed);
+            }
+            let rounds = || {
+                store.wal_sync.as_ref().map(|w| {
+                    std::sync::atomic::AtomicU64::load(&w.rounds, std::sync::atomic::Ordering::Relaxed)
+                })
+            };
+            let before = rounds();
             let done = store.append(&[message.clone(), message]).await.expect("append");
+            let after = rounds();
             assert_eq!(done.iter().map(|d| d.message.seq).collect::<Vec<_>>(), [1, 2]);
             store.save_all_cursors(&[(b, conv, 2)], &[("t".repeat(64), conv, 2)]).await.expect("cursors");
-            let rounds = store
-                .wal_sync
-                .as_ref()
-                .map(|w| std::sync::atomic::AtomicU64::load(&w.rounds, std::sync::atomic::Ordering::Relaxed));
             match sync {
                 Synchronous::Full => {
-                    assert!(rounds >= Some(1), "the append returned before an fsync of the WAL: {rounds:?}");
+                    assert!(
+                        after > before,
+                        "the append returned before the sync thread's fsync of the WAL: {before:?} then {after:?}"
+                    );
                     assert_eq!(synchronous(&store).await, 2, "left the connection committing lazily");
                 }
                 Synchronous::Normal => {
-                    assert_eq!(rounds, None, "a sync thread for synchronous=normal");
+                    assert_eq!(after, None, "a sync thread for synchronous=normal");
                     assert_eq!(synchronous(&store).await, 1);
                 }
             }
