@@ -237,6 +237,15 @@ impl<'a> AppendOneCall<'a> {
 /// The procedure's answer: `lasts` (`[[conv, lastseq], …]`), `first_id`, `mids` (`[[id, conv, seq], …]`).
 type CallAnswer = (Option<String>, Option<i64>, Option<String>);
 
+/// What one attempt's CALL answered.
+enum Called {
+    /// `chat_append_one_v1` stored the batch's one new message (recorded in the plan).
+    One,
+    /// `chat_append_v1`'s answer, and per new message how many later new messages its
+    /// conversation has in the batch.
+    Batch(CallAnswer, Vec<i64>),
+}
+
 impl AppendCall {
     /// The call storing `plan`'s new messages of `batch`.
     fn new(batch: &[NewMessage], plan: &Plan, ids_back: bool) -> Result<(AppendCall, Vec<i64>), StoreError> {
@@ -296,18 +305,18 @@ impl MysqlStore {
                     .map(|(seq, mid)| {
                         plan.fresh.clear();
                         plan.stored(batch, i, mid, seq);
-                        None
+                        Called::One
                     })
             } else {
                 let (call, back) = AppendCall::new(batch, &plan, ids_back)?;
                 call.load::<CallAnswer>(&mut *conn)
                     .await
                     .and_then(|rows| rows.into_iter().next().ok_or(DieselError::NotFound))
-                    .map(|answer| Some((answer, back)))
+                    .map(|answer| Called::Batch(answer, back))
             };
             match answer {
-                Ok(None) => return plan.finish(),
-                Ok(Some(((lasts, first_id, mids), back))) => {
+                Ok(Called::One) => return plan.finish(),
+                Ok(Called::Batch((lasts, first_id, mids), back)) => {
                     let decode = |what: &str, e: serde_json::Error| {
                         StoreError::Internal(format!("the append procedure's {what}: {e}"))
                     };
