@@ -26,7 +26,7 @@ use diesel::{ExpressionMethods, QueryDsl, QueryResult};
 use crate::log::{ROW, Row, logged};
 use crate::mysql::MysqlStore;
 use crate::schema::messages;
-use crate::sqlite::SqliteStore;
+use crate::sqlite::{SqliteStore, Synchronous};
 use crate::store::Fail;
 
 /// Attempts of an append that hit a deadlock, a lock wait timeout or a concurrent duplicate.
@@ -516,7 +516,7 @@ impl SqliteStore {
                 .spawn_blocking(move |c| {
                     // The fsync is the sync thread's (`WalSync`), after the connection is free.
                     if wal_sync.is_some() {
-                        SimpleConnection::batch_execute(c, "PRAGMA synchronous = NORMAL")?;
+                        SimpleConnection::batch_execute(c, Synchronous::Normal.pragma())?;
                     }
                     let done = sqlite::append(c, &batch, &known, attempt > 1);
                     let synced = match (&done, &wal_sync) {
@@ -524,7 +524,7 @@ impl SqliteStore {
                         _ => None,
                     };
                     if wal_sync.is_some() {
-                        SimpleConnection::batch_execute(c, "PRAGMA synchronous = FULL")?;
+                        SimpleConnection::batch_execute(c, Synchronous::Full.pragma())?;
                     }
                     if let Some(checkpointer) = checkpointer {
                         checkpointer.finish(c);

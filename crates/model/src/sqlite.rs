@@ -314,7 +314,8 @@ pub enum Synchronous {
 }
 
 impl Synchronous {
-    fn pragma(self) -> &'static str {
+    /// The statement that makes a connection commit this way.
+    pub(crate) fn pragma(self) -> &'static str {
         match self {
             Synchronous::Full => "PRAGMA synchronous = FULL;",
             Synchronous::Normal => "PRAGMA synchronous = NORMAL;",

@@ -154,18 +154,7 @@ pub async fn one_message_batches(store: &dyn Store, log: &dyn Log) {
     assert!(refused.is_err(), "a conversation with a user that does not exist is refused");
     assert_eq!(ok("last_seq", log.last_seq(conv).await), 5, "duplicates and refusals take no seq");
     // Many single appends at once to one conversation: every seq once, no gap.
-    let tasks = (0..6).map(|t| async move {
-        let mut seqs = Vec::new();
-        for i in 0..5 {
-            match log.append(&[msg(g, b, &format!("{t}.{i}"), None)]).await {
-                Ok(done) => seqs.extend(done.into_iter().map(|d| d.message.seq)),
-                Err(e) => panic!("concurrent append failed: {e}"),
-            }
-        }
-        seqs
-    });
-    let mut seqs: Vec<i64> = futures::future::join_all(tasks).await.into_iter().flatten().collect();
-    seqs.sort_unstable();
+    let seqs = concurrent_seqs(log, 6, 5, |t, i| vec![msg(g, b, &format!("{t}.{i}"), None)]).await;
     assert_eq!(seqs, (3..=32).collect::<Vec<i64>>());
 }
 
@@ -377,11 +366,26 @@ pub async fn retention(store: &dyn Store, log: &dyn Log) {
 pub async fn concurrent_appends_share_one_sequence(store: &dyn Store, log: &dyn Log) {
     let names = Names::new();
     let (a, _, conv) = direct(store, log, &names).await;
-    let tasks = (0..8).map(|t| async move {
+    let seqs = concurrent_seqs(log, 8, 5, |t, i| {
+        vec![msg(conv, a, &format!("{t}.{i}"), None), msg(conv, a, "pair", None)]
+    })
+    .await;
+    assert_eq!(seqs, (1..=80).collect::<Vec<i64>>());
+}
+
+/// Runs `tasks` tasks at once, each appending `rounds` batches made by `batch(task, round)`
+/// one after another; the seqs answered, sorted. Any failed append fails the check.
+async fn concurrent_seqs(
+    log: &dyn Log,
+    tasks: usize,
+    rounds: usize,
+    batch: impl Fn(usize, usize) -> Vec<NewMessage>,
+) -> Vec<i64> {
+    let batch = &batch;
+    let tasks = (0..tasks).map(|t| async move {
         let mut seqs = Vec::new();
-        for i in 0..5 {
-            let batch = [msg(conv, a, &format!("{t}.{i}"), None), msg(conv, a, "pair", None)];
-            match log.append(&batch).await {
+        for i in 0..rounds {
+            match log.append(&batch(t, i)).await {
                 Ok(done) => seqs.extend(done.into_iter().map(|d| d.message.seq)),
                 Err(e) => panic!("concurrent append failed: {e}"),
             }
@@ -390,5 +394,5 @@ pub async fn concurrent_appends_share_one_sequence(store: &dyn Store, log: &dyn 
     });
     let mut seqs: Vec<i64> = futures::future::join_all(tasks).await.into_iter().flatten().collect();
     seqs.sort_unstable();
-    assert_eq!(seqs, (1..=80).collect::<Vec<i64>>());
+    seqs
 }
